@@ -1,0 +1,8 @@
+//! Lucid operator: LucidService and LucidPhase reconciled into hardened Kubernetes workloads.
+//!
+//! - [`api`]: the custom resource types (the CRDs come from them);
+//! - [`render`]: pure functions from a LucidService to the objects it needs;
+//! - [`reconcile`]: the controllers: dereference, validate, render, apply, report status;
+//! - [`status`]: conditions and readiness rules shared by both controllers.
+pub mod api;
+pub mod render;

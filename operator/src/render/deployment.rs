@@ -1,0 +1,55 @@
+//! The Deployment that runs the service's pods.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use kube::ResourceExt;
+
+use super::{CONFIG_HASH_ANNOTATION, RenderInputs, labels, pod, storage};
+use crate::api::LucidService;
+
+pub fn deployment(
+    ls: &LucidService,
+    namespace: &str,
+    owner: &OwnerReference,
+    inputs: &RenderInputs,
+) -> Deployment {
+    let mut pod_annotations: BTreeMap<String, String> = ls.spec.annotations.clone();
+    pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), inputs.config_hash.clone());
+    // Two pods on one ReadWriteOnce claim would fight over it (and a Pi is one node):
+    // stop the old pod before starting the new one.
+    let strategy = storage::mounts_read_write_once_claim(ls).then(|| DeploymentStrategy {
+        type_: Some("Recreate".into()),
+        rolling_update: None,
+    });
+    Deployment {
+        metadata: ObjectMeta {
+            name: Some(ls.name_any()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(labels::common(ls)),
+            owner_references: Some(vec![owner.clone()]),
+            ..Default::default()
+        },
+        spec: Some(DeploymentSpec {
+            replicas: Some(ls.spec.replicas),
+            selector: LabelSelector {
+                match_labels: Some(labels::selector(ls)),
+                match_expressions: None,
+            },
+            strategy,
+            revision_history_limit: Some(3),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels::pod(ls)),
+                    annotations: Some(pod_annotations),
+                    ..Default::default()
+                }),
+                spec: Some(pod::pod_spec(ls)),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}

@@ -1,0 +1,261 @@
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use kube::ResourceExt;
+use pretty_assertions::assert_eq;
+
+use super::fixtures::{redis, service};
+use super::*;
+
+fn inputs() -> RenderInputs {
+    RenderInputs {
+        config_hash: "abc".into(),
+    }
+}
+
+fn pod_spec(children: &Children) -> &PodSpec {
+    children.deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+}
+
+fn container(children: &Children) -> &Container {
+    &pod_spec(children).containers[0]
+}
+
+fn env_value<'a>(c: &'a Container, name: &str) -> Option<&'a str> {
+    c.env.as_ref()?.iter().find(|e| e.name == name)?.value.as_deref()
+}
+
+#[test]
+fn every_child_is_owned_by_the_lucid_service_except_retained_claims() {
+    let children = render(&redis(), &inputs()).unwrap();
+    let owner = |refs: &Option<Vec<OwnerReference>>| refs.as_ref().map(|r| r[0].uid.clone());
+    assert_eq!(owner(&children.deployment.metadata.owner_references).as_deref(), Some("uid-lucid-redis"));
+    assert_eq!(owner(&children.service.as_ref().unwrap().metadata.owner_references).as_deref(), Some("uid-lucid-redis"));
+    assert!(children.deployment.metadata.owner_references.as_ref().unwrap()[0].controller == Some(true));
+    assert_eq!(children.claims.len(), 2);
+    assert!(children.claims.iter().all(|c| c.metadata.owner_references.is_none()));
+
+    let mut deleting = redis();
+    deleting.spec.storage.claim_retention = crate::api::ClaimRetention::Delete;
+    let children = render(&deleting, &inputs()).unwrap();
+    assert!(children.claims.iter().all(|c| c.metadata.owner_references.is_some()));
+}
+
+#[test]
+fn container_is_hardened_by_default() {
+    let children = render(&redis(), &inputs()).unwrap();
+    let pod = pod_spec(&children);
+    let psc = pod.security_context.as_ref().unwrap();
+    assert_eq!(psc.run_as_user, Some(65532));
+    assert_eq!(psc.run_as_group, Some(65532));
+    assert_eq!(psc.fs_group, Some(65532));
+    assert_eq!(psc.run_as_non_root, Some(true));
+    assert_eq!(psc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert_eq!(pod.enable_service_links, Some(false));
+
+    let sc = container(&children).security_context.as_ref().unwrap();
+    assert_eq!(sc.run_as_user, Some(65532));
+    assert_eq!(sc.run_as_non_root, Some(true));
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.privileged, Some(false));
+    assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+    let caps = sc.capabilities.as_ref().unwrap();
+    assert_eq!(caps.drop, Some(vec!["ALL".to_string()]));
+    assert_eq!(caps.add, None);
+}
+
+#[test]
+fn net_bind_service_is_added_only_for_a_port_below_1024() {
+    let web = service(
+        "web",
+        "image: {repository: x}\nphase: core\nports: [{name: http, port: 80}, {name: alt, port: 8080}]",
+    );
+    let children = render(&web, &inputs()).unwrap();
+    let caps = container(&children).security_context.as_ref().unwrap().capabilities.as_ref().unwrap();
+    assert_eq!(caps.add, Some(vec!["NET_BIND_SERVICE".to_string()]));
+}
+
+#[test]
+fn injected_environment_matches_the_compose_template() {
+    let children = render(&redis(), &inputs()).unwrap();
+    let c = container(&children);
+    assert_eq!(env_value(c, "LUCID_ENV"), Some("production"));
+    assert_eq!(env_value(c, "LUCID_PLATFORM"), Some("arm64"));
+    assert_eq!(env_value(c, "LUCID_REDIS_HOST"), Some("lucid-redis"));
+    assert_eq!(env_value(c, "LUCID_REDIS_PORT"), Some("6379"));
+    assert_eq!(env_value(c, "LUCID_REDIS_URL"), Some("http://lucid-redis:6379"));
+    let env_from = c.env_from.as_ref().unwrap();
+    assert_eq!(env_from[0].config_map_ref.as_ref().unwrap().name, "lucid-env-foundation");
+    assert_eq!(env_from[1].secret_ref.as_ref().unwrap().name, "lucid-secrets");
+}
+
+#[test]
+fn a_user_variable_replaces_an_injected_one_and_names_stay_unique() {
+    let ls = service(
+        "api-gateway",
+        r#"
+image: {repository: x}
+phase: core
+ports: [{name: http, port: 8080}]
+env:
+  - {name: LUCID_ENV, value: development}
+  - {name: JWT_SECRET_KEY, valueFrom: {secretKeyRef: {name: lucid-secrets, key: jwt}}}
+  - {name: LOG_LEVEL, value: info}
+  - {name: LOG_LEVEL, value: debug}
+"#,
+    );
+    let children = render(&ls, &inputs()).unwrap();
+    let c = container(&children);
+    assert_eq!(env_value(c, "LUCID_ENV"), Some("development"));
+    assert_eq!(env_value(c, "LOG_LEVEL"), Some("debug"));
+    let names: Vec<_> = c.env.as_ref().unwrap().iter().map(|e| e.name.as_str()).collect();
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(names.len(), unique.len(), "duplicate env names: {names:?}");
+    let jwt = c.env.as_ref().unwrap().iter().find(|e| e.name == "JWT_SECRET_KEY").unwrap();
+    assert_eq!(jwt.value, None);
+    assert_eq!(jwt.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().key, "jwt");
+}
+
+#[test]
+fn health_check_defaults_map_to_startup_readiness_and_liveness() {
+    let ls = service("api-gateway", "image: {repository: x}\nphase: core\nports: [{name: http, port: 8080}]");
+    let children = render(&ls, &inputs()).unwrap();
+    let c = container(&children);
+    let startup = c.startup_probe.as_ref().unwrap();
+    let http = startup.http_get.as_ref().unwrap();
+    assert_eq!(http.path.as_deref(), Some("/health"));
+    assert_eq!(http.port, IntOrString::Int(8080));
+    // 40 s start period at 5 s, then the 3 compose retries.
+    assert_eq!(startup.period_seconds, Some(5));
+    assert_eq!(startup.failure_threshold, Some(8 + 3));
+    let readiness = c.readiness_probe.as_ref().unwrap();
+    assert_eq!((readiness.period_seconds, readiness.timeout_seconds, readiness.failure_threshold), (Some(10), Some(10), Some(3)));
+    let liveness = c.liveness_probe.as_ref().unwrap();
+    assert_eq!((liveness.period_seconds, liveness.timeout_seconds, liveness.failure_threshold), (Some(30), Some(10), Some(3)));
+
+    let tcp = render(&redis(), &inputs()).unwrap();
+    assert_eq!(container(&tcp).liveness_probe.as_ref().unwrap().tcp_socket.as_ref().unwrap().port, IntOrString::Int(6379));
+}
+
+#[test]
+fn a_service_without_ports_has_no_service_and_no_probes() {
+    let worker = service("worker", "image: {repository: x}\nphase: application");
+    let children = render(&worker, &inputs()).unwrap();
+    assert!(children.service.is_none());
+    assert!(container(&children).readiness_probe.is_none());
+}
+
+#[test]
+fn storage_mounts_data_logs_cache_tmp_and_the_config_file() {
+    let ls = service(
+        "session-storage",
+        r#"
+image: {repository: x}
+phase: application
+storage:
+  data: {size: 20Gi, storageClassName: local-path}
+  logs: {kind: EmptyDir, size: 200Mi}
+  config: {configMapName: session-storage-config}
+"#,
+    );
+    let children = render(&ls, &inputs()).unwrap();
+    let c = container(&children);
+    let mounts: Vec<_> = c.volume_mounts.as_ref().unwrap().iter().map(|m| (m.mount_path.as_str(), m.read_only)).collect();
+    assert_eq!(
+        mounts,
+        vec![
+            ("/app/data", None),
+            ("/app/logs", None),
+            ("/tmp", None),
+            ("/tmp/session-storage", None),
+            ("/app/session-storage/config.yaml", Some(true)),
+        ]
+    );
+    assert_eq!(env_value(c, "SESSION_STORAGE_CONFIG_FILE"), Some("/app/session-storage/config.yaml"));
+    let tmp = pod_spec(&children).volumes.as_ref().unwrap().iter().find(|v| v.name == "tmp").unwrap();
+    let tmp = tmp.empty_dir.as_ref().unwrap();
+    assert_eq!((tmp.medium.as_deref(), tmp.size_limit.as_ref().map(|q| q.0.as_str())), (Some("Memory"), Some("100Mi")));
+
+    assert_eq!(children.claims.len(), 1, "logs is an emptyDir, so only data is claimed");
+    let claim = &children.claims[0];
+    assert_eq!(claim.name_any(), "session-storage-data");
+    let spec = claim.spec.as_ref().unwrap();
+    assert_eq!(spec.storage_class_name.as_deref(), Some("local-path"));
+    assert_eq!(spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0, "20Gi");
+}
+
+#[test]
+fn a_read_write_once_claim_makes_the_rollout_recreate() {
+    let children = render(&redis(), &inputs()).unwrap();
+    let strategy = children.deployment.spec.as_ref().unwrap().strategy.as_ref().unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("Recreate"));
+
+    let stateless = service(
+        "api",
+        "image: {repository: x}\nphase: core\nstorage: {data: {kind: EmptyDir}, logs: {kind: EmptyDir}}",
+    );
+    let children = render(&stateless, &inputs()).unwrap();
+    assert!(children.deployment.spec.as_ref().unwrap().strategy.is_none());
+    assert!(children.claims.is_empty());
+}
+
+#[test]
+fn labels_carry_the_recommended_and_lucid_keys_and_users_cannot_override_them() {
+    let mut ls = redis();
+    ls.spec.labels.insert("app.kubernetes.io/name".into(), "evil".into());
+    ls.spec.labels.insert("team".into(), "data".into());
+    let children = render(&ls, &inputs()).unwrap();
+    let labels = children.deployment.metadata.labels.as_ref().unwrap();
+    for (k, v) in [
+        ("app.kubernetes.io/name", "lucid-redis"),
+        ("app.kubernetes.io/instance", "lucid-redis"),
+        ("app.kubernetes.io/component", "foundation"),
+        ("app.kubernetes.io/part-of", "lucid"),
+        ("app.kubernetes.io/managed-by", "lucid-operator"),
+        ("lucid.io/service", "lucid-redis"),
+        ("lucid.io/cluster", "foundation"),
+        ("lucid.io/security", "hardened"),
+        ("lucid.io/platform", "arm64"),
+        ("team", "data"),
+    ] {
+        assert_eq!(labels.get(k).map(String::as_str), Some(v), "label {k}");
+    }
+    let template = children.deployment.spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
+    assert_eq!(template.labels.as_ref().unwrap().get("network.lucid.io/lucid-pi-network").map(String::as_str), Some("true"));
+    assert_eq!(template.annotations.as_ref().unwrap()[CONFIG_HASH_ANNOTATION], "abc");
+}
+
+#[test]
+fn image_digest_wins_over_tag_and_default_tag_is_the_templates() {
+    let ls = redis();
+    assert_eq!(container(&render(&ls, &inputs()).unwrap()).image.as_deref(), Some("pickme/lucid-redis:latest-arm64"));
+    let pinned = service(
+        "p",
+        &format!("image: {{repository: r, tag: v1, digest: 'sha256:{}'}}\nphase: core", "a".repeat(64)),
+    );
+    assert_eq!(
+        container(&render(&pinned, &inputs()).unwrap()).image.as_deref(),
+        Some(format!("r@sha256:{}", "a".repeat(64)).as_str())
+    );
+}
+
+#[test]
+fn service_exposes_every_port_with_node_ports_only_when_external() {
+    let mut ls = service(
+        "lucid-elasticsearch",
+        "image: {repository: x}\nphase: foundation\nports: [{name: http, port: 9200, nodePort: 30920}, {name: transport, port: 9300}]",
+    );
+    let svc = render(&ls, &inputs()).unwrap().service.unwrap();
+    let spec = svc.spec.as_ref().unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+    let ports: Vec<_> = spec.ports.as_ref().unwrap().iter().map(|p| (p.port, p.node_port)).collect();
+    assert_eq!(ports, vec![(9200, None), (9300, None)]);
+
+    ls.spec.service.type_ = crate::api::ServiceType::NodePort;
+    let svc = render(&ls, &inputs()).unwrap().service.unwrap();
+    let ports: Vec<_> = svc.spec.as_ref().unwrap().ports.as_ref().unwrap().iter().map(|p| p.node_port).collect();
+    assert_eq!(ports, vec![Some(30920), None]);
+}
