@@ -5,4 +5,12 @@
 //! - [`reconcile`]: the controllers: dereference, validate, render, apply, report status;
 //! - [`status`]: conditions and readiness rules shared by both controllers.
 pub mod api;
+pub mod error;
+pub mod graph;
+pub mod http;
+pub mod metrics;
+pub mod reconcile;
 pub mod render;
+pub mod status;
+pub mod telemetry;
+pub mod validate;

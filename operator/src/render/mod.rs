@@ -21,6 +21,10 @@ pub use storage::{ClaimRole, claim_name};
 /// so a change to one of them rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "lucid.io/config-hash";
 
+/// Deployment annotation carrying the hash of everything rendered for the service. When the
+/// desired hash equals it, the service has not changed and nothing needs applying or gating.
+pub const APPLIED_HASH_ANNOTATION: &str = "lucid.io/applied-hash";
+
 /// What the reconciler read from the cluster that the objects depend on.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RenderInputs {
@@ -47,12 +51,40 @@ pub enum RenderError {
 pub fn render(ls: &LucidService, inputs: &RenderInputs) -> Result<Children, RenderError> {
     let owner = owner_reference(ls)?;
     let namespace = ls.namespace().ok_or(RenderError::MissingMetadata("namespace"))?;
-    let claims = storage::claims(ls, &namespace, &owner);
-    Ok(Children {
+    let mut children = Children {
         deployment: deployment::deployment(ls, &namespace, &owner, inputs),
         service: service::service(ls, &namespace, &owner),
-        claims,
-    })
+        claims: storage::claims(ls, &namespace, &owner),
+    };
+    let hash = children_hash(&children);
+    children
+        .deployment
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(APPLIED_HASH_ANNOTATION.into(), hash);
+    Ok(children)
+}
+
+/// blake3 of the rendered objects (their JSON is deterministic: maps are sorted).
+fn children_hash(children: &Children) -> String {
+    let mut hasher = blake3::Hasher::new();
+    let mut write = |v: serde_json::Result<Vec<u8>>| {
+        // Serialising plain k8s-openapi structs cannot fail.
+        if let Ok(bytes) = v {
+            hasher.update(&bytes);
+        }
+    };
+    write(serde_json::to_vec(&children.deployment));
+    write(serde_json::to_vec(&children.service));
+    write(serde_json::to_vec(&children.claims));
+    hasher.finalize().to_hex()[..32].to_string()
+}
+
+impl Children {
+    pub fn applied_hash(&self) -> Option<&str> {
+        self.deployment.metadata.annotations.as_ref()?.get(APPLIED_HASH_ANNOTATION).map(String::as_str)
+    }
 }
 
 /// The controller owner reference every child carries, so the garbage collector removes

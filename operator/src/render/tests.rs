@@ -259,3 +259,19 @@ fn service_exposes_every_port_with_node_ports_only_when_external() {
     let ports: Vec<_> = svc.spec.as_ref().unwrap().ports.as_ref().unwrap().iter().map(|p| p.node_port).collect();
     assert_eq!(ports, vec![Some(30920), None]);
 }
+
+#[test]
+fn the_applied_hash_changes_with_the_spec_and_the_config_hash_only() {
+    let a = render(&redis(), &inputs()).unwrap();
+    let b = render(&redis(), &inputs()).unwrap();
+    assert_eq!(a.applied_hash(), b.applied_hash());
+    let mut changed = redis();
+    changed.spec.image.tag = "v2".into();
+    assert_ne!(render(&changed, &inputs()).unwrap().applied_hash(), a.applied_hash());
+    let other_config = RenderInputs { config_hash: "def".into() };
+    assert_ne!(render(&redis(), &other_config).unwrap().applied_hash(), a.applied_hash());
+    // dependsOn orders the rollout but changes no object.
+    let mut deps = redis();
+    deps.spec.depends_on.push("x".into());
+    assert_eq!(render(&deps, &inputs()).unwrap().applied_hash(), a.applied_hash());
+}

@@ -1,0 +1,13 @@
+use crate::render::RenderError;
+
+/// Why a reconcile failed. The controller retries these with backoff; problems the user must
+/// fix are reported as conditions instead and are not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the Kubernetes API call failed: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the operator could not start: {0}")]
+    Startup(&'static str),
+    #[error("could not render the objects: {0}")]
+    Render(#[from] RenderError),
+}

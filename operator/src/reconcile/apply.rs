@@ -1,0 +1,95 @@
+//! Apply: server-side apply of the rendered children with one field manager, then removal of
+//! children the spec no longer asks for.
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::render::{Children, labels};
+
+/// The one field manager the operator writes with.
+pub const FIELD_MANAGER: &str = "lucid-operator";
+
+pub fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+/// Applies one object; returns what the API server stored.
+pub async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<K, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let mut object = object.clone();
+    // SSA bodies must name their type.
+    object.meta_mut().managed_fields = None;
+    let body = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+    });
+    let mut body = body;
+    merge(&mut body, serde_json::to_value(&object).map_err(kube::Error::SerdeError)?);
+    api.patch(&object.name_any(), &apply_params(), &Patch::Apply(body)).await
+}
+
+fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
+    if let (Some(into), serde_json::Value::Object(from)) = (into.as_object_mut(), from) {
+        into.extend(from);
+    }
+}
+
+/// Applies every child, claims and Service first so the pods find them. Returns the stored
+/// Deployment, whose status tells how the rollout goes.
+pub async fn apply_children(client: &Client, namespace: &str, children: &Children) -> Result<Deployment, kube::Error> {
+    for claim in &children.claims {
+        apply(client, namespace, claim).await?;
+    }
+    if let Some(service) = &children.service {
+        apply(client, namespace, service).await?;
+    }
+    apply(client, namespace, &children.deployment).await
+}
+
+/// Deletes children of `service_name` that are not in `children`: a Service once the spec
+/// drops every port, and claims the spec no longer asks for when their retention is Delete
+/// (a retained claim has no owner reference and is never touched here).
+pub async fn delete_orphans(client: &Client, namespace: &str, service_name: &str, owner_uid: &str, children: &Children) -> Result<Vec<String>, kube::Error> {
+    let mut deleted = Vec::new();
+    let wanted_service = children.service.as_ref().map(|s| s.name_any());
+    deleted.extend(
+        delete_unwanted::<Service>(client, namespace, service_name, owner_uid, |name| Some(name.to_string()) == wanted_service).await?,
+    );
+    let wanted_claims: Vec<String> = children.claims.iter().map(|c| c.name_any()).collect();
+    deleted.extend(
+        delete_unwanted::<PersistentVolumeClaim>(client, namespace, service_name, owner_uid, |name| wanted_claims.iter().any(|w| w == name)).await?,
+    );
+    Ok(deleted)
+}
+
+async fn delete_unwanted<K>(
+    client: &Client,
+    namespace: &str,
+    service_name: &str,
+    owner_uid: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<String>, kube::Error>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let selector = labels::children_selector(service_name);
+    let mut deleted = Vec::new();
+    for object in api.list_metadata(&ListParams::default().labels(&selector)).await? {
+        let owned = object.owner_references().iter().any(|o| o.uid == owner_uid && o.controller == Some(true));
+        let name = object.name_any();
+        if owned && !wanted(&name) {
+            api.delete(&name, &DeleteParams::background()).await?;
+            deleted.push(format!("{}/{name}", K::kind(&())));
+        }
+    }
+    Ok(deleted)
+}

@@ -1,0 +1,105 @@
+//! What every reconcile shares: the client, the event recorder, metrics, the watch caches,
+//! and per-object error counts for backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::core::error_boundary::DeserializeGuard;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::{Client, ResourceExt};
+
+use crate::api::{LucidPhase, LucidService};
+use crate::graph::Snapshot;
+use crate::metrics::Metrics;
+
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub services: Store<DeserializeGuard<LucidService>>,
+    pub phases: Store<DeserializeGuard<LucidPhase>>,
+    pub deployments: Store<Deployment>,
+    failures: Mutex<HashMap<String, u32>>,
+    /// Deployment generation after our last apply, by Deployment uid: a different generation
+    /// means someone else changed the spec and it must be applied again.
+    applied: Mutex<HashMap<String, i64>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        services: Store<DeserializeGuard<LucidService>>,
+        phases: Store<DeserializeGuard<LucidPhase>>,
+        deployments: Store<Deployment>,
+    ) -> Self {
+        let reporter = Reporter { controller: "lucid-operator".into(), instance: std::env::var("POD_NAME").ok() };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            services,
+            phases,
+            deployments,
+            failures: Mutex::new(HashMap::new()),
+            applied: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Gating on a half-filled cache would report dependencies as missing.
+    pub async fn wait_for_caches(&self) {
+        let _ = self.services.wait_until_ready().await;
+        let _ = self.phases.wait_until_ready().await;
+        let _ = self.deployments.wait_until_ready().await;
+    }
+
+    pub fn namespace_view(&self, namespace: &str) -> NamespaceView {
+        let in_ns = |ns: Option<String>| ns.as_deref() == Some(namespace);
+        NamespaceView {
+            services: self.services.state().into_iter().filter(|s| in_ns(s.namespace())).collect(),
+            phases: self.phases.state().into_iter().filter(|p| in_ns(p.namespace())).collect(),
+        }
+    }
+
+    /// Exponential backoff per object: 1 s, 2 s, 4 s ... capped at 5 minutes.
+    pub fn backoff(&self, key: String) -> Duration {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = failures.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300))
+    }
+
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+    }
+
+    pub fn remember_applied(&self, deployment: &Deployment) {
+        if let (Some(uid), Some(generation)) = (deployment.uid(), deployment.metadata.generation) {
+            self.applied.lock().unwrap_or_else(|e| e.into_inner()).insert(uid, generation);
+        }
+    }
+
+    pub fn applied_generation_matches(&self, deployment: &Deployment) -> bool {
+        let applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
+        deployment.uid().and_then(|uid| applied.get(&uid).copied()) == deployment.metadata.generation
+    }
+}
+
+/// The services and phases of one namespace, as the caches hold them now. Objects the
+/// operator cannot read are left out (they report themselves).
+pub struct NamespaceView {
+    services: Vec<Arc<DeserializeGuard<LucidService>>>,
+    phases: Vec<Arc<DeserializeGuard<LucidPhase>>>,
+}
+
+impl NamespaceView {
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot::new(
+            self.services.iter().filter_map(|g| g.0.as_ref().ok()),
+            self.phases.iter().filter_map(|g| g.0.as_ref().ok()),
+        )
+    }
+}

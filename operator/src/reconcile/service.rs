@@ -1,0 +1,219 @@
+//! The LucidService controller: validate -> check the graph -> dereference -> render ->
+//! gate -> apply -> status. Every step that finds a problem the user must fix ends the
+//! reconcile with a condition, not an error; errors are for the API server failing us.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::core::error_boundary::{DeserializeGuard, InvalidObject};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::apply::{FIELD_MANAGER, apply_children, apply_params, delete_orphans};
+use super::context::Context;
+use super::references::dereference;
+use crate::api::{LucidService, LucidServiceStatus};
+use crate::error::Error;
+use crate::graph::Gate;
+use crate::metrics::ControllerLabel;
+use crate::render::{APPLIED_HASH_ANNOTATION, RenderInputs, render};
+use crate::status::{Health, Rollout, rollout};
+use crate::validate;
+
+const LABEL: ControllerLabel = ControllerLabel { controller: "lucidservice" };
+
+pub async fn reconcile(guard: Arc<DeserializeGuard<LucidService>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    ctx.metrics.reconciles.get_or_create(&LABEL).inc();
+    let result = match &guard.0 {
+        Ok(ls) => reconcile_service(ls, &ctx).await,
+        Err(invalid) => report_invalid(invalid, &ctx).await,
+    };
+    ctx.metrics.duration.get_or_create(&LABEL).observe(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.succeeded(&key(guard.as_ref()));
+    }
+    result
+}
+
+pub fn error_policy(guard: Arc<DeserializeGuard<LucidService>>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failures.get_or_create(&LABEL).inc();
+    let delay = ctx.backoff(key(guard.as_ref()));
+    tracing::warn!(service = %guard.name_any(), namespace = ?guard.namespace(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn key<K: Resource>(object: &K) -> String {
+    format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
+}
+
+/// What one reconcile decided: the health to report and the Deployment it is read from.
+struct Outcome {
+    health: Health,
+    deployment: Option<Deployment>,
+    waiting_on: Option<String>,
+}
+
+impl Outcome {
+    fn degraded(reason: &str, message: String, deployment: Option<Deployment>) -> Self {
+        let health = Health::Degraded { reason: reason.into(), message };
+        Self { health, deployment, waiting_on: None }
+    }
+}
+
+async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Action, Error> {
+    if ls.meta().deletion_timestamp.is_some() {
+        // The garbage collector removes the owned children.
+        return Ok(Action::await_change());
+    }
+    ctx.wait_for_caches().await;
+    let namespace = ls.namespace().unwrap_or_default();
+    let name = ls.name_any();
+    let existing = ctx.deployments.get(&ObjectRef::new(&name).within(&namespace)).map(|d| (*d).clone());
+
+    let outcome = decide(ls, ctx, &namespace, existing).await?;
+    write_status(ls, ctx, &outcome).await?;
+    Ok(match outcome.health {
+        // Re-check now and then in case something was changed behind our back.
+        Health::Ready { .. } => Action::requeue(Duration::from_secs(600)),
+        // Watches on Deployments, services, phases, ConfigMaps and Secrets wake the rest.
+        _ => Action::requeue(Duration::from_secs(300)),
+    })
+}
+
+async fn decide(ls: &LucidService, ctx: &Context, namespace: &str, existing: Option<Deployment>) -> Result<Outcome, Error> {
+    let problems = validate::problems(ls);
+    if !problems.is_empty() {
+        return Ok(Outcome::degraded("InvalidSpec", problems.join("; "), existing));
+    }
+
+    let view = ctx.namespace_view(namespace);
+    let snapshot = view.snapshot();
+    if let Some((reason, message)) = snapshot.problem(ls) {
+        return Ok(Outcome::degraded(reason, message, existing));
+    }
+
+    let config_hash = match dereference(&ctx.client, namespace, ls).await? {
+        Ok(hash) => hash,
+        Err(missing) => {
+            let reason = missing[0].reason;
+            let message = missing.iter().map(|m| m.message.as_str()).collect::<Vec<_>>().join("; ");
+            return Ok(Outcome::degraded(reason, message, existing));
+        }
+    };
+
+    let children = render(ls, &RenderInputs { config_hash })?;
+    let current_hash = existing.as_ref().and_then(|d| d.annotations().get(APPLIED_HASH_ANNOTATION).cloned());
+    let changed = current_hash.as_deref() != children.applied_hash();
+    if changed {
+        match snapshot.gate(ls) {
+            Gate::Open => {}
+            Gate::Wait { reason, message, waiting_on } => {
+                let health = Health::Waiting { reason: reason.into(), message };
+                return Ok(Outcome { health, deployment: existing, waiting_on: Some(waiting_on) });
+            }
+            Gate::Broken { reason, message } => return Ok(Outcome::degraded(reason, message, existing)),
+        }
+    }
+
+    let drifted = existing.as_ref().is_some_and(|d| !ctx.applied_generation_matches(d));
+    let deployment = if changed || drifted {
+        let deployment = match apply_children(&ctx.client, namespace, &children).await {
+            Ok(d) => d,
+            // The API server refused the objects (say, a claim asked to shrink): the user must act.
+            Err(kube::Error::Api(status)) if status.code == 422 || status.code == 400 => {
+                return Ok(Outcome::degraded("ApplyRejected", status.message, existing));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        ctx.remember_applied(&deployment);
+        let uid = ls.uid().unwrap_or_default();
+        let deleted = delete_orphans(&ctx.client, namespace, &ls.name_any(), &uid, &children).await?;
+        if changed {
+            let what = if existing.is_some() { "updated" } else { "created" };
+            let mut note = format!("{what} Deployment, {} Service, {} claim(s)", children.service.iter().count(), children.claims.len());
+            if !deleted.is_empty() {
+                note.push_str(&format!("; removed {}", deleted.join(", ")));
+            }
+            publish(ctx, ls, EventType::Normal, "Applied", note).await;
+        }
+        deployment
+    } else {
+        existing.unwrap_or(children.deployment)
+    };
+
+    let health = match rollout(&deployment) {
+        Rollout::Complete { ready, replicas } => Health::Ready { reason: "RolloutComplete".into(), message: format!("{ready}/{replicas} pods ready") },
+        Rollout::InProgress { message, .. } => Health::Progressing { reason: "RollingOut".into(), message },
+        Rollout::Stuck { message, .. } => Health::Degraded { reason: "RolloutStuck".into(), message },
+    };
+    Ok(Outcome { health, deployment: Some(deployment), waiting_on: None })
+}
+
+async fn write_status(ls: &LucidService, ctx: &Context, outcome: &Outcome) -> Result<(), Error> {
+    let old = ls.status.clone().unwrap_or_default();
+    let (ready, replicas) = outcome.deployment.as_ref().map(|d| rollout(d).ready_replicas()).unwrap_or((0, ls.spec.replicas));
+    let mut status = LucidServiceStatus {
+        observed_generation: ls.metadata.generation,
+        ready_replicas: ready,
+        replicas,
+        ready: Some(format!("{ready}/{replicas}")),
+        state: Some(outcome.health.state().into()),
+        waiting_on: outcome.waiting_on.clone(),
+        conditions: old.conditions.clone(),
+    };
+    let now = Time(jiff::Timestamp::now());
+    outcome.health.write(&mut status.conditions, ls.metadata.generation, &now);
+    if status == old {
+        return Ok(());
+    }
+    announce_transition(ls, ctx, &old, &outcome.health).await;
+    let api: Api<LucidService> = Api::namespaced(ctx.client.clone(), &ls.namespace().unwrap_or_default());
+    let body = json!({ "apiVersion": "lucid.io/v1alpha1", "kind": "LucidService", "status": status });
+    api.patch_status(&ls.name_any(), &apply_params(), &Patch::Apply(body)).await?;
+    Ok(())
+}
+
+/// An event when the service turns Ready, Degraded, or starts waiting for something new.
+async fn announce_transition(ls: &LucidService, ctx: &Context, old: &LucidServiceStatus, health: &Health) {
+    let old_ready = old.conditions.iter().find(|c| c.type_ == "Ready");
+    let unchanged = old_ready.is_some_and(|c| c.reason == health.reason() && (c.status == "True") == health.is_ready());
+    if unchanged {
+        return;
+    }
+    let type_ = if matches!(health, Health::Degraded { .. }) { EventType::Warning } else { EventType::Normal };
+    publish(ctx, ls, type_, health.reason(), health.message().to_string()).await;
+}
+
+async fn publish(ctx: &Context, ls: &LucidService, type_: EventType, reason: &str, note: String) {
+    let event = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+    if let Err(error) = ctx.recorder.publish(&event, &ls.object_ref(&())).await {
+        // Events are a courtesy; failing to write one must not fail the reconcile.
+        tracing::debug!(%error, "could not publish event");
+    }
+}
+
+/// An object the operator cannot read (stored before a schema change, or written around the
+/// schema). It gets a Degraded condition saying why, and nothing else is touched.
+async fn report_invalid(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
+    let name = invalid.metadata.name.clone().unwrap_or_default();
+    let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
+    tracing::warn!(service = %name, %namespace, error = %invalid.error, "LucidService cannot be read");
+    let api: Api<DeserializeGuard<LucidService>> = Api::namespaced(ctx.client.clone(), &namespace);
+    let now = Time(jiff::Timestamp::now());
+    let mut conditions = Vec::new();
+    Health::Degraded { reason: "InvalidObject".into(), message: format!("the operator cannot read this object: {}", invalid.error) }
+        .write(&mut conditions, invalid.metadata.generation, &now);
+    let body = json!({
+        "apiVersion": "lucid.io/v1alpha1", "kind": "LucidService",
+        "status": { "state": "Degraded", "observedGeneration": invalid.metadata.generation, "conditions": conditions },
+    });
+    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await?;
+    Ok(Action::await_change())
+}
