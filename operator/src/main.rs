@@ -15,7 +15,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Arc::new(Metrics::default());
     let server = tokio::spawn(http::serve(addr, metrics.clone()));
     tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "lucid-operator starting");
-    reconcile::run(client, metrics, shutdown_signal()).await?;
+    // LUCID_WATCH_NAMESPACE limits the operator to one namespace (a namespaced install).
+    let scope = match std::env::var("LUCID_WATCH_NAMESPACE") {
+        Ok(ns) if !ns.is_empty() => reconcile::Scope::Namespace(ns),
+        _ => reconcile::Scope::Cluster,
+    };
+    reconcile::run(client, metrics, scope, shutdown_signal()).await?;
     server.abort();
     tracing::info!("lucid-operator stopped");
     Ok(())

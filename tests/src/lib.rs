@@ -1,1 +1,164 @@
+//! End-to-end harness: a real etcd, kube-apiserver and kube-controller-manager (garbage
+//! collector and namespace controllers only) on loopback, the operator in-process scoped to
+//! one namespace per test, and a stand-in kubelet that marks Deployments available through
+//! the status subresource.
+//!
+//! The control plane starts once per test binary and is killed when the binary exits
+//! (PR_SET_PDEATHSIG on a thread that lives as long as the process).
 
+pub mod control_plane;
+pub mod kubelet;
+
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use futures::FutureExt;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, Client, Resource};
+use lucid_operator::api::{LucidPhase, LucidService};
+use lucid_operator::metrics::Metrics;
+use lucid_operator::reconcile::{self, Scope};
+use serde::de::DeserializeOwned;
+
+pub use control_plane::{ControlPlane, control_plane};
+pub use kubelet::Kubelet;
+
+/// How long any one wait in a test may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub fn init_tracing() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,lucid_operator=info".into());
+        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+    });
+}
+
+/// One test's world: its own namespace, an operator watching only it, and a kubelet.
+pub struct TestEnv {
+    pub client: Client,
+    pub namespace: String,
+    pub kubelet: Kubelet,
+    pub metrics: Arc<Metrics>,
+    operator: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestEnv {
+    /// Starts an operator and a kubelet (marking Deployments available after `delay`) in a
+    /// fresh namespace named after the test.
+    pub async fn start(test: &str, delay: Duration) -> TestEnv {
+        init_tracing();
+        let client = control_plane().client().await;
+        install_crds(&client).await;
+        let namespace = format!("{test}-{}", std::process::id() % 100_000);
+        let ns: Api<Namespace> = Api::all(client.clone());
+        let body: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).expect("namespace");
+        ns.create(&PostParams::default(), &body).await.expect("create namespace");
+
+        let metrics = Arc::new(Metrics::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let operator = tokio::spawn({
+            let (client, metrics, scope) = (client.clone(), metrics.clone(), Scope::Namespace(namespace.clone()));
+            async move {
+                if let Err(e) = reconcile::run(client, metrics, scope, stopped.map(|_| ())).await {
+                    panic!("operator failed: {e}");
+                }
+            }
+        });
+        let kubelet = Kubelet::start(client.clone(), &namespace, delay);
+        TestEnv { client, namespace, kubelet, metrics, operator, stop: Some(stop) }
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Applies a YAML document the way `kubectl apply --server-side` would.
+    pub async fn apply_yaml<K>(&self, yaml: &str) -> Result<K, kube::Error>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let value: serde_json::Value = serde_yaml::from_str(yaml).expect("test YAML parses");
+        let name = value["metadata"]["name"].as_str().expect("metadata.name").to_string();
+        self.api::<K>().patch(&name, &PatchParams::apply("e2e-test").force(), &Patch::Apply(value)).await
+    }
+
+    pub async fn wait_service<F>(&self, name: &str, what: &str, cond: F) -> LucidService
+    where
+        F: Fn(&LucidService) -> bool,
+    {
+        wait_for(&self.api::<LucidService>(), name, what, cond).await
+    }
+
+    pub async fn wait_phase<F>(&self, name: &str, what: &str, cond: F) -> LucidPhase
+    where
+        F: Fn(&LucidPhase) -> bool,
+    {
+        wait_for(&self.api::<LucidPhase>(), name, what, cond).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.operator).await;
+        self.kubelet.stop();
+        let ns: Api<Namespace> = Api::all(self.client.clone());
+        let _ = ns.delete(&self.namespace, &Default::default()).await;
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.operator.abort();
+    }
+}
+
+/// Waits until `cond` holds for the object, failing the test with `what` after [`WAIT`].
+pub async fn wait_for<K, F>(api: &Api<K>, name: &str, what: &str, cond: F) -> K
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    F: Fn(&K) -> bool,
+{
+    let waited = tokio::time::timeout(WAIT, await_condition(api.clone(), name, |o: Option<&K>| o.is_some_and(&cond))).await;
+    match waited {
+        Ok(Ok(Some(object))) => object,
+        other => {
+            let now = api.get_opt(name).await;
+            panic!("timed out waiting for {name}: {what}\nwait result: {other:?}\nobject now: {now:#?}")
+        }
+    }
+}
+
+/// Installs (or updates) the operator's CRDs from the Rust types and waits until the API
+/// server serves them.
+pub async fn install_crds(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in lucid_operator::api::crds() {
+        let name = crd.metadata.name.clone().expect("crd name");
+        crds.patch(&name, &PatchParams::apply("e2e-test").force(), &Patch::Apply(&crd)).await.expect("apply CRD");
+        tokio::time::timeout(WAIT, await_condition(crds.clone(), &name, conditions::is_crd_established()))
+            .await
+            .expect("CRD established in time")
+            .expect("watch CRD");
+    }
+}
+
+/// The condition of `type_`, as (status, reason, message).
+pub fn condition(ls_conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition], type_: &str) -> Option<(String, String, String)> {
+    ls_conditions.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+pub fn is_ready(ls: &LucidService) -> bool {
+    lucid_operator::graph::service_ready(ls)
+}

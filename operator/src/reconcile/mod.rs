@@ -44,7 +44,8 @@ const SHARED_BUFFER: usize = 4096;
 
 /// Runs both controllers until `shutdown` resolves. `ready` is set once every cache has
 /// listed its objects.
-pub async fn run(client: Client, metrics: Arc<Metrics>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) -> Result<(), Error> {
+pub async fn run(client: Client, metrics: Arc<Metrics>, scope: Scope, shutdown: impl Future<Output = ()> + Send + Sync + 'static) -> Result<(), Error> {
+    let api = ScopedApi { client: client.clone(), scope };
     let (services, services_writer) = reflector::store_shared::<ServiceGuard>(SHARED_BUFFER);
     let (phases, phases_writer) = reflector::store_shared::<PhaseGuard>(SHARED_BUFFER);
     let (deployments, deployments_writer) = reflector::store_shared::<Deployment>(SHARED_BUFFER);
@@ -56,9 +57,9 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, shutdown: impl Future<Ou
 
     let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY_KEY, labels::MANAGED_BY));
     let drive = |stream: futures::stream::BoxStream<'static, ()>| tokio::spawn(stream.for_each(|_| async {}));
-    let watch_services = watcher(Api::<ServiceGuard>::all(client.clone()), watcher::Config::default()).default_backoff().reflect_shared(services_writer).map(|_| ()).boxed();
-    let watch_phases = watcher(Api::<PhaseGuard>::all(client.clone()), watcher::Config::default()).default_backoff().reflect_shared(phases_writer).map(|_| ()).boxed();
-    let watch_deployments = watcher(Api::<Deployment>::all(client.clone()), managed)
+    let watch_services = watcher(api.of::<ServiceGuard>(), watcher::Config::default()).default_backoff().reflect_shared(services_writer).map(|_| ()).boxed();
+    let watch_phases = watcher(api.of::<PhaseGuard>(), watcher::Config::default()).default_backoff().reflect_shared(phases_writer).map(|_| ()).boxed();
+    let watch_deployments = watcher(api.of::<Deployment>(), managed)
         .default_backoff()
         // Managed fields are a third of a Deployment's size and nothing here reads them.
         .modify(|d| d.managed_fields_mut().clear())
@@ -81,10 +82,10 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, shutdown: impl Future<Ou
         .watches_shared_stream(phase_events_for_services, move |phase: Arc<PhaseGuard>| {
             services_after_phase_change(&services_for_phase_map, &phases_for_phase_map, &phase)
         })
-        .watches_stream(watcher(Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()), watcher::Config::default()).default_backoff().touched_objects(), move |cm| {
+        .watches_stream(watcher(api.of::<PartialObjectMeta<ConfigMap>>(), watcher::Config::default()).default_backoff().touched_objects(), move |cm| {
             services_reading(&services_for_cm, references_config_map, &cm.namespace().unwrap_or_default(), &cm.name_any())
         })
-        .watches_stream(watcher(Api::<PartialObjectMeta<Secret>>::all(client.clone()), watcher::Config::default()).default_backoff().touched_objects(), move |secret| {
+        .watches_stream(watcher(api.of::<PartialObjectMeta<Secret>>(), watcher::Config::default()).default_backoff().touched_objects(), move |secret| {
             services_reading(&services_for_secrets, references_secret, &secret.namespace().unwrap_or_default(), &secret.name_any())
         })
         .graceful_shutdown_on(shutdown.clone())
@@ -112,6 +113,35 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, shutdown: impl Future<Ou
         watcher.abort();
     }
     Ok(())
+}
+
+/// Which namespaces the operator watches.
+#[derive(Clone, Debug, Default)]
+pub enum Scope {
+    /// The whole cluster (the chart's default).
+    #[default]
+    Cluster,
+    /// One namespace: for a namespaced install, and for tests that run several operators side
+    /// by side on one API server.
+    Namespace(String),
+}
+
+struct ScopedApi {
+    client: Client,
+    scope: Scope,
+}
+
+impl ScopedApi {
+    fn of<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match &self.scope {
+            Scope::Cluster => Api::all(self.client.clone()),
+            Scope::Namespace(ns) => Api::namespaced(self.client.clone(), ns),
+        }
+    }
 }
 
 fn references_config_map(r: &Reference) -> bool {

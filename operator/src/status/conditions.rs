@@ -82,7 +82,7 @@ impl Health {
             ConditionType::Progressing,
             progressing,
             &if ready { "RolloutComplete".to_string() } else { reason.to_string() },
-            if progressing || ready { message } else { "" },
+            if progressing || ready { message } else { "not progressing: see Degraded" },
             generation,
             now,
         );
@@ -91,7 +91,7 @@ impl Health {
             ConditionType::Degraded,
             degraded,
             &quiet(degraded, "AsExpected"),
-            if degraded { message } else { "" },
+            if degraded { message } else { "no problems found" },
             generation,
             now,
         );

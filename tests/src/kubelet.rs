@@ -1,0 +1,125 @@
+//! There is no kubelet, scheduler or Deployment controller here: this task plays all three
+//! for Deployments, writing the status a healthy rollout would reach, through the status
+//! subresource, `delay` after each change. Tests can hold a Deployment back.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+#[derive(Clone)]
+pub struct Kubelet {
+    held: Arc<Mutex<HashSet<String>>>,
+    /// When each Deployment first appeared and when it was last marked available.
+    pub log: Arc<Mutex<BTreeMap<String, Seen>>>,
+    task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Seen {
+    pub first_seen: Option<Instant>,
+    pub order: usize,
+    pub available_at: Option<Instant>,
+}
+
+impl Kubelet {
+    pub fn start(client: Client, namespace: &str, delay: Duration) -> Kubelet {
+        let held = Arc::new(Mutex::new(HashSet::new()));
+        let log = Arc::new(Mutex::new(BTreeMap::new()));
+        let api: Api<Deployment> = Api::namespaced(client, namespace);
+        let task = tokio::spawn({
+            let (held, log) = (held.clone(), log.clone());
+            async move {
+                let mut events = watcher(api.clone(), watcher::Config::default()).default_backoff().applied_objects().boxed();
+                while let Some(Ok(d)) = events.next().await {
+                    let name = d.name_any();
+                    {
+                        let mut log = log.lock().unwrap();
+                        let order = log.len();
+                        log.entry(name.clone()).or_insert_with(|| Seen { first_seen: Some(Instant::now()), order, available_at: None });
+                    }
+                    if done(&d) || held.lock().unwrap().contains(&name) {
+                        continue;
+                    }
+                    let (api, log) = (api.clone(), log.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        if mark_available(&api, &name).await {
+                            log.lock().unwrap().entry(name).or_default().available_at = Some(Instant::now());
+                        }
+                    });
+                }
+            }
+        });
+        Kubelet { held, log, task: Arc::new(task) }
+    }
+
+    /// Stops marking `name` available (a pod that never becomes ready).
+    pub fn hold(&self, name: &str) {
+        self.held.lock().unwrap().insert(name.to_string());
+    }
+
+    pub fn release(&self, name: &str) {
+        self.held.lock().unwrap().remove(name);
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+fn done(d: &Deployment) -> bool {
+    let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let status = d.status.clone().unwrap_or_default();
+    status.observed_generation == d.metadata.generation && status.available_replicas.unwrap_or(0) == replicas && status.updated_replicas.unwrap_or(0) == replicas
+}
+
+/// Writes a completed rollout for the Deployment's current generation.
+pub async fn mark_available(api: &Api<Deployment>, name: &str) -> bool {
+    let Ok(Some(d)) = api.get_opt(name).await else { return false };
+    if done(&d) {
+        return false;
+    }
+    let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff_now());
+    let status = json!({
+        "status": {
+            "observedGeneration": d.metadata.generation,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": replicas,
+            "availableReplicas": replicas,
+            "conditions": [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability.", "lastUpdateTime": now, "lastTransitionTime": now},
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": "ReplicaSet has successfully progressed.", "lastUpdateTime": now, "lastTransitionTime": now},
+            ],
+        }
+    });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await.is_ok()
+}
+
+/// Writes a stuck rollout (`ProgressDeadlineExceeded`), as the Deployment controller would.
+pub async fn mark_stuck(api: &Api<Deployment>, name: &str) {
+    let d = api.get(name).await.expect("deployment");
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff_now());
+    let status = json!({
+        "status": {
+            "observedGeneration": d.metadata.generation,
+            "replicas": 1, "updatedReplicas": 1, "readyReplicas": 0, "availableReplicas": 0, "unavailableReplicas": 1,
+            "conditions": [
+                {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": format!("ReplicaSet \"{name}-1\" has timed out progressing."), "lastUpdateTime": now, "lastTransitionTime": now},
+            ],
+        }
+    });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await.expect("write stuck status");
+}
+
+fn jiff_now() -> jiff::Timestamp {
+    jiff::Timestamp::now()
+}
