@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use kube::ResourceExt;
 
-use crate::api::{HealthCheckKind, LucidService};
+use crate::api::LucidService;
 
 /// Problems with a LucidService's spec; empty when it is valid.
 pub fn problems(ls: &LucidService) -> Vec<String> {
@@ -22,15 +22,6 @@ pub fn problems(ls: &LucidService) -> Vec<String> {
         if !port_numbers.insert((port.port, port.protocol.as_str())) {
             out.push(format!("port {} is listed twice", port.port));
         }
-    }
-    if spec.health_check.kind != HealthCheckKind::None
-        && spec.health_check.port.is_none()
-        && spec.ports.is_empty()
-    {
-        out.push(format!(
-            "healthCheck.kind is {:?} but there is no port to check: add a port, set healthCheck.port, or set healthCheck.kind: None",
-            spec.health_check.kind
-        ));
     }
     if spec.depends_on.iter().any(|d| *d == name) {
         out.push(format!("dependsOn names the service itself ({name}); remove it"));
@@ -85,11 +76,5 @@ envFrom: [{}]
         assert_eq!(p.len(), 6, "{p:#?}");
         assert!(p.iter().any(|m| m.contains("dependsOn names the service itself")));
         assert!(p.iter().any(|m| m.contains("envFrom[0]")));
-    }
-
-    #[test]
-    fn an_http_check_without_a_port_is_rejected() {
-        let ls = service("worker", "image: {repository: x}\nphase: core\nhealthCheck: {kind: Http}");
-        assert!(problems(&ls)[0].contains("no port to check"));
     }
 }

@@ -42,8 +42,7 @@ SRC
 
 if [ -x "$OUT/bin/kube-apiserver" ] && [ -x "$OUT/bin/kube-controller-manager" ]; then
   log "cached: $OUT/bin"
-  ensure_apt_lists
-  apt_install etcd-server
+  command -v etcd >/dev/null || { ensure_apt_lists; apt_install etcd-server; }
   echo "$OUT/bin"
   exit 0
 fi

@@ -313,7 +313,8 @@ pub struct ObjectRef {
 #[serde(rename_all = "camelCase")]
 pub struct HealthCheck {
     /// How the check is made: an HTTP GET (the templates' `/health`), a TCP connect, or
-    /// none (no probes: the pod is ready once its container runs).
+    /// none. A service with no port (and no `port` here) has nothing to check and gets no
+    /// probes: its pod is ready once its container runs.
     #[serde(default)]
     pub kind: HealthCheckKind,
 

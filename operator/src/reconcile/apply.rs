@@ -44,14 +44,45 @@ fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
 
 /// Applies every child, claims and Service first so the pods find them. Returns the stored
 /// Deployment, whose status tells how the rollout goes.
-pub async fn apply_children(client: &Client, namespace: &str, children: &Children) -> Result<Deployment, kube::Error> {
+pub async fn apply_children(client: &Client, namespace: &str, children: &Children, existing: Option<&Deployment>) -> Result<Deployment, kube::Error> {
     for claim in &children.claims {
         apply(client, namespace, claim).await?;
     }
     if let Some(service) = &children.service {
         apply(client, namespace, service).await?;
     }
+    if let Some(patch) = existing.and_then(|e| dropped_probes_patch(e, &children.deployment)) {
+        let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+        api.patch(&children.deployment.name_any(), &PatchParams::default(), &Patch::Strategic(patch)).await?;
+    }
     apply(client, namespace, &children.deployment).await
+}
+
+/// Kubernetes 1.20's server-side apply leaves an emptied probe behind when the applied object
+/// drops it, and an empty probe is invalid. When the new Deployment has no probes but the
+/// stored one does, they are removed first with a strategic merge patch.
+fn dropped_probes_patch(existing: &Deployment, desired: &Deployment) -> Option<serde_json::Value> {
+    let containers = |d: &Deployment| d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).map(|p| p.containers.clone()).unwrap_or_default();
+    let desired = containers(desired);
+    let mut patches = Vec::new();
+    for old in containers(existing) {
+        let Some(new) = desired.iter().find(|c| c.name == old.name) else { continue };
+        let mut fields = serde_json::Map::new();
+        for (field, had, has) in [
+            ("livenessProbe", old.liveness_probe.is_some(), new.liveness_probe.is_some()),
+            ("readinessProbe", old.readiness_probe.is_some(), new.readiness_probe.is_some()),
+            ("startupProbe", old.startup_probe.is_some(), new.startup_probe.is_some()),
+        ] {
+            if had && !has {
+                fields.insert(field.into(), serde_json::Value::Null);
+            }
+        }
+        if !fields.is_empty() {
+            fields.insert("name".into(), old.name.clone().into());
+            patches.push(serde_json::Value::Object(fields));
+        }
+    }
+    (!patches.is_empty()).then(|| serde_json::json!({"spec": {"template": {"spec": {"containers": patches}}}}))
 }
 
 /// Deletes children of `service_name` that are not in `children`: a Service once the spec

@@ -124,7 +124,7 @@ async fn decide(ls: &LucidService, ctx: &Context, namespace: &str, existing: Opt
 
     let drifted = existing.as_ref().is_some_and(|d| !ctx.applied_generation_matches(d));
     let deployment = if changed || drifted {
-        let deployment = match apply_children(&ctx.client, namespace, &children).await {
+        let deployment = match apply_children(&ctx.client, namespace, &children, existing.as_ref()).await {
             Ok(d) => d,
             // The API server refused the objects (say, a claim asked to shrink): the user must act.
             Err(kube::Error::Api(status)) if status.code == 422 || status.code == 400 => {

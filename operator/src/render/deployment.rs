@@ -2,7 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::ResourceExt;
@@ -19,11 +20,19 @@ pub fn deployment(
     let mut pod_annotations: BTreeMap<String, String> = ls.spec.annotations.clone();
     pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), inputs.config_hash.clone());
     // Two pods on one ReadWriteOnce claim would fight over it (and a Pi is one node):
-    // stop the old pod before starting the new one.
-    let strategy = storage::mounts_read_write_once_claim(ls).then(|| DeploymentStrategy {
-        type_: Some("Recreate".into()),
-        rolling_update: None,
-    });
+    // stop the old pod before starting the new one. The rolling update is spelled out, not
+    // left to defaults, so that switching to Recreate removes it (see `pod::handler`).
+    let strategy = if storage::mounts_read_write_once_claim(ls) {
+        DeploymentStrategy { type_: Some("Recreate".into()), rolling_update: None }
+    } else {
+        DeploymentStrategy {
+            type_: Some("RollingUpdate".into()),
+            rolling_update: Some(RollingUpdateDeployment {
+                max_surge: Some(IntOrString::String("25%".into())),
+                max_unavailable: Some(IntOrString::String("25%".into())),
+            }),
+        }
+    };
     Deployment {
         metadata: ObjectMeta {
             name: Some(ls.name_any()),
@@ -38,7 +47,7 @@ pub fn deployment(
                 match_labels: Some(labels::selector(ls)),
                 match_expressions: None,
             },
-            strategy,
+            strategy: Some(strategy),
             revision_history_limit: Some(3),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {

@@ -152,7 +152,11 @@ pub fn probes(ls: &LucidService) -> Option<(Probe, Probe, Probe)> {
     ))
 }
 
+/// Every probe field the API server would default is set here too: server-side apply only
+/// removes fields its manager owns, so a defaulted field left behind when the spec drops the
+/// probe would leave a probe without a handler, which the API server rejects.
 fn handler(check: &HealthCheck, port: i32, probe: Probe) -> Option<Probe> {
+    let probe = Probe { success_threshold: Some(1), initial_delay_seconds: Some(0), ..probe };
     match check.kind {
         HealthCheckKind::None => None,
         HealthCheckKind::Http => Some(Probe {

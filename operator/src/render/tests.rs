@@ -136,6 +136,11 @@ fn health_check_defaults_map_to_startup_readiness_and_liveness() {
     let liveness = c.liveness_probe.as_ref().unwrap();
     assert_eq!((liveness.period_seconds, liveness.timeout_seconds, liveness.failure_threshold), (Some(30), Some(10), Some(3)));
 
+    // Fields the API server would otherwise default are ours, so dropping the probe drops all.
+    for probe in [startup, readiness, liveness] {
+        assert_eq!((probe.success_threshold, probe.initial_delay_seconds), (Some(1), Some(0)));
+    }
+
     let tcp = render(&redis(), &inputs()).unwrap();
     assert_eq!(container(&tcp).liveness_probe.as_ref().unwrap().tcp_socket.as_ref().unwrap().port, IntOrString::Int(6379));
 }
@@ -198,7 +203,9 @@ fn a_read_write_once_claim_makes_the_rollout_recreate() {
         "image: {repository: x}\nphase: core\nstorage: {data: {kind: EmptyDir}, logs: {kind: EmptyDir}}",
     );
     let children = render(&stateless, &inputs()).unwrap();
-    assert!(children.deployment.spec.as_ref().unwrap().strategy.is_none());
+    let strategy = children.deployment.spec.as_ref().unwrap().strategy.as_ref().unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+    assert!(strategy.rolling_update.as_ref().unwrap().max_surge.is_some(), "spelled out so a switch to Recreate removes it");
     assert!(children.claims.is_empty());
 }
 
