@@ -51,6 +51,7 @@ pub async fn apply_children(client: &Client, namespace: &str, children: &Childre
     if let Some(service) = &children.service {
         apply(client, namespace, service).await?;
     }
+    apply(client, namespace, &children.network_policy).await?;
     if let Some(patch) = existing.and_then(|e| dropped_probes_patch(e, &children.deployment)) {
         let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
         api.patch(&children.deployment.name_any(), &PatchParams::default(), &Patch::Strategic(patch)).await?;

@@ -4,17 +4,20 @@
 mod deployment;
 mod env;
 pub mod labels;
+mod network_policy;
 mod pod;
 mod service;
 mod storage;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
 use crate::api::LucidService;
 
+pub use network_policy::ISOLATED_NETWORKS;
 pub use storage::{ClaimRole, claim_name};
 
 /// Pod-template annotation carrying the hash of every ConfigMap and Secret the pods read,
@@ -39,6 +42,8 @@ pub struct Children {
     /// None when the service exposes no port.
     pub service: Option<Service>,
     pub claims: Vec<PersistentVolumeClaim>,
+    /// Who may talk to the pods (and, on isolated networks, whom they may talk to).
+    pub network_policy: NetworkPolicy,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -55,6 +60,7 @@ pub fn render(ls: &LucidService, inputs: &RenderInputs) -> Result<Children, Rend
         deployment: deployment::deployment(ls, &namespace, &owner, inputs),
         service: service::service(ls, &namespace, &owner),
         claims: storage::claims(ls, &namespace, &owner),
+        network_policy: network_policy::network_policy(ls, &namespace, &owner),
     };
     let hash = children_hash(&children);
     children
@@ -78,6 +84,7 @@ fn children_hash(children: &Children) -> String {
     write(serde_json::to_vec(&children.deployment));
     write(serde_json::to_vec(&children.service));
     write(serde_json::to_vec(&children.claims));
+    write(serde_json::to_vec(&children.network_policy));
     hasher.finalize().to_hex()[..32].to_string()
 }
 

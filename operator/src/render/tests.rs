@@ -282,3 +282,41 @@ fn the_applied_hash_changes_with_the_spec_and_the_config_hash_only() {
     deps.spec.depends_on.push("x".into());
     assert_eq!(render(&deps, &inputs()).unwrap().applied_hash(), a.applied_hash());
 }
+
+fn policy_peers(rule: &k8s_openapi::api::networking::v1::NetworkPolicyIngressRule) -> Vec<String> {
+    rule.from.iter().flatten().flat_map(|p| p.pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap().keys().cloned()).collect()
+}
+
+#[test]
+fn network_policy_admits_only_pods_sharing_a_network_plus_external_ports() {
+    let children = render(&redis(), &inputs()).unwrap();
+    let spec = children.network_policy.spec.as_ref().unwrap();
+    assert_eq!(spec.pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["app.kubernetes.io/instance"], "lucid-redis");
+    let ingress = spec.ingress.as_ref().unwrap();
+    assert_eq!(policy_peers(&ingress[0]), vec!["network.lucid.io/lucid-pi-network".to_string()]);
+    // NodePort: its port is open to anyone, nothing else is.
+    assert!(ingress[1].from.is_none());
+    assert_eq!(ingress[1].ports.as_ref().unwrap()[0].port, Some(IntOrString::Int(6379)));
+    assert_eq!(spec.policy_types.as_deref(), Some(&["Ingress".to_string()][..]));
+}
+
+#[test]
+fn isolated_tron_pods_reach_only_their_network_their_dependencies_and_dns() {
+    let tron = service(
+        "tron-client",
+        "image: {repository: x}\nphase: support\nnetworks: [lucid-tron-isolated]\ndependsOn: [lucid-mongodb, lucid-redis]\nports: [{name: http, port: 8091}]",
+    );
+    let children = render(&tron, &inputs()).unwrap();
+    let spec = children.network_policy.spec.as_ref().unwrap();
+    assert_eq!(policy_peers(&spec.ingress.as_ref().unwrap()[0]), vec!["network.lucid.io/lucid-tron-isolated".to_string()]);
+    assert_eq!(spec.ingress.as_ref().unwrap().len(), 1, "ClusterIP: no open port");
+    assert_eq!(spec.policy_types.as_deref(), Some(&["Ingress".to_string(), "Egress".to_string()][..]));
+    let egress = spec.egress.as_ref().unwrap();
+    assert_eq!(egress[0].ports.as_ref().unwrap()[0].port, Some(IntOrString::Int(53)));
+    let to: Vec<_> = egress[1].to.as_ref().unwrap().iter().map(|p| p.pod_selector.as_ref().unwrap().match_labels.clone().unwrap()).collect();
+    assert_eq!(to.len(), 3);
+    assert_eq!(to[1]["lucid.io/service"], "lucid-mongodb");
+    // The main network's pods are not admitted.
+    let pod_labels = children.deployment.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().labels.clone().unwrap();
+    assert!(!pod_labels.contains_key("network.lucid.io/lucid-pi-network"));
+}
