@@ -15,9 +15,14 @@ use crate::api::{LucidPhase, LucidService};
 /// Ready now: Ready=True, and written for the current generation (a Ready condition from
 /// before a spec change does not count).
 pub fn service_ready(ls: &LucidService) -> bool {
-    let Some(status) = &ls.status else { return false };
+    let Some(status) = &ls.status else {
+        return false;
+    };
     status.observed_generation == ls.metadata.generation
-        && status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
 /// Why a service cannot go ahead.
@@ -25,9 +30,16 @@ pub fn service_ready(ls: &LucidService) -> bool {
 pub enum Gate {
     Open,
     /// Held until something else is Ready; not an error.
-    Wait { reason: &'static str, message: String, waiting_on: String },
+    Wait {
+        reason: &'static str,
+        message: String,
+        waiting_on: String,
+    },
     /// The graph is wrong and will stay wrong until the user changes it.
-    Broken { reason: &'static str, message: String },
+    Broken {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 /// One namespace's services and phases.
@@ -44,9 +56,18 @@ enum Node<'a> {
 }
 
 impl<'a> Snapshot<'a> {
-    pub fn new(services: impl IntoIterator<Item = &'a LucidService>, phases: impl IntoIterator<Item = &'a LucidPhase>) -> Self {
-        let services: HashMap<&str, &LucidService> = services.into_iter().map(|s| (s.meta().name.as_deref().unwrap_or(""), s)).collect();
-        let phases = phases.into_iter().map(|p| (p.meta().name.as_deref().unwrap_or(""), p)).collect();
+    pub fn new(
+        services: impl IntoIterator<Item = &'a LucidService>,
+        phases: impl IntoIterator<Item = &'a LucidPhase>,
+    ) -> Self {
+        let services: HashMap<&str, &LucidService> = services
+            .into_iter()
+            .map(|s| (s.meta().name.as_deref().unwrap_or(""), s))
+            .collect();
+        let phases = phases
+            .into_iter()
+            .map(|p| (p.meta().name.as_deref().unwrap_or(""), p))
+            .collect();
         let mut members: HashMap<&str, Vec<&LucidService>> = HashMap::new();
         for s in services.values() {
             members.entry(s.spec.phase.as_str()).or_default().push(s);
@@ -54,7 +75,11 @@ impl<'a> Snapshot<'a> {
         for list in members.values_mut() {
             list.sort_by(|a, b| a.name_any().cmp(&b.name_any()));
         }
-        Self { services, phases, members }
+        Self {
+            services,
+            phases,
+            members,
+        }
     }
 
     pub fn phase(&self, name: &str) -> Option<&'a LucidPhase> {
@@ -72,24 +97,60 @@ impl<'a> Snapshot<'a> {
         let Some(phase) = self.phase(&ls.spec.phase) else {
             return Some((
                 "PhaseNotFound",
-                format!("no LucidPhase named {:?} in this namespace: create it, or set spec.phase to an existing phase", ls.spec.phase),
+                format!(
+                    "no LucidPhase named {:?} in this namespace: create it, or set spec.phase to an existing phase",
+                    ls.spec.phase
+                ),
             ));
         };
-        let missing: Vec<&str> = ls.spec.depends_on.iter().map(String::as_str).filter(|d| !self.services.contains_key(d)).collect();
+        let missing: Vec<&str> = ls
+            .spec
+            .depends_on
+            .iter()
+            .map(String::as_str)
+            .filter(|d| !self.services.contains_key(d))
+            .collect();
         if !missing.is_empty() {
-            return Some(("DependencyNotFound", format!("dependsOn names LucidServices that do not exist: {}", missing.join(", "))));
+            return Some((
+                "DependencyNotFound",
+                format!(
+                    "dependsOn names LucidServices that do not exist: {}",
+                    missing.join(", ")
+                ),
+            ));
         }
-        let missing: Vec<&str> = phase.spec.depends_on.iter().map(String::as_str).filter(|p| !self.phases.contains_key(p)).collect();
+        let missing: Vec<&str> = phase
+            .spec
+            .depends_on
+            .iter()
+            .map(String::as_str)
+            .filter(|p| !self.phases.contains_key(p))
+            .collect();
         if !missing.is_empty() {
             return Some((
                 "PhaseDependencyNotFound",
-                format!("phase {} depends on phases that do not exist: {}", ls.spec.phase, missing.join(", ")),
+                format!(
+                    "phase {} depends on phases that do not exist: {}",
+                    ls.spec.phase,
+                    missing.join(", ")
+                ),
             ));
         }
         if let Some(cycle) = self.phase_cycle(&ls.spec.phase) {
-            return Some(("PhaseCycle", format!("phases depend on each other in a cycle: {}", cycle.join(" -> "))));
+            return Some((
+                "PhaseCycle",
+                format!(
+                    "phases depend on each other in a cycle: {}",
+                    cycle.join(" -> ")
+                ),
+            ));
         }
-        self.cycle_through(Node::Service(name)).map(|cycle| ("DependencyCycle", format!("dependencies form a cycle: {}", cycle.join(" -> "))))
+        self.cycle_through(Node::Service(name)).map(|cycle| {
+            (
+                "DependencyCycle",
+                format!("dependencies form a cycle: {}", cycle.join(" -> ")),
+            )
+        })
     }
 
     /// Whether `ls` may be created or changed now: every phase before its own is Ready, its
@@ -102,12 +163,19 @@ impl<'a> Snapshot<'a> {
         if self.phase(phase_name).is_some_and(|p| p.spec.paused) {
             return Gate::Wait {
                 reason: "PhasePaused",
-                message: format!("phase {phase_name} is paused: set spec.paused: false on LucidPhase {phase_name} to go on"),
+                message: format!(
+                    "phase {phase_name} is paused: set spec.paused: false on LucidPhase {phase_name} to go on"
+                ),
                 waiting_on: format!("phase/{phase_name}"),
             };
         }
         for upstream in self.upstream_phases(phase_name) {
-            let not_ready: Vec<String> = self.members(upstream).iter().filter(|m| !service_ready(m)).map(|m| m.name_any()).collect();
+            let not_ready: Vec<String> = self
+                .members(upstream)
+                .iter()
+                .filter(|m| !service_ready(m))
+                .map(|m| m.name_any())
+                .collect();
             if !not_ready.is_empty() {
                 let total = self.members(upstream).len();
                 return Gate::Wait {
@@ -121,7 +189,18 @@ impl<'a> Snapshot<'a> {
                 };
             }
         }
-        let not_ready: Vec<String> = ls.spec.depends_on.iter().filter(|d| !self.services.get(d.as_str()).is_some_and(|s| service_ready(s))).cloned().collect();
+        let not_ready: Vec<String> = ls
+            .spec
+            .depends_on
+            .iter()
+            .filter(|d| {
+                !self
+                    .services
+                    .get(d.as_str())
+                    .is_some_and(|s| service_ready(s))
+            })
+            .cloned()
+            .collect();
         if !not_ready.is_empty() {
             return Gate::Wait {
                 reason: "WaitingForDependency",
@@ -136,12 +215,17 @@ impl<'a> Snapshot<'a> {
     pub fn upstream_phases(&self, phase: &str) -> Vec<&'a str> {
         let mut seen = BTreeSet::new();
         let mut order = Vec::new();
-        let mut queue: Vec<&str> = self.phase(phase).map(|p| p.spec.depends_on.iter().map(String::as_str).collect()).unwrap_or_default();
+        let mut queue: Vec<&str> = self
+            .phase(phase)
+            .map(|p| p.spec.depends_on.iter().map(String::as_str).collect())
+            .unwrap_or_default();
         let mut i = 0;
         while i < queue.len() {
             let next = queue[i];
             i += 1;
-            let Some((&key, p)) = self.phases.get_key_value(next) else { continue };
+            let Some((&key, p)) = self.phases.get_key_value(next) else {
+                continue;
+            };
             if key == phase || !seen.insert(key) {
                 continue;
             }
@@ -155,11 +239,20 @@ impl<'a> Snapshot<'a> {
     pub fn phase_cycle(&self, phase: &str) -> Option<Vec<String>> {
         let mut path = vec![phase.to_string()];
         let mut visited = HashSet::new();
-        self.phase_dfs(phase, phase, &mut path, &mut visited).then_some(path)
+        self.phase_dfs(phase, phase, &mut path, &mut visited)
+            .then_some(path)
     }
 
-    fn phase_dfs(&self, start: &str, at: &str, path: &mut Vec<String>, visited: &mut HashSet<String>) -> bool {
-        let Some(p) = self.phase(at) else { return false };
+    fn phase_dfs(
+        &self,
+        start: &str,
+        at: &str,
+        path: &mut Vec<String>,
+        visited: &mut HashSet<String>,
+    ) -> bool {
+        let Some(p) = self.phase(at) else {
+            return false;
+        };
         for next in &p.spec.depends_on {
             if next == start {
                 path.push(next.clone());
@@ -179,14 +272,33 @@ impl<'a> Snapshot<'a> {
     fn edges(&self, node: Node<'a>) -> Vec<Node<'a>> {
         match node {
             Node::Service(name) => {
-                let Some(s) = self.services.get(name) else { return Vec::new() };
-                let mut out: Vec<Node> = s.spec.depends_on.iter().filter_map(|d| self.services.get_key_value(d.as_str()).map(|(k, _)| Node::Service(k))).collect();
+                let Some(s) = self.services.get(name) else {
+                    return Vec::new();
+                };
+                let mut out: Vec<Node> = s
+                    .spec
+                    .depends_on
+                    .iter()
+                    .filter_map(|d| {
+                        self.services
+                            .get_key_value(d.as_str())
+                            .map(|(k, _)| Node::Service(k))
+                    })
+                    .collect();
                 if let Some(p) = self.phase(&s.spec.phase) {
-                    out.extend(p.spec.depends_on.iter().filter_map(|d| self.phases.get_key_value(d.as_str()).map(|(k, _)| Node::Phase(k))));
+                    out.extend(p.spec.depends_on.iter().filter_map(|d| {
+                        self.phases
+                            .get_key_value(d.as_str())
+                            .map(|(k, _)| Node::Phase(k))
+                    }));
                 }
                 out
             }
-            Node::Phase(name) => self.members(name).iter().map(|m| Node::Service(m.meta().name.as_deref().unwrap_or(""))).collect(),
+            Node::Phase(name) => self
+                .members(name)
+                .iter()
+                .map(|m| Node::Service(m.meta().name.as_deref().unwrap_or("")))
+                .collect(),
         }
     }
 
@@ -239,7 +351,13 @@ mod tests {
     use crate::render::fixtures::service;
 
     fn svc(name: &str, phase: &str, deps: &[&str]) -> LucidService {
-        service(name, &format!("image: {{repository: x}}\nphase: {phase}\ndependsOn: [{}]", deps.join(", ")))
+        service(
+            name,
+            &format!(
+                "image: {{repository: x}}\nphase: {phase}\ndependsOn: [{}]",
+                deps.join(", ")
+            ),
+        )
     }
 
     fn ready(mut ls: LucidService) -> LucidService {
@@ -259,27 +377,53 @@ mod tests {
     }
 
     fn phase(name: &str, deps: &[&str]) -> LucidPhase {
-        let mut p = LucidPhase::new(name, LucidPhaseSpec { depends_on: deps.iter().map(|d| d.to_string()).collect(), paused: false, description: None });
+        let mut p = LucidPhase::new(
+            name,
+            LucidPhaseSpec {
+                depends_on: deps.iter().map(|d| d.to_string()).collect(),
+                paused: false,
+                description: None,
+            },
+        );
         p.metadata.namespace = Some("lucid".into());
         p
     }
 
     fn phases() -> Vec<LucidPhase> {
-        vec![phase("foundation", &[]), phase("core", &["foundation"]), phase("application", &["core"])]
+        vec![
+            phase("foundation", &[]),
+            phase("core", &["foundation"]),
+            phase("application", &["core"]),
+        ]
     }
 
     #[test]
     fn a_service_waits_for_every_earlier_phase_then_its_dependencies() {
-        let services = vec![svc("mongo", "foundation", &[]), svc("redis", "foundation", &["mongo"]), svc("gw", "core", &["redis"]), svc("rec", "application", &["gw"])];
+        let services = vec![
+            svc("mongo", "foundation", &[]),
+            svc("redis", "foundation", &["mongo"]),
+            svc("gw", "core", &["redis"]),
+            svc("rec", "application", &["gw"]),
+        ];
         let phases = phases();
         let snap = Snapshot::new(&services, &phases);
         assert_eq!(snap.gate(&services[0]), Gate::Open);
-        assert!(matches!(snap.gate(&services[1]), Gate::Wait { reason: "WaitingForDependency", waiting_on, .. } if waiting_on == "mongo"));
-        assert!(matches!(snap.gate(&services[2]), Gate::Wait { reason: "WaitingForPhase", waiting_on, .. } if waiting_on == "phase/foundation"));
+        assert!(
+            matches!(snap.gate(&services[1]), Gate::Wait { reason: "WaitingForDependency", waiting_on, .. } if waiting_on == "mongo")
+        );
+        assert!(
+            matches!(snap.gate(&services[2]), Gate::Wait { reason: "WaitingForPhase", waiting_on, .. } if waiting_on == "phase/foundation")
+        );
         // application waits for foundation too, not only for core.
-        assert!(matches!(snap.gate(&services[3]), Gate::Wait { reason: "WaitingForPhase", waiting_on, .. } if waiting_on == "phase/core" || waiting_on == "phase/foundation"));
+        assert!(
+            matches!(snap.gate(&services[3]), Gate::Wait { reason: "WaitingForPhase", waiting_on, .. } if waiting_on == "phase/core" || waiting_on == "phase/foundation")
+        );
 
-        let services = vec![ready(svc("mongo", "foundation", &[])), ready(svc("redis", "foundation", &["mongo"])), svc("gw", "core", &["redis"])];
+        let services = vec![
+            ready(svc("mongo", "foundation", &[])),
+            ready(svc("redis", "foundation", &["mongo"])),
+            svc("gw", "core", &["redis"]),
+        ];
         let snap = Snapshot::new(&services, &phases);
         assert_eq!(snap.gate(&services[2]), Gate::Open);
     }
@@ -297,11 +441,17 @@ mod tests {
 
     #[test]
     fn a_cycle_is_named_on_every_member() {
-        let services = vec![svc("a", "foundation", &["b"]), svc("b", "foundation", &["c"]), svc("c", "foundation", &["a"])];
+        let services = vec![
+            svc("a", "foundation", &["b"]),
+            svc("b", "foundation", &["c"]),
+            svc("c", "foundation", &["a"]),
+        ];
         let phases = phases();
         let snap = Snapshot::new(&services, &phases);
         for s in &services {
-            let Gate::Broken { reason, message } = snap.gate(s) else { panic!("{} not broken", s.name_any()) };
+            let Gate::Broken { reason, message } = snap.gate(s) else {
+                panic!("{} not broken", s.name_any())
+            };
             assert_eq!(reason, "DependencyCycle");
             for name in ["a", "b", "c"] {
                 assert!(message.contains(name), "{message}");
@@ -314,7 +464,9 @@ mod tests {
         let services = vec![svc("db", "foundation", &["gw"]), svc("gw", "core", &[])];
         let phases = phases();
         let snap = Snapshot::new(&services, &phases);
-        let Gate::Broken { reason, message } = snap.gate(&services[0]) else { panic!() };
+        let Gate::Broken { reason, message } = snap.gate(&services[0]) else {
+            panic!()
+        };
         assert_eq!(reason, "DependencyCycle");
         assert!(message.contains("phase/foundation"), "{message}");
     }
@@ -324,11 +476,17 @@ mod tests {
         let services = vec![svc("a", "foundation", &["ghost"]), svc("b", "nowhere", &[])];
         let phases = vec![phase("foundation", &["gone"])];
         let snap = Snapshot::new(&services, &phases);
-        assert!(matches!(snap.gate(&services[0]), Gate::Broken { reason: "DependencyNotFound", message } if message.contains("ghost")));
-        assert!(matches!(snap.gate(&services[1]), Gate::Broken { reason: "PhaseNotFound", message } if message.contains("nowhere")));
+        assert!(
+            matches!(snap.gate(&services[0]), Gate::Broken { reason: "DependencyNotFound", message } if message.contains("ghost"))
+        );
+        assert!(
+            matches!(snap.gate(&services[1]), Gate::Broken { reason: "PhaseNotFound", message } if message.contains("nowhere"))
+        );
         let services = vec![svc("a", "foundation", &[])];
         let snap = Snapshot::new(&services, &phases);
-        assert!(matches!(snap.gate(&services[0]), Gate::Broken { reason: "PhaseDependencyNotFound", message } if message.contains("gone")));
+        assert!(
+            matches!(snap.gate(&services[0]), Gate::Broken { reason: "PhaseDependencyNotFound", message } if message.contains("gone"))
+        );
     }
 
     #[test]
@@ -336,13 +494,21 @@ mod tests {
         let services = vec![svc("a", "x", &[])];
         let phases = vec![phase("x", &["y"]), phase("y", &["x"])];
         let snap = Snapshot::new(&services, &phases);
-        assert!(matches!(snap.gate(&services[0]), Gate::Broken { reason: "PhaseCycle", message } if message.contains("x -> y -> x")));
+        assert!(
+            matches!(snap.gate(&services[0]), Gate::Broken { reason: "PhaseCycle", message } if message.contains("x -> y -> x"))
+        );
 
         let mut paused = phase("foundation", &[]);
         paused.spec.paused = true;
         let phases = vec![paused];
         let services = vec![svc("a", "foundation", &[])];
         let snap = Snapshot::new(&services, &phases);
-        assert!(matches!(snap.gate(&services[0]), Gate::Wait { reason: "PhasePaused", .. }));
+        assert!(matches!(
+            snap.gate(&services[0]),
+            Gate::Wait {
+                reason: "PhasePaused",
+                ..
+            }
+        ));
     }
 }

@@ -10,7 +10,9 @@ use lucid_operator::{http, reconcile, telemetry};
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     telemetry::init();
-    let addr: SocketAddr = std::env::var("LUCID_HTTP_ADDR").unwrap_or_else(|_| "0.0.0.0:8080".into()).parse()?;
+    let addr: SocketAddr = std::env::var("LUCID_HTTP_ADDR")
+        .unwrap_or_else(|_| "0.0.0.0:8080".into())
+        .parse()?;
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
     let server = tokio::spawn(http::serve(addr, metrics.clone()));
@@ -31,10 +33,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

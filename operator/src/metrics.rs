@@ -27,9 +27,22 @@ impl Default for Metrics {
         });
         let mut registry = Registry::with_prefix("lucid_operator");
         registry.register("reconciles", "Reconciles run", reconciles.clone());
-        registry.register("reconcile_failures", "Reconciles that returned an error", failures.clone());
-        registry.register("reconcile_duration_seconds", "Time spent in one reconcile", duration.clone());
-        Self { reconciles, failures, duration, registry }
+        registry.register(
+            "reconcile_failures",
+            "Reconciles that returned an error",
+            failures.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            duration.clone(),
+        );
+        Self {
+            reconciles,
+            failures,
+            duration,
+            registry,
+        }
     }
 }
 

@@ -17,18 +17,26 @@ pub fn problems(ls: &LucidService) -> Vec<String> {
     let mut port_numbers = BTreeSet::new();
     for port in &spec.ports {
         if !port_names.insert(&port.name) {
-            out.push(format!("port name {:?} is used twice; give each port its own name", port.name));
+            out.push(format!(
+                "port name {:?} is used twice; give each port its own name",
+                port.name
+            ));
         }
         if !port_numbers.insert((port.port, port.protocol.as_str())) {
             out.push(format!("port {} is listed twice", port.port));
         }
     }
     if spec.depends_on.iter().any(|d| *d == name) {
-        out.push(format!("dependsOn names the service itself ({name}); remove it"));
+        out.push(format!(
+            "dependsOn names the service itself ({name}); remove it"
+        ));
     }
     for var in &spec.env {
         match (&var.value, &var.value_from) {
-            (Some(_), Some(_)) => out.push(format!("env {}: set value or valueFrom, not both", var.name)),
+            (Some(_), Some(_)) => out.push(format!(
+                "env {}: set value or valueFrom, not both",
+                var.name
+            )),
             (_, Some(from)) => match (&from.secret_key_ref, &from.config_map_key_ref) {
                 (Some(_), Some(_)) | (None, None) => out.push(format!(
                     "env {}: valueFrom needs exactly one of secretKeyRef or configMapKeyRef",
@@ -41,7 +49,9 @@ pub fn problems(ls: &LucidService) -> Vec<String> {
     }
     for (i, source) in spec.env_from.iter().enumerate() {
         if source.config_map_ref.is_some() == source.secret_ref.is_some() {
-            out.push(format!("envFrom[{i}]: set exactly one of configMapRef or secretRef"));
+            out.push(format!(
+                "envFrom[{i}]: set exactly one of configMapRef or secretRef"
+            ));
         }
     }
     out
@@ -74,7 +84,10 @@ envFrom: [{}]
         );
         let p = problems(&ls);
         assert_eq!(p.len(), 6, "{p:#?}");
-        assert!(p.iter().any(|m| m.contains("dependsOn names the service itself")));
+        assert!(
+            p.iter()
+                .any(|m| m.contains("dependsOn names the service itself"))
+        );
         assert!(p.iter().any(|m| m.contains("envFrom[0]")));
     }
 }

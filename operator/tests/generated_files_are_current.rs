@@ -4,7 +4,9 @@
 use std::path::Path;
 
 fn check(relative: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative);
     let checked_in = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{relative}: {e}"));
     let generated = lucid_operator::api::crds_yaml().expect("CRDs serialise");
     assert!(

@@ -9,8 +9,8 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::ResourceExt;
+use kube::api::{DeleteParams, Patch, PatchParams};
 use lucid_e2e::{TestEnv, condition, control_plane, is_ready, kubelet::mark_available};
 use lucid_operator::api::{LucidPhase, LucidService};
 use serde::Deserialize;
@@ -19,7 +19,11 @@ const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const HELM: &str = "/var/cache/lucid-tools/kubectl-v37-2.0.0/helm";
 
 fn tool(name: &str, default: &str) -> Option<String> {
-    std::env::var(name).ok().or_else(|| std::path::Path::new(default).exists().then(|| default.to_string()))
+    std::env::var(name).ok().or_else(|| {
+        std::path::Path::new(default)
+            .exists()
+            .then(|| default.to_string())
+    })
 }
 
 /// Applies every document of a YAML stream (ConfigMaps, Secrets, phases, services).
@@ -35,9 +39,21 @@ async fn apply_stream(env: &TestEnv, text: &str) {
         }
         let yaml = serde_yaml::to_string(&value).expect("yaml");
         match value["kind"].as_str() {
-            Some("LucidService") => drop(env.apply_yaml::<LucidService>(&yaml).await.expect("apply LucidService")),
-            Some("LucidPhase") => drop(env.apply_yaml::<LucidPhase>(&yaml).await.expect("apply LucidPhase")),
-            Some("ConfigMap") => drop(env.apply_yaml::<ConfigMap>(&yaml).await.expect("apply ConfigMap")),
+            Some("LucidService") => drop(
+                env.apply_yaml::<LucidService>(&yaml)
+                    .await
+                    .expect("apply LucidService"),
+            ),
+            Some("LucidPhase") => drop(
+                env.apply_yaml::<LucidPhase>(&yaml)
+                    .await
+                    .expect("apply LucidPhase"),
+            ),
+            Some("ConfigMap") => drop(
+                env.apply_yaml::<ConfigMap>(&yaml)
+                    .await
+                    .expect("apply ConfigMap"),
+            ),
             Some("Secret") => drop(env.apply_yaml::<Secret>(&yaml).await.expect("apply Secret")),
             other => panic!("unexpected kind {other:?}"),
         }
@@ -46,21 +62,53 @@ async fn apply_stream(env: &TestEnv, text: &str) {
 
 fn helm_template(chart: &str, namespace: &str) -> String {
     let helm = tool("LUCID_HELM", HELM).expect("helm: run tests/harness/install-tools.sh");
-    let out = std::process::Command::new(helm).args(["template", "lucid", &format!("{ROOT}/charts/{chart}"), "-n", namespace]).output().expect("helm");
-    assert!(out.status.success(), "helm template: {}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(helm)
+        .args([
+            "template",
+            "lucid",
+            &format!("{ROOT}/charts/{chart}"),
+            "-n",
+            namespace,
+        ])
+        .output()
+        .expect("helm");
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).expect("utf8")
 }
 
 async fn all_phases_ready(env: &TestEnv) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let phases = env.api::<LucidPhase>().list(&Default::default()).await.unwrap();
-        let ready = phases.items.iter().all(|p| p.status.as_ref().is_some_and(|s| s.observed_generation == p.metadata.generation && s.state.as_deref() == Some("Ready")));
+        let phases = env
+            .api::<LucidPhase>()
+            .list(&Default::default())
+            .await
+            .unwrap();
+        let ready = phases.items.iter().all(|p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.observed_generation == p.metadata.generation
+                    && s.state.as_deref() == Some("Ready")
+            })
+        });
         if ready && phases.items.len() == 4 {
             return;
         }
         if tokio::time::Instant::now() > deadline {
-            let summary: Vec<_> = phases.items.iter().map(|p| (p.name_any(), p.status.clone().unwrap_or_default().ready, p.status.clone().unwrap_or_default().waiting_on)).collect();
+            let summary: Vec<_> = phases
+                .items
+                .iter()
+                .map(|p| {
+                    (
+                        p.name_any(),
+                        p.status.clone().unwrap_or_default().ready,
+                        p.status.clone().unwrap_or_default().waiting_on,
+                    )
+                })
+                .collect();
             panic!("phases not Ready in time: {summary:?}");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -68,22 +116,54 @@ async fn all_phases_ready(env: &TestEnv) {
 }
 
 fn kubectl_get(env: &TestEnv, what: &str) -> String {
-    let Some(kubectl) = tool("LUCID_KUBECTL", "/var/cache/lucid-tools/kubectl-v37-2.0.0/kubectl") else { return String::new() };
+    let Some(kubectl) = tool(
+        "LUCID_KUBECTL",
+        "/var/cache/lucid-tools/kubectl-v37-2.0.0/kubectl",
+    ) else {
+        return String::new();
+    };
     let kubeconfig = control_plane().kubeconfig.display().to_string();
-    let out = std::process::Command::new(kubectl).args(["--kubeconfig", &kubeconfig, "-n", &env.namespace, "get", what]).output().expect("kubectl");
+    let out = std::process::Command::new(kubectl)
+        .args([
+            "--kubeconfig",
+            &kubeconfig,
+            "-n",
+            &env.namespace,
+            "get",
+            what,
+        ])
+        .output()
+        .expect("kubectl");
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_stack_rolls_out_phase_by_phase_and_updates_keep_the_order() {
     let env = TestEnv::start("stack", Duration::from_millis(150)).await;
-    apply_stream(&env, &std::fs::read_to_string(format!("{ROOT}/crds/examples/environment.yaml")).unwrap()).await;
+    apply_stream(
+        &env,
+        &std::fs::read_to_string(format!("{ROOT}/crds/examples/environment.yaml")).unwrap(),
+    )
+    .await;
     apply_stream(&env, &helm_template("lucid-stack", &env.namespace)).await;
     all_phases_ready(&env).await;
 
-    let services = env.api::<LucidService>().list(&Default::default()).await.unwrap().items;
+    let services = env
+        .api::<LucidService>()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items;
     assert_eq!(services.len(), 27);
-    let phases: BTreeMap<String, LucidPhase> = env.api::<LucidPhase>().list(&Default::default()).await.unwrap().items.into_iter().map(|p| (p.name_any(), p)).collect();
+    let phases: BTreeMap<String, LucidPhase> = env
+        .api::<LucidPhase>()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|p| (p.name_any(), p))
+        .collect();
     let log = env.kubelet.log.lock().unwrap().clone();
     let upstream = |phase: &str| -> Vec<String> {
         let mut out = Vec::new();
@@ -98,51 +178,157 @@ async fn the_whole_stack_rolls_out_phase_by_phase_and_updates_keep_the_order() {
         let started = log[&s.name_any()].first_seen.unwrap();
         for dep in &s.spec.depends_on {
             let ready = log[dep].available_at.unwrap();
-            assert!(started >= ready, "{} started before its dependency {dep} was Ready", s.name_any());
+            assert!(
+                started >= ready,
+                "{} started before its dependency {dep} was Ready",
+                s.name_any()
+            );
         }
         for p in upstream(&s.spec.phase) {
             for m in services.iter().filter(|m| m.spec.phase == p) {
-                assert!(started >= log[&m.name_any()].available_at.unwrap(), "{} (phase {}) started before {} of phase {p} was Ready", s.name_any(), s.spec.phase, m.name_any());
+                assert!(
+                    started >= log[&m.name_any()].available_at.unwrap(),
+                    "{} (phase {}) started before {} of phase {p} was Ready",
+                    s.name_any(),
+                    s.spec.phase,
+                    m.name_any()
+                );
             }
         }
     }
     let mut order: Vec<_> = log.iter().map(|(n, s)| (s.order, n.clone())).collect();
     order.sort();
-    println!("Deployment creation order: {:?}", order.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>());
+    println!(
+        "Deployment creation order: {:?}",
+        order.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>()
+    );
 
-    let policies = env.api::<NetworkPolicy>().list(&Default::default()).await.unwrap().items;
+    let policies = env
+        .api::<NetworkPolicy>()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items;
     assert_eq!(policies.len(), 27);
-    let tron = policies.iter().find(|p| p.name_any() == "tron-client").unwrap();
-    assert!(tron.spec.as_ref().unwrap().policy_types.as_ref().unwrap().contains(&"Egress".to_string()));
-    let report = format!("$ kubectl get lucidphases\n{}\n$ kubectl get lucidservices\n{}", kubectl_get(&env, "lucidphases"), kubectl_get(&env, "lucidservices"));
+    let tron = policies
+        .iter()
+        .find(|p| p.name_any() == "tron-client")
+        .unwrap();
+    assert!(
+        tron.spec
+            .as_ref()
+            .unwrap()
+            .policy_types
+            .as_ref()
+            .unwrap()
+            .contains(&"Egress".to_string())
+    );
+    let report = format!(
+        "$ kubectl get lucidphases\n{}\n$ kubectl get lucidservices\n{}",
+        kubectl_get(&env, "lucidphases"),
+        kubectl_get(&env, "lucidservices")
+    );
     println!("{report}");
     let _ = std::fs::write(format!("{ROOT}/target/stack-rollout.txt"), &report);
 
     // An update of a foundation service, and of a core service whose spec also changed.
-    let generations: BTreeMap<String, Option<i64>> = env.api::<Deployment>().list(&Default::default()).await.unwrap().items.iter().map(|d| (d.name_any(), d.metadata.generation)).collect();
+    let generations: BTreeMap<String, Option<i64>> = env
+        .api::<Deployment>()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|d| (d.name_any(), d.metadata.generation))
+        .collect();
     env.kubelet.hold("lucid-redis");
     let image = |tag: &str| serde_json::json!({"spec": {"image": {"tag": tag}}});
-    env.api::<LucidService>().patch("lucid-redis", &PatchParams::default(), &Patch::Merge(image("v2"))).await.unwrap();
-    env.wait_service("lucid-redis", "rolling out v2", |ls| ls.status.as_ref().is_some_and(|s| s.observed_generation == ls.metadata.generation && s.state.as_deref() == Some("Progressing"))).await;
-    env.api::<LucidService>().patch("api-gateway", &PatchParams::default(), &Patch::Merge(image("v2"))).await.unwrap();
-    let waiting = env.wait_service("api-gateway", "waiting for foundation", |ls| ls.status.as_ref().is_some_and(|s| s.observed_generation == ls.metadata.generation && s.state.as_deref() == Some("Waiting"))).await;
+    env.api::<LucidService>()
+        .patch(
+            "lucid-redis",
+            &PatchParams::default(),
+            &Patch::Merge(image("v2")),
+        )
+        .await
+        .unwrap();
+    env.wait_service("lucid-redis", "rolling out v2", |ls| {
+        ls.status.as_ref().is_some_and(|s| {
+            s.observed_generation == ls.metadata.generation
+                && s.state.as_deref() == Some("Progressing")
+        })
+    })
+    .await;
+    env.api::<LucidService>()
+        .patch(
+            "api-gateway",
+            &PatchParams::default(),
+            &Patch::Merge(image("v2")),
+        )
+        .await
+        .unwrap();
+    let waiting = env
+        .wait_service("api-gateway", "waiting for foundation", |ls| {
+            ls.status.as_ref().is_some_and(|s| {
+                s.observed_generation == ls.metadata.generation
+                    && s.state.as_deref() == Some("Waiting")
+            })
+        })
+        .await;
     let status = waiting.status.unwrap();
     assert_eq!(status.waiting_on.as_deref(), Some("phase/foundation"));
-    assert_eq!(condition(&status.conditions, "Ready").unwrap().1, "WaitingForPhase");
-    env.wait_phase("foundation", "not Ready while redis rolls out", |p| p.status.as_ref().is_some_and(|s| s.state.as_deref() == Some("Progressing"))).await;
+    assert_eq!(
+        condition(&status.conditions, "Ready").unwrap().1,
+        "WaitingForPhase"
+    );
+    env.wait_phase("foundation", "not Ready while redis rolls out", |p| {
+        p.status
+            .as_ref()
+            .is_some_and(|s| s.state.as_deref() == Some("Progressing"))
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let gateway = env.api::<Deployment>().get("api-gateway").await.unwrap();
-    assert_eq!(gateway.spec.unwrap().template.spec.unwrap().containers[0].image.as_deref(), Some("pickme/lucid-api-gateway:latest-arm64"), "api-gateway changed before foundation was Ready again");
+    assert_eq!(
+        gateway.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .as_deref(),
+        Some("pickme/lucid-api-gateway:latest-arm64"),
+        "api-gateway changed before foundation was Ready again"
+    );
 
     env.kubelet.release("lucid-redis");
     mark_available(&env.api(), "lucid-redis").await;
-    env.wait_service("api-gateway", "Ready on v2", |ls| is_ready(ls) && ls.metadata.generation == Some(2)).await;
+    env.wait_service("api-gateway", "Ready on v2", |ls| {
+        is_ready(ls) && ls.metadata.generation == Some(2)
+    })
+    .await;
     let gateway = env.api::<Deployment>().get("api-gateway").await.unwrap();
-    assert_eq!(gateway.spec.unwrap().template.spec.unwrap().containers[0].image.as_deref(), Some("pickme/lucid-api-gateway:v2"));
+    assert_eq!(
+        gateway.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .as_deref(),
+        Some("pickme/lucid-api-gateway:v2")
+    );
     all_phases_ready(&env).await;
-    let after: BTreeMap<String, Option<i64>> = env.api::<Deployment>().list(&Default::default()).await.unwrap().items.iter().map(|d| (d.name_any(), d.metadata.generation)).collect();
-    let changed: Vec<&String> = after.iter().filter(|(n, g)| generations[*n] != **g).map(|(n, _)| n).collect();
-    assert_eq!(changed, vec!["api-gateway", "lucid-redis"], "only the services whose spec changed were rolled");
+    let after: BTreeMap<String, Option<i64>> = env
+        .api::<Deployment>()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|d| (d.name_any(), d.metadata.generation))
+        .collect();
+    let changed: Vec<&String> = after
+        .iter()
+        .filter(|(n, g)| generations[*n] != **g)
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(
+        changed,
+        vec!["api-gateway", "lucid-redis"],
+        "only the services whose spec changed were rolled"
+    );
     env.stop().await;
 }
 
@@ -154,11 +340,18 @@ fn service(name: &str, phase: &str, deps: &[&str]) -> String {
 }
 
 fn phase(name: &str, deps: &[&str], paused: bool) -> String {
-    format!("apiVersion: lucid.io/v1alpha1\nkind: LucidPhase\nmetadata: {{name: {name}}}\nspec:\n  dependsOn: [{}]\n  paused: {paused}\n", deps.join(", "))
+    format!(
+        "apiVersion: lucid.io/v1alpha1\nkind: LucidPhase\nmetadata: {{name: {name}}}\nspec:\n  dependsOn: [{}]\n  paused: {paused}\n",
+        deps.join(", ")
+    )
 }
 
 fn degraded_with(reason: &'static str) -> impl Fn(&LucidService) -> bool {
-    move |ls| ls.status.as_ref().is_some_and(|s| condition(&s.conditions, "Degraded").is_some_and(|c| c.0 == "True" && c.1 == reason))
+    move |ls| {
+        ls.status.as_ref().is_some_and(|s| {
+            condition(&s.conditions, "Degraded").is_some_and(|c| c.0 == "True" && c.1 == reason)
+        })
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,38 +372,121 @@ async fn paused_phases_cycles_and_missing_references_are_reported() {
     apply_stream(&env, &docs.join("---\n")).await;
 
     env.wait_service("a", "Ready", is_ready).await;
-    let b = env.wait_service("b", "held by the paused phase", |ls| ls.status.as_ref().is_some_and(|s| s.waiting_on.as_deref() == Some("phase/core"))).await;
-    assert_eq!(condition(&b.status.unwrap().conditions, "Ready").unwrap().1, "PhasePaused");
-    assert!(env.api::<Deployment>().get_opt("b").await.unwrap().is_none());
-    env.wait_phase("core", "Paused", |p| p.status.as_ref().is_some_and(|s| s.state.as_deref() == Some("Paused"))).await;
+    let b = env
+        .wait_service("b", "held by the paused phase", |ls| {
+            ls.status
+                .as_ref()
+                .is_some_and(|s| s.waiting_on.as_deref() == Some("phase/core"))
+        })
+        .await;
+    assert_eq!(
+        condition(&b.status.unwrap().conditions, "Ready").unwrap().1,
+        "PhasePaused"
+    );
+    assert!(
+        env.api::<Deployment>()
+            .get_opt("b")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    env.wait_phase("core", "Paused", |p| {
+        p.status
+            .as_ref()
+            .is_some_and(|s| s.state.as_deref() == Some("Paused"))
+    })
+    .await;
 
     for name in ["c", "d"] {
-        let ls = env.wait_service(name, "DependencyCycle", degraded_with("DependencyCycle")).await;
-        let message = condition(&ls.status.unwrap().conditions, "Degraded").unwrap().2;
-        assert!(message.contains("c -> d -> c") || message.contains("d -> c -> d"), "{message}");
+        let ls = env
+            .wait_service(name, "DependencyCycle", degraded_with("DependencyCycle"))
+            .await;
+        let message = condition(&ls.status.unwrap().conditions, "Degraded")
+            .unwrap()
+            .2;
+        assert!(
+            message.contains("c -> d -> c") || message.contains("d -> c -> d"),
+            "{message}"
+        );
     }
-    let e = env.wait_service("e", "DependencyNotFound", degraded_with("DependencyNotFound")).await;
-    assert!(condition(&e.status.unwrap().conditions, "Degraded").unwrap().2.contains("ghost"));
-    env.wait_service("f", "PhaseNotFound", degraded_with("PhaseNotFound")).await;
-    let x = env.wait_phase("x", "PhaseCycle", |p| p.status.as_ref().is_some_and(|s| s.state.as_deref() == Some("Degraded"))).await;
-    assert_eq!(condition(&x.status.unwrap().conditions, "Degraded").unwrap().1, "PhaseCycle");
-    let foundation = env.wait_phase("foundation", "Degraded by its broken members", |p| p.status.as_ref().is_some_and(|s| s.state.as_deref() == Some("Degraded"))).await;
+    let e = env
+        .wait_service(
+            "e",
+            "DependencyNotFound",
+            degraded_with("DependencyNotFound"),
+        )
+        .await;
+    assert!(
+        condition(&e.status.unwrap().conditions, "Degraded")
+            .unwrap()
+            .2
+            .contains("ghost")
+    );
+    env.wait_service("f", "PhaseNotFound", degraded_with("PhaseNotFound"))
+        .await;
+    let x = env
+        .wait_phase("x", "PhaseCycle", |p| {
+            p.status
+                .as_ref()
+                .is_some_and(|s| s.state.as_deref() == Some("Degraded"))
+        })
+        .await;
+    assert_eq!(
+        condition(&x.status.unwrap().conditions, "Degraded")
+            .unwrap()
+            .1,
+        "PhaseCycle"
+    );
+    let foundation = env
+        .wait_phase("foundation", "Degraded by its broken members", |p| {
+            p.status
+                .as_ref()
+                .is_some_and(|s| s.state.as_deref() == Some("Degraded"))
+        })
+        .await;
     assert_eq!(foundation.status.unwrap().members.len(), 4);
 
     // Fixing things recovers: the missing dependency appears, the phase is unpaused.
     apply_stream(&env, &service("ghost", "foundation", &[])).await;
-    env.wait_service("e", "Ready once ghost exists", is_ready).await;
-    env.api::<LucidPhase>().patch("core", &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": {"paused": false}}))).await.unwrap();
+    env.wait_service("e", "Ready once ghost exists", is_ready)
+        .await;
+    env.api::<LucidPhase>()
+        .patch(
+            "core",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"paused": false}})),
+        )
+        .await
+        .unwrap();
     // core still waits: foundation has broken members (c, d, f). Remove them.
     for name in ["c", "d", "f"] {
-        env.api::<LucidService>().delete(name, &DeleteParams::default()).await.unwrap();
+        env.api::<LucidService>()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
     }
-    env.wait_service("b", "Ready after unpausing", is_ready).await;
+    env.wait_service("b", "Ready after unpausing", is_ready)
+        .await;
 
     // Deleting a phase deletes nothing of its services.
-    env.api::<LucidPhase>().delete("core", &DeleteParams::default()).await.unwrap();
+    env.api::<LucidPhase>()
+        .delete("core", &DeleteParams::default())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(env.api::<Deployment>().get_opt("b").await.unwrap().is_some());
-    assert!(env.api::<LucidService>().get_opt("b").await.unwrap().is_some());
+    assert!(
+        env.api::<Deployment>()
+            .get_opt("b")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        env.api::<LucidService>()
+            .get_opt("b")
+            .await
+            .unwrap()
+            .is_some()
+    );
     env.stop().await;
 }

@@ -46,13 +46,18 @@ pub fn control_plane() -> &'static ControlPlane {
 impl ControlPlane {
     pub async fn client(&self) -> Client {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kubeconfig");
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig");
         Client::try_from(config).expect("client")
     }
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Directory with kube-apiserver and kube-controller-manager: `$LUCID_K8S_BIN`, or what the
@@ -62,14 +67,28 @@ fn bin_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("harness/install-control-plane.sh");
-    let out = Command::new("bash").arg(&script).stderr(Stdio::inherit()).output().expect("run install-control-plane.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run install-control-plane.sh");
     assert!(out.status.success(), "install-control-plane.sh failed");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    PathBuf::from(stdout.lines().last().expect("install script prints the bin dir").trim())
+    PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .expect("install script prints the bin dir")
+            .trim(),
+    )
 }
 
 fn run(cmd: &mut Command) {
-    let status = cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().expect("run command");
+    let status = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run command");
     assert!(status.success(), "{cmd:?} failed");
 }
 
@@ -83,12 +102,19 @@ fn spawn(dir: &Path, name: &str, cmd: &mut Command) -> Child {
             Ok(())
         });
     }
-    cmd.stdout(log).stderr(err).spawn().unwrap_or_else(|e| panic!("start {name}: {e}"))
+    cmd.stdout(log)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"))
 }
 
 fn start() -> (ControlPlane, Vec<Child>) {
     let bin_dir = bin_dir();
-    let base = if Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+    let base = if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
     let dir = base.join(format!("lucid-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("state dir");
@@ -99,16 +125,27 @@ fn start() -> (ControlPlane, Vec<Child>) {
         &dir,
         "etcd",
         Command::new("etcd")
-            .arg("--data-dir").arg(dir.join("etcd"))
+            .arg("--data-dir")
+            .arg(dir.join("etcd"))
             .arg(format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"))
-            .arg(format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"))
+            .arg(format!(
+                "--advertise-client-urls=http://127.0.0.1:{etcd_port}"
+            ))
             .arg(format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer}"))
-            .arg(format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"))
-            .arg(format!("--initial-cluster=default=http://127.0.0.1:{etcd_peer}"))
+            .arg(format!(
+                "--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"
+            ))
+            .arg(format!(
+                "--initial-cluster=default=http://127.0.0.1:{etcd_peer}"
+            ))
             .arg("--log-level=warn"),
     );
     let f = |name: &str| dir.join(name).display().to_string();
-    std::fs::write(dir.join("tokens.csv"), format!("{TOKEN},lucid-admin,lucid-admin,\"system:masters\"\n")).expect("token file");
+    std::fs::write(
+        dir.join("tokens.csv"),
+        format!("{TOKEN},lucid-admin,lucid-admin,\"system:masters\"\n"),
+    )
+    .expect("token file");
     let apiserver = spawn(
         &dir,
         "kube-apiserver",
@@ -125,7 +162,10 @@ fn start() -> (ControlPlane, Vec<Child>) {
             .arg("--authorization-mode=RBAC")
             .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
             .arg(format!("--service-account-key-file={}", f("sa.pub")))
-            .arg(format!("--service-account-signing-key-file={}", f("sa.key")))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                f("sa.key")
+            ))
             .arg("--service-cluster-ip-range=10.96.0.0/16")
             .arg(format!("--cert-dir={}", f("certs")))
             .arg("--enable-priority-and-fairness=false")
@@ -140,27 +180,82 @@ fn start() -> (ControlPlane, Vec<Child>) {
         "kube-controller-manager",
         Command::new(bin_dir.join("kube-controller-manager"))
             .arg(format!("--kubeconfig={}", kubeconfig.display()))
-            .arg(format!("--authentication-kubeconfig={}", kubeconfig.display()))
-            .arg(format!("--authorization-kubeconfig={}", kubeconfig.display()))
+            .arg(format!(
+                "--authentication-kubeconfig={}",
+                kubeconfig.display()
+            ))
+            .arg(format!(
+                "--authorization-kubeconfig={}",
+                kubeconfig.display()
+            ))
             .arg("--controllers=garbagecollector,namespace")
             .arg("--leader-elect=false")
             .arg("--port=0")
             .arg("--secure-port=0")
             .arg("--v=1"),
     );
-    (ControlPlane { dir, kubeconfig, server, bin_dir }, vec![etcd, apiserver, controller_manager])
+    (
+        ControlPlane {
+            dir,
+            kubeconfig,
+            server,
+            bin_dir,
+        },
+        vec![etcd, apiserver, controller_manager],
+    )
 }
 
 fn make_certs(dir: &Path) {
     let openssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(dir));
-    openssl(&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "3", "-subj", "/CN=lucid-e2e-ca"]);
-    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=kube-apiserver"]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "3",
+        "-subj",
+        "/CN=lucid-e2e-ca",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=kube-apiserver",
+    ]);
     std::fs::write(
         dir.join("server.ext"),
         "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
     )
     .expect("ext file");
-    openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "3", "-extfile", "server.ext"]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "3",
+        "-extfile",
+        "server.ext",
+    ]);
     openssl(&["genrsa", "-out", "sa.key", "2048"]);
     openssl(&["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
 }
@@ -178,7 +273,10 @@ fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -192,13 +290,18 @@ fn base64(bytes: &[u8]) -> String {
 
 /// Waits until the API server answers and has created the default namespace.
 fn wait_ready(kubeconfig: &Path, dir: &Path) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let deadline = Instant::now() + Duration::from_secs(90);
     rt.block_on(async {
         loop {
             let attempt = async {
                 let kc = Kubeconfig::read_from(kubeconfig).ok()?;
-                let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.ok()?;
+                let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                    .await
+                    .ok()?;
                 let client = Client::try_from(config).ok()?;
                 Api::<Namespace>::all(client).get("default").await.ok()
             };
@@ -206,9 +309,13 @@ fn wait_ready(kubeconfig: &Path, dir: &Path) {
                 return;
             }
             if Instant::now() > deadline {
-                let log = std::fs::read_to_string(dir.join("kube-apiserver.log")).unwrap_or_default();
+                let log =
+                    std::fs::read_to_string(dir.join("kube-apiserver.log")).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(30).collect();
-                panic!("kube-apiserver not ready after 90 s; last log lines:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+                panic!(
+                    "kube-apiserver not ready after 90 s; last log lines:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }

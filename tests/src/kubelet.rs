@@ -36,13 +36,20 @@ impl Kubelet {
         let task = tokio::spawn({
             let (held, log) = (held.clone(), log.clone());
             async move {
-                let mut events = watcher(api.clone(), watcher::Config::default()).default_backoff().applied_objects().boxed();
+                let mut events = watcher(api.clone(), watcher::Config::default())
+                    .default_backoff()
+                    .applied_objects()
+                    .boxed();
                 while let Some(Ok(d)) = events.next().await {
                     let name = d.name_any();
                     {
                         let mut log = log.lock().unwrap();
                         let order = log.len();
-                        log.entry(name.clone()).or_insert_with(|| Seen { first_seen: Some(Instant::now()), order, available_at: None });
+                        log.entry(name.clone()).or_insert_with(|| Seen {
+                            first_seen: Some(Instant::now()),
+                            order,
+                            available_at: None,
+                        });
                     }
                     if done(&d) || held.lock().unwrap().contains(&name) {
                         continue;
@@ -51,13 +58,18 @@ impl Kubelet {
                     tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
                         if mark_available(&api, &name).await {
-                            log.lock().unwrap().entry(name).or_default().available_at = Some(Instant::now());
+                            log.lock().unwrap().entry(name).or_default().available_at =
+                                Some(Instant::now());
                         }
                     });
                 }
             }
         });
-        Kubelet { held, log, task: Arc::new(task) }
+        Kubelet {
+            held,
+            log,
+            task: Arc::new(task),
+        }
     }
 
     /// Stops marking `name` available (a pod that never becomes ready).
@@ -77,12 +89,16 @@ impl Kubelet {
 fn done(d: &Deployment) -> bool {
     let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let status = d.status.clone().unwrap_or_default();
-    status.observed_generation == d.metadata.generation && status.available_replicas.unwrap_or(0) == replicas && status.updated_replicas.unwrap_or(0) == replicas
+    status.observed_generation == d.metadata.generation
+        && status.available_replicas.unwrap_or(0) == replicas
+        && status.updated_replicas.unwrap_or(0) == replicas
 }
 
 /// Writes a completed rollout for the Deployment's current generation.
 pub async fn mark_available(api: &Api<Deployment>, name: &str) -> bool {
-    let Ok(Some(d)) = api.get_opt(name).await else { return false };
+    let Ok(Some(d)) = api.get_opt(name).await else {
+        return false;
+    };
     if done(&d) {
         return false;
     }
@@ -101,7 +117,9 @@ pub async fn mark_available(api: &Api<Deployment>, name: &str) -> bool {
             ],
         }
     });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await.is_ok()
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .is_ok()
 }
 
 /// Writes a stuck rollout (`ProgressDeadlineExceeded`), as the Deployment controller would.
@@ -117,7 +135,9 @@ pub async fn mark_stuck(api: &Api<Deployment>, name: &str) {
             ],
         }
     });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(status)).await.expect("write stuck status");
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .expect("write stuck status");
 }
 
 fn jiff_now() -> jiff::Timestamp {

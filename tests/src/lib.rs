@@ -32,8 +32,12 @@ pub const WAIT: Duration = Duration::from_secs(60);
 pub fn init_tracing() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn,kube_client=off,lucid_operator=info".into());
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| "warn,kube_client=off,lucid_operator=info".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
     });
 }
 
@@ -56,13 +60,21 @@ impl TestEnv {
         install_crds(&client).await;
         let namespace = format!("{test}-{}", std::process::id() % 100_000);
         let ns: Api<Namespace> = Api::all(client.clone());
-        let body: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).expect("namespace");
-        ns.create(&PostParams::default(), &body).await.expect("create namespace");
+        let body: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}}))
+                .expect("namespace");
+        ns.create(&PostParams::default(), &body)
+            .await
+            .expect("create namespace");
 
         let metrics = Arc::new(Metrics::default());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let operator = tokio::spawn({
-            let (client, metrics, scope) = (client.clone(), metrics.clone(), Scope::Namespace(namespace.clone()));
+            let (client, metrics, scope) = (
+                client.clone(),
+                metrics.clone(),
+                Scope::Namespace(namespace.clone()),
+            );
             async move {
                 if let Err(e) = reconcile::run(client, metrics, scope, stopped.map(|_| ())).await {
                     panic!("operator failed: {e}");
@@ -70,7 +82,14 @@ impl TestEnv {
             }
         });
         let kubelet = Kubelet::start(client.clone(), &namespace, delay);
-        TestEnv { client, namespace, kubelet, metrics, operator, stop: Some(stop) }
+        TestEnv {
+            client,
+            namespace,
+            kubelet,
+            metrics,
+            operator,
+            stop: Some(stop),
+        }
     }
 
     pub fn api<K>(&self) -> Api<K>
@@ -84,12 +103,24 @@ impl TestEnv {
     /// Applies a YAML document the way `kubectl apply --server-side` would.
     pub async fn apply_yaml<K>(&self, yaml: &str) -> Result<K, kube::Error>
     where
-        K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
         K::DynamicType: Default,
     {
         let value: serde_json::Value = serde_yaml::from_str(yaml).expect("test YAML parses");
-        let name = value["metadata"]["name"].as_str().expect("metadata.name").to_string();
-        self.api::<K>().patch(&name, &PatchParams::apply("e2e-test").force(), &Patch::Apply(value)).await
+        let name = value["metadata"]["name"]
+            .as_str()
+            .expect("metadata.name")
+            .to_string();
+        self.api::<K>()
+            .patch(
+                &name,
+                &PatchParams::apply("e2e-test").force(),
+                &Patch::Apply(value),
+            )
+            .await
     }
 
     pub async fn wait_service<F>(&self, name: &str, what: &str, cond: F) -> LucidService
@@ -130,12 +161,18 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
     F: Fn(&K) -> bool,
 {
-    let waited = tokio::time::timeout(WAIT, await_condition(api.clone(), name, |o: Option<&K>| o.is_some_and(&cond))).await;
+    let waited = tokio::time::timeout(
+        WAIT,
+        await_condition(api.clone(), name, |o: Option<&K>| o.is_some_and(&cond)),
+    )
+    .await;
     match waited {
         Ok(Ok(Some(object))) => object,
         other => {
             let now = api.get_opt(name).await;
-            panic!("timed out waiting for {name}: {what}\nwait result: {other:?}\nobject now: {now:#?}")
+            panic!(
+                "timed out waiting for {name}: {what}\nwait result: {other:?}\nobject now: {now:#?}"
+            )
         }
     }
 }
@@ -146,17 +183,32 @@ pub async fn install_crds(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in lucid_operator::api::crds() {
         let name = crd.metadata.name.clone().expect("crd name");
-        crds.patch(&name, &PatchParams::apply("e2e-test").force(), &Patch::Apply(&crd)).await.expect("apply CRD");
-        tokio::time::timeout(WAIT, await_condition(crds.clone(), &name, conditions::is_crd_established()))
-            .await
-            .expect("CRD established in time")
-            .expect("watch CRD");
+        crds.patch(
+            &name,
+            &PatchParams::apply("e2e-test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("apply CRD");
+        tokio::time::timeout(
+            WAIT,
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
+        .await
+        .expect("CRD established in time")
+        .expect("watch CRD");
     }
 }
 
 /// The condition of `type_`, as (status, reason, message).
-pub fn condition(ls_conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition], type_: &str) -> Option<(String, String, String)> {
-    ls_conditions.iter().find(|c| c.type_ == type_).map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+pub fn condition(
+    ls_conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> Option<(String, String, String)> {
+    ls_conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
 pub fn is_ready(ls: &LucidService) -> bool {

@@ -24,7 +24,13 @@ pub fn is_dns_label(name: &str) -> bool {
 pub fn env_prefix(service_name: &str) -> String {
     service_name
         .chars()
-        .map(|c| if c == '-' { '_' } else { c.to_ascii_uppercase() })
+        .map(|c| {
+            if c == '-' {
+                '_'
+            } else {
+                c.to_ascii_uppercase()
+            }
+        })
         .collect()
 }
 

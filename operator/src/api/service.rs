@@ -125,7 +125,10 @@ pub struct LucidServiceSpec {
     /// Networks this service joins (the compose `networks`). A pod accepts traffic only
     /// from pods sharing one of its networks.
     #[serde(default = "default_networks")]
-    #[schemars(inner(pattern(DNS_LABEL_PATTERN), length(max = 63)), length(min = 1, max = 8))]
+    #[schemars(
+        inner(pattern(DNS_LABEL_PATTERN), length(max = 63)),
+        length(min = 1, max = 8)
+    )]
     pub networks: Vec<String>,
 }
 
@@ -156,7 +159,10 @@ fn default_resources() -> ResourceRequirements {
 #[serde(rename_all = "camelCase")]
 pub struct ImageSpec {
     /// Image repository, e.g. `pickme/lucid-api-gateway`.
-    #[schemars(length(min = 1, max = 255), pattern(r"^[^\s@:]+(:[0-9]+)?(/[^\s@:]+)*$"))]
+    #[schemars(
+        length(min = 1, max = 255),
+        pattern(r"^[^\s@:]+(:[0-9]+)?(/[^\s@:]+)*$")
+    )]
     pub repository: String,
 
     /// Image tag. Ignored when `digest` is set.

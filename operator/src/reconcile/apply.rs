@@ -21,7 +21,11 @@ pub fn apply_params() -> PatchParams {
 /// Applies one object; returns what the API server stored.
 pub async fn apply<K>(client: &Client, namespace: &str, object: &K) -> Result<K, kube::Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + Serialize + DeserializeOwned + Clone + std::fmt::Debug,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let mut object = object.clone();
@@ -32,8 +36,12 @@ where
         "kind": K::kind(&()),
     });
     let mut body = body;
-    merge(&mut body, serde_json::to_value(&object).map_err(kube::Error::SerdeError)?);
-    api.patch(&object.name_any(), &apply_params(), &Patch::Apply(body)).await
+    merge(
+        &mut body,
+        serde_json::to_value(&object).map_err(kube::Error::SerdeError)?,
+    );
+    api.patch(&object.name_any(), &apply_params(), &Patch::Apply(body))
+        .await
 }
 
 fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
@@ -44,7 +52,12 @@ fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
 
 /// Applies every child, claims and Service first so the pods find them. Returns the stored
 /// Deployment, whose status tells how the rollout goes.
-pub async fn apply_children(client: &Client, namespace: &str, children: &Children, existing: Option<&Deployment>) -> Result<Deployment, kube::Error> {
+pub async fn apply_children(
+    client: &Client,
+    namespace: &str,
+    children: &Children,
+    existing: Option<&Deployment>,
+) -> Result<Deployment, kube::Error> {
     for claim in &children.claims {
         apply(client, namespace, claim).await?;
     }
@@ -54,7 +67,12 @@ pub async fn apply_children(client: &Client, namespace: &str, children: &Childre
     apply(client, namespace, &children.network_policy).await?;
     if let Some(patch) = existing.and_then(|e| dropped_probes_patch(e, &children.deployment)) {
         let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-        api.patch(&children.deployment.name_any(), &PatchParams::default(), &Patch::Strategic(patch)).await?;
+        api.patch(
+            &children.deployment.name_any(),
+            &PatchParams::default(),
+            &Patch::Strategic(patch),
+        )
+        .await?;
     }
     apply(client, namespace, &children.deployment).await
 }
@@ -63,16 +81,36 @@ pub async fn apply_children(client: &Client, namespace: &str, children: &Childre
 /// drops it, and an empty probe is invalid. When the new Deployment has no probes but the
 /// stored one does, they are removed first with a strategic merge patch.
 fn dropped_probes_patch(existing: &Deployment, desired: &Deployment) -> Option<serde_json::Value> {
-    let containers = |d: &Deployment| d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).map(|p| p.containers.clone()).unwrap_or_default();
+    let containers = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .map(|p| p.containers.clone())
+            .unwrap_or_default()
+    };
     let desired = containers(desired);
     let mut patches = Vec::new();
     for old in containers(existing) {
-        let Some(new) = desired.iter().find(|c| c.name == old.name) else { continue };
+        let Some(new) = desired.iter().find(|c| c.name == old.name) else {
+            continue;
+        };
         let mut fields = serde_json::Map::new();
         for (field, had, has) in [
-            ("livenessProbe", old.liveness_probe.is_some(), new.liveness_probe.is_some()),
-            ("readinessProbe", old.readiness_probe.is_some(), new.readiness_probe.is_some()),
-            ("startupProbe", old.startup_probe.is_some(), new.startup_probe.is_some()),
+            (
+                "livenessProbe",
+                old.liveness_probe.is_some(),
+                new.liveness_probe.is_some(),
+            ),
+            (
+                "readinessProbe",
+                old.readiness_probe.is_some(),
+                new.readiness_probe.is_some(),
+            ),
+            (
+                "startupProbe",
+                old.startup_probe.is_some(),
+                new.startup_probe.is_some(),
+            ),
         ] {
             if had && !has {
                 fields.insert(field.into(), serde_json::Value::Null);
@@ -83,21 +121,38 @@ fn dropped_probes_patch(existing: &Deployment, desired: &Deployment) -> Option<s
             patches.push(serde_json::Value::Object(fields));
         }
     }
-    (!patches.is_empty()).then(|| serde_json::json!({"spec": {"template": {"spec": {"containers": patches}}}}))
+    (!patches.is_empty())
+        .then(|| serde_json::json!({"spec": {"template": {"spec": {"containers": patches}}}}))
 }
 
 /// Deletes children of `service_name` that are not in `children`: a Service once the spec
 /// drops every port, and claims the spec no longer asks for when their retention is Delete
 /// (a retained claim has no owner reference and is never touched here).
-pub async fn delete_orphans(client: &Client, namespace: &str, service_name: &str, owner_uid: &str, children: &Children) -> Result<Vec<String>, kube::Error> {
+pub async fn delete_orphans(
+    client: &Client,
+    namespace: &str,
+    service_name: &str,
+    owner_uid: &str,
+    children: &Children,
+) -> Result<Vec<String>, kube::Error> {
     let mut deleted = Vec::new();
     let wanted_service = children.service.as_ref().map(|s| s.name_any());
     deleted.extend(
-        delete_unwanted::<Service>(client, namespace, service_name, owner_uid, |name| Some(name.to_string()) == wanted_service).await?,
+        delete_unwanted::<Service>(client, namespace, service_name, owner_uid, |name| {
+            Some(name.to_string()) == wanted_service
+        })
+        .await?,
     );
     let wanted_claims: Vec<String> = children.claims.iter().map(|c| c.name_any()).collect();
     deleted.extend(
-        delete_unwanted::<PersistentVolumeClaim>(client, namespace, service_name, owner_uid, |name| wanted_claims.iter().any(|w| w == name)).await?,
+        delete_unwanted::<PersistentVolumeClaim>(
+            client,
+            namespace,
+            service_name,
+            owner_uid,
+            |name| wanted_claims.iter().any(|w| w == name),
+        )
+        .await?,
     );
     Ok(deleted)
 }
@@ -110,13 +165,22 @@ async fn delete_unwanted<K>(
     wanted: impl Fn(&str) -> bool,
 ) -> Result<Vec<String>, kube::Error>
 where
-    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()> + DeserializeOwned + Clone + std::fmt::Debug,
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let selector = labels::children_selector(service_name);
     let mut deleted = Vec::new();
-    for object in api.list_metadata(&ListParams::default().labels(&selector)).await? {
-        let owned = object.owner_references().iter().any(|o| o.uid == owner_uid && o.controller == Some(true));
+    for object in api
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await?
+    {
+        let owned = object
+            .owner_references()
+            .iter()
+            .any(|o| o.uid == owner_uid && o.controller == Some(true));
         let name = object.name_any();
         if owned && !wanted(&name) {
             api.delete(&name, &DeleteParams::background()).await?;

@@ -36,7 +36,10 @@ impl Context {
         phases: Store<DeserializeGuard<LucidPhase>>,
         deployments: Store<Deployment>,
     ) -> Self {
-        let reporter = Reporter { controller: "lucid-operator".into(), instance: std::env::var("POD_NAME").ok() };
+        let reporter = Reporter {
+            controller: "lucid-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -59,8 +62,18 @@ impl Context {
     pub fn namespace_view(&self, namespace: &str) -> NamespaceView {
         let in_ns = |ns: Option<String>| ns.as_deref() == Some(namespace);
         NamespaceView {
-            services: self.services.state().into_iter().filter(|s| in_ns(s.namespace())).collect(),
-            phases: self.phases.state().into_iter().filter(|p| in_ns(p.namespace())).collect(),
+            services: self
+                .services
+                .state()
+                .into_iter()
+                .filter(|s| in_ns(s.namespace()))
+                .collect(),
+            phases: self
+                .phases
+                .state()
+                .into_iter()
+                .filter(|p| in_ns(p.namespace()))
+                .collect(),
         }
     }
 
@@ -73,18 +86,25 @@ impl Context {
     }
 
     pub fn succeeded(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
     }
 
     pub fn remember_applied(&self, deployment: &Deployment) {
         if let (Some(uid), Some(generation)) = (deployment.uid(), deployment.metadata.generation) {
-            self.applied.lock().unwrap_or_else(|e| e.into_inner()).insert(uid, generation);
+            self.applied
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(uid, generation);
         }
     }
 
     pub fn applied_generation_matches(&self, deployment: &Deployment) -> bool {
         let applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
-        deployment.uid().and_then(|uid| applied.get(&uid).copied()) == deployment.metadata.generation
+        deployment.uid().and_then(|uid| applied.get(&uid).copied())
+            == deployment.metadata.generation
     }
 }
 

@@ -1,9 +1,12 @@
 //! The two controllers and the watches that feed them.
 //!
-//! One watch per kind feeds a shared cache; both controllers read it, so the operator holds
-//! one copy of each LucidService, LucidPhase and managed Deployment however many controllers
-//! look at them. ConfigMaps and Secrets are watched by metadata only: their contents are
-//! read on demand and never cached.
+//! Each controller caches its own kind (LucidService, LucidPhase) and the other reads that
+//! cache; managed Deployments have one cache. Extra watches only trigger (they keep nothing).
+//! ConfigMaps and Secrets are watched by metadata only: contents are read on demand.
+//!
+//! kube-runtime's shared streams (`store_shared` + `subscribe`) are not used: a subscriber
+//! that is handed an object already gone from the cache returns `Pending` without a waker
+//! and stops for good (kube-runtime 5.0.0, `ReflectHandle::poll_next`).
 
 mod apply;
 mod context;
@@ -18,10 +21,10 @@ use std::sync::{Arc, Mutex};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::core::PartialObjectMeta;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
@@ -39,69 +42,107 @@ use crate::render::labels;
 type ServiceGuard = DeserializeGuard<LucidService>;
 type PhaseGuard = DeserializeGuard<LucidPhase>;
 
-/// Room for the initial list of a large namespace before a slow subscriber holds the watch.
-const SHARED_BUFFER: usize = 4096;
-
 /// Runs both controllers until `shutdown` resolves. `ready` is set once every cache has
 /// listed its objects.
-pub async fn run(client: Client, metrics: Arc<Metrics>, scope: Scope, shutdown: impl Future<Output = ()> + Send + Sync + 'static) -> Result<(), Error> {
-    let api = ScopedApi { client: client.clone(), scope };
-    let (services, services_writer) = reflector::store_shared::<ServiceGuard>(SHARED_BUFFER);
-    let (phases, phases_writer) = reflector::store_shared::<PhaseGuard>(SHARED_BUFFER);
-    let (deployments, deployments_writer) = reflector::store_shared::<Deployment>(SHARED_BUFFER);
-    let subscribe_services = || services_writer.subscribe().ok_or(Error::Startup("LucidService cache is not shared"));
-    let subscribe_phases = || phases_writer.subscribe().ok_or(Error::Startup("LucidPhase cache is not shared"));
-    let (service_events, service_events_for_dependents, service_events_for_phases) = (subscribe_services()?, subscribe_services()?, subscribe_services()?);
-    let (phase_events, phase_events_for_services, phase_events_for_peers) = (subscribe_phases()?, subscribe_phases()?, subscribe_phases()?);
-    let deployment_events = deployments_writer.subscribe().ok_or(Error::Startup("Deployment cache is not shared"))?;
+pub async fn run(
+    client: Client,
+    metrics: Arc<Metrics>,
+    scope: Scope,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), Error> {
+    let api = ScopedApi {
+        client: client.clone(),
+        scope,
+    };
+    let all = watcher::Config::default;
 
-    let managed = watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY_KEY, labels::MANAGED_BY));
-    let drive = |stream: futures::stream::BoxStream<'static, ()>| tokio::spawn(stream.for_each(|_| async {}));
-    let watch_services = watcher(api.of::<ServiceGuard>(), watcher::Config::default()).default_backoff().reflect_shared(services_writer).map(|_| ()).boxed();
-    let watch_phases = watcher(api.of::<PhaseGuard>(), watcher::Config::default()).default_backoff().reflect_shared(phases_writer).map(|_| ()).boxed();
-    let watch_deployments = watcher(api.of::<Deployment>(), managed)
-        .default_backoff()
+    // Managed Deployments feed one cache that both gates (the applied hash) and triggers.
+    let (deployments, deployments_writer) = reflector::store::<Deployment>();
+    let managed = all().labels(&format!(
+        "{}={}",
+        labels::MANAGED_BY_KEY,
+        labels::MANAGED_BY
+    ));
+    let deployment_events = reflector(
+        deployments_writer,
         // Managed fields are a third of a Deployment's size and nothing here reads them.
-        .modify(|d| d.managed_fields_mut().clear())
-        .reflect_shared(deployments_writer)
-        .map(|_| ())
-        .boxed();
-    let watchers = [drive(watch_services), drive(watch_phases), drive(watch_deployments)];
+        watcher(api.of::<Deployment>(), managed)
+            .default_backoff()
+            .modify(|d| d.managed_fields_mut().clear()),
+    )
+    .applied_objects();
 
-    let ctx = Arc::new(Context::new(client.clone(), metrics, services.clone(), phases.clone(), deployments));
+    let service_controller = Controller::new(api.of::<ServiceGuard>(), all());
+    let phase_controller = Controller::new(api.of::<PhaseGuard>(), all());
+    let (services, phases) = (service_controller.store(), phase_controller.store());
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics,
+        services.clone(),
+        phases.clone(),
+        deployments,
+    ));
     let shutdown = shutdown.shared();
 
     let readiness = Arc::new(Mutex::new(HashMap::<String, bool>::new()));
-    let (services_for_deps, services_for_phase_map, services_for_cm, services_for_secrets) = (services.clone(), services.clone(), services.clone(), services.clone());
-    let (phases_for_deps, phases_for_phase_map) = (phases.clone(), phases.clone());
-    let service_controller = Controller::for_shared_stream(service_events, services.clone())
-        .owns_shared_stream(deployment_events)
-        .watches_shared_stream(service_events_for_dependents, move |changed: Arc<ServiceGuard>| {
-            dependents_to_wake(&services_for_deps, &phases_for_deps, &readiness, &changed)
-        })
-        .watches_shared_stream(phase_events_for_services, move |phase: Arc<PhaseGuard>| {
+    let (services_for_deps, phases_for_deps) = (services.clone(), phases.clone());
+    let (services_for_phase_map, phases_for_phase_map) = (services.clone(), phases.clone());
+    let (services_for_cm, services_for_secrets) = (services.clone(), services.clone());
+    let service_controller = service_controller
+        .owns_stream(deployment_events)
+        .watches(
+            api.of::<ServiceGuard>(),
+            all(),
+            move |changed: ServiceGuard| {
+                dependents_to_wake(&services_for_deps, &phases_for_deps, &readiness, &changed)
+            },
+        )
+        .watches(api.of::<PhaseGuard>(), all(), move |phase: PhaseGuard| {
             services_after_phase_change(&services_for_phase_map, &phases_for_phase_map, &phase)
         })
-        .watches_stream(watcher(api.of::<PartialObjectMeta<ConfigMap>>(), watcher::Config::default()).default_backoff().touched_objects(), move |cm| {
-            services_reading(&services_for_cm, references_config_map, &cm.namespace().unwrap_or_default(), &cm.name_any())
+        // ConfigMaps and Secrets by metadata only: their contents are read on demand, never cached.
+        .watches(api.of::<PartialObjectMeta<ConfigMap>>(), all(), move |cm| {
+            services_reading(
+                &services_for_cm,
+                references_config_map,
+                &cm.namespace().unwrap_or_default(),
+                &cm.name_any(),
+            )
         })
-        .watches_stream(watcher(api.of::<PartialObjectMeta<Secret>>(), watcher::Config::default()).default_backoff().touched_objects(), move |secret| {
-            services_reading(&services_for_secrets, references_secret, &secret.namespace().unwrap_or_default(), &secret.name_any())
-        })
+        .watches(
+            api.of::<PartialObjectMeta<Secret>>(),
+            all(),
+            move |secret| {
+                services_reading(
+                    &services_for_secrets,
+                    references_secret,
+                    &secret.namespace().unwrap_or_default(),
+                    &secret.name_any(),
+                )
+            },
+        )
         .graceful_shutdown_on(shutdown.clone())
         .run(service::reconcile, service::error_policy, ctx.clone())
         .for_each(|_| async {});
 
     let phases_for_peers = phases.clone();
-    let phase_controller = Controller::for_shared_stream(phase_events, phases.clone())
-        .watches_shared_stream(service_events_for_phases, move |ls: Arc<ServiceGuard>| {
+    let phase_controller = phase_controller
+        .watches(api.of::<ServiceGuard>(), all(), |ls: ServiceGuard| {
             let Ok(ls) = &ls.0 else { return Vec::new() };
-            vec![ObjectRef::<PhaseGuard>::new(&ls.spec.phase).within(&ls.namespace().unwrap_or_default())]
+            vec![
+                ObjectRef::<PhaseGuard>::new(&ls.spec.phase)
+                    .within(&ls.namespace().unwrap_or_default()),
+            ]
         })
-        .watches_shared_stream(phase_events_for_peers, move |changed: Arc<PhaseGuard>| {
+        .watches(api.of::<PhaseGuard>(), all(), move |changed: PhaseGuard| {
             // Phases that name this one may now have (or lose) a missing dependency or cycle.
             let ns = changed.namespace();
-            phases_for_peers.state().iter().filter(|p| p.namespace() == ns && p.name_any() != changed.name_any()).map(|p| ObjectRef::from_obj(p.as_ref())).collect::<Vec<_>>()
+            phases_for_peers
+                .state()
+                .iter()
+                .filter(|p| p.namespace() == ns && p.name_any() != changed.name_any())
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect::<Vec<_>>()
         })
         .graceful_shutdown_on(shutdown)
         .run(phase::reconcile, phase::error_policy, ctx)
@@ -109,9 +150,6 @@ pub async fn run(client: Client, metrics: Arc<Metrics>, scope: Scope, shutdown: 
 
     tracing::info!("controllers started");
     futures::join!(service_controller, phase_controller);
-    for watcher in watchers {
-        watcher.abort();
-    }
     Ok(())
 }
 
@@ -153,35 +191,62 @@ fn references_secret(r: &Reference) -> bool {
 }
 
 /// Services in `namespace` that read the ConfigMap or Secret `name`.
-fn services_reading(services: &Store<ServiceGuard>, kind: fn(&Reference) -> bool, namespace: &str, name: &str) -> Vec<ObjectRef<ServiceGuard>> {
+fn services_reading(
+    services: &Store<ServiceGuard>,
+    kind: fn(&Reference) -> bool,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<ServiceGuard>> {
     services
         .state()
         .iter()
         .filter(|g| g.namespace().as_deref() == Some(namespace))
-        .filter(|g| g.0.as_ref().is_ok_and(|ls| references(ls).iter().any(|r| kind(r) && r.name == name)))
+        .filter(|g| {
+            g.0.as_ref()
+                .is_ok_and(|ls| references(ls).iter().any(|r| kind(r) && r.name == name))
+        })
         .map(|g| ObjectRef::from_obj(g.as_ref()))
         .collect()
 }
 
 /// Members of a phase that changed, and of every phase after it (pausing or unpausing it,
 /// or editing its dependsOn, changes what they wait for).
-fn services_after_phase_change(services: &Store<ServiceGuard>, phases: &Store<PhaseGuard>, phase: &PhaseGuard) -> Vec<ObjectRef<ServiceGuard>> {
+fn services_after_phase_change(
+    services: &Store<ServiceGuard>,
+    phases: &Store<PhaseGuard>,
+    phase: &PhaseGuard,
+) -> Vec<ObjectRef<ServiceGuard>> {
     let ns = phase.namespace();
     let changed = phase.name_any();
     let all_services = services.state();
     let all_phases = phases.state();
-    let in_ns: Vec<&LucidService> = all_services.iter().filter(|g| g.namespace() == ns).filter_map(|g| g.0.as_ref().ok()).collect();
-    let ns_phases: Vec<&LucidPhase> = all_phases.iter().filter(|g| g.namespace() == ns).filter_map(|g| g.0.as_ref().ok()).collect();
+    let in_ns: Vec<&LucidService> = all_services
+        .iter()
+        .filter(|g| g.namespace() == ns)
+        .filter_map(|g| g.0.as_ref().ok())
+        .collect();
+    let ns_phases: Vec<&LucidPhase> = all_phases
+        .iter()
+        .filter(|g| g.namespace() == ns)
+        .filter_map(|g| g.0.as_ref().ok())
+        .collect();
     let snapshot = Snapshot::new(in_ns.iter().copied(), ns_phases.iter().copied());
     let downstream: Vec<String> = ns_phases
         .iter()
-        .filter(|p| snapshot.upstream_phases(&p.name_any()).contains(&changed.as_str()))
+        .filter(|p| {
+            snapshot
+                .upstream_phases(&p.name_any())
+                .contains(&changed.as_str())
+        })
         .map(|p| p.name_any())
         .collect();
     all_services
         .iter()
         .filter(|g| g.namespace() == ns)
-        .filter(|g| g.0.as_ref().is_ok_and(|ls| ls.spec.phase == changed || downstream.contains(&ls.spec.phase)))
+        .filter(|g| {
+            g.0.as_ref()
+                .is_ok_and(|ls| ls.spec.phase == changed || downstream.contains(&ls.spec.phase))
+        })
         .map(|g| ObjectRef::from_obj(g.as_ref()))
         .collect()
 }
@@ -196,8 +261,14 @@ fn dependents_to_wake(
     last_readiness: &Mutex<HashMap<String, bool>>,
     changed: &ServiceGuard,
 ) -> Vec<ObjectRef<ServiceGuard>> {
-    let Ok(changed) = &changed.0 else { return Vec::new() };
-    let key = format!("{}/{}", changed.namespace().unwrap_or_default(), changed.name_any());
+    let Ok(changed) = &changed.0 else {
+        return Vec::new();
+    };
+    let key = format!(
+        "{}/{}",
+        changed.namespace().unwrap_or_default(),
+        changed.name_any()
+    );
     let now_ready = service_ready(changed);
     {
         let mut last = last_readiness.lock().unwrap_or_else(|e| e.into_inner());
@@ -208,8 +279,16 @@ fn dependents_to_wake(
     let ns = changed.namespace();
     let all_services = services.state();
     let all_phases = phases.state();
-    let in_ns: Vec<&LucidService> = all_services.iter().filter(|g| g.namespace() == ns).filter_map(|g| g.0.as_ref().ok()).collect();
-    let ns_phases: Vec<&LucidPhase> = all_phases.iter().filter(|g| g.namespace() == ns).filter_map(|g| g.0.as_ref().ok()).collect();
+    let in_ns: Vec<&LucidService> = all_services
+        .iter()
+        .filter(|g| g.namespace() == ns)
+        .filter_map(|g| g.0.as_ref().ok())
+        .collect();
+    let ns_phases: Vec<&LucidPhase> = all_phases
+        .iter()
+        .filter(|g| g.namespace() == ns)
+        .filter_map(|g| g.0.as_ref().ok())
+        .collect();
     let snapshot = Snapshot::new(in_ns.iter().copied(), ns_phases.iter().copied());
     let name = changed.name_any();
     let phase = changed.spec.phase.as_str();
@@ -220,8 +299,13 @@ fn dependents_to_wake(
     in_ns
         .iter()
         .filter(|s| {
-            s.spec.depends_on.iter().any(|d| *d == name) || (phase_flipped && s.spec.phase != phase && snapshot.upstream_phases(&s.spec.phase).contains(&phase))
+            s.spec.depends_on.iter().any(|d| *d == name)
+                || (phase_flipped
+                    && s.spec.phase != phase
+                    && snapshot.upstream_phases(&s.spec.phase).contains(&phase))
         })
-        .map(|s| ObjectRef::<ServiceGuard>::new(&s.name_any()).within(&s.namespace().unwrap_or_default()))
+        .map(|s| {
+            ObjectRef::<ServiceGuard>::new(&s.name_any()).within(&s.namespace().unwrap_or_default())
+        })
         .collect()
 }

@@ -20,11 +20,17 @@ use crate::graph::{Snapshot, service_ready};
 use crate::metrics::ControllerLabel;
 use crate::status::Health;
 
-const LABEL: ControllerLabel = ControllerLabel { controller: "lucidphase" };
+const LABEL: ControllerLabel = ControllerLabel {
+    controller: "lucidphase",
+};
 
-pub async fn reconcile(guard: Arc<DeserializeGuard<LucidPhase>>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<LucidPhase>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let started = Instant::now();
     ctx.metrics.reconciles.get_or_create(&LABEL).inc();
+    tracing::debug!(phase = %guard.name_any(), readable = guard.0.is_ok(), "phase reconcile");
     let Ok(phase) = &guard.0 else {
         // Nothing to summarise; services in it report PhaseNotFound-like problems themselves.
         return Ok(Action::await_change());
@@ -32,19 +38,38 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<LucidPhase>>, ctx: Arc<Contex
     ctx.wait_for_caches().await;
     let namespace = phase.namespace().unwrap_or_default();
     let view = ctx.namespace_view(&namespace);
-    let status = summarise(phase, &view.snapshot(), phase.status.clone().unwrap_or_default(), Time(jiff::Timestamp::now()));
+    let status = summarise(
+        phase,
+        &view.snapshot(),
+        phase.status.clone().unwrap_or_default(),
+        Time(jiff::Timestamp::now()),
+    );
+    tracing::debug!(phase = %phase.name_any(), %namespace, state = ?status.state, ready = ?status.ready, "phase summarised");
     if Some(&status) != phase.status.as_ref() {
         let api: Api<LucidPhase> = Api::namespaced(ctx.client.clone(), &namespace);
-        let body = json!({ "apiVersion": "lucid.io/v1alpha1", "kind": "LucidPhase", "status": status });
-        api.patch_status(&phase.name_any(), &apply_params(), &Patch::Apply(body)).await?;
+        let body =
+            json!({ "apiVersion": "lucid.io/v1alpha1", "kind": "LucidPhase", "status": status });
+        api.patch_status(&phase.name_any(), &apply_params(), &Patch::Apply(body))
+            .await?;
     }
-    ctx.metrics.duration.get_or_create(&LABEL).observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .duration
+        .get_or_create(&LABEL)
+        .observe(started.elapsed().as_secs_f64());
     Ok(Action::requeue(Duration::from_secs(600)))
 }
 
-pub fn error_policy(guard: Arc<DeserializeGuard<LucidPhase>>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(
+    guard: Arc<DeserializeGuard<LucidPhase>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     ctx.metrics.failures.get_or_create(&LABEL).inc();
-    let delay = ctx.backoff(format!("phase/{}/{}", guard.namespace().unwrap_or_default(), guard.name_any()));
+    let delay = ctx.backoff(format!(
+        "phase/{}/{}",
+        guard.namespace().unwrap_or_default(),
+        guard.name_any()
+    ));
     tracing::warn!(phase = %guard.name_any(), %error, retry_in = ?delay, "phase reconcile failed");
     Action::requeue(delay)
 }
@@ -53,15 +78,28 @@ fn member_state(ls: &LucidService) -> (MemberState, Option<String>) {
     if service_ready(ls) {
         return (MemberState::Ready, None);
     }
-    let Some(status) = &ls.status else { return (MemberState::Progressing, Some("not reconciled yet".into())) };
+    let Some(status) = &ls.status else {
+        return (MemberState::Progressing, Some("not reconciled yet".into()));
+    };
     if status.observed_generation != ls.metadata.generation {
-        return (MemberState::Progressing, Some("spec change not yet observed".into()));
+        return (
+            MemberState::Progressing,
+            Some("spec change not yet observed".into()),
+        );
     }
-    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.message.clone()).filter(|m| !m.is_empty());
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.message.clone())
+        .filter(|m| !m.is_empty());
     match status.state.as_deref() {
         Some("Degraded") => {
             let degraded = status.conditions.iter().find(|c| c.type_ == "Degraded");
-            (MemberState::Degraded, degraded.map(|c| format!("{}: {}", c.reason, c.message)))
+            (
+                MemberState::Degraded,
+                degraded.map(|c| format!("{}: {}", c.reason, c.message)),
+            )
         }
         Some("Waiting") => (MemberState::Waiting, ready),
         _ => (MemberState::Progressing, ready),
@@ -69,44 +107,117 @@ fn member_state(ls: &LucidService) -> (MemberState, Option<String>) {
 }
 
 /// Pure: the phase's status from a snapshot of its namespace.
-pub fn summarise(phase: &LucidPhase, snapshot: &Snapshot<'_>, old: LucidPhaseStatus, now: Time) -> LucidPhaseStatus {
+pub fn summarise(
+    phase: &LucidPhase,
+    snapshot: &Snapshot<'_>,
+    old: LucidPhaseStatus,
+    now: Time,
+) -> LucidPhaseStatus {
     let name = phase.name_any();
     let members: Vec<PhaseMember> = snapshot
         .members(&name)
         .iter()
         .map(|m| {
             let (state, message) = member_state(m);
-            PhaseMember { name: m.name_any(), state, message }
+            PhaseMember {
+                name: m.name_any(),
+                state,
+                message,
+            }
         })
         .collect();
     let count = |s: MemberState| members.iter().filter(|m| m.state == s).count() as i32;
-    let (ready, waiting, progressing, degraded) = (count(MemberState::Ready), count(MemberState::Waiting), count(MemberState::Progressing), count(MemberState::Degraded));
+    let (ready, waiting, progressing, degraded) = (
+        count(MemberState::Ready),
+        count(MemberState::Waiting),
+        count(MemberState::Progressing),
+        count(MemberState::Degraded),
+    );
     let total = members.len() as i32;
 
-    let missing: Vec<&str> = phase.spec.depends_on.iter().map(String::as_str).filter(|p| snapshot.phase(p).is_none()).collect();
+    let missing: Vec<&str> = phase
+        .spec
+        .depends_on
+        .iter()
+        .map(String::as_str)
+        .filter(|p| snapshot.phase(p).is_none())
+        .collect();
     let first_not_ready = |state: MemberState| members.iter().find(|m| m.state == state);
     let (health, waiting_on) = if !missing.is_empty() {
-        (Health::Degraded { reason: "PhaseDependencyNotFound".into(), message: format!("dependsOn names phases that do not exist: {}", missing.join(", ")) }, None)
+        (
+            Health::Degraded {
+                reason: "PhaseDependencyNotFound".into(),
+                message: format!(
+                    "dependsOn names phases that do not exist: {}",
+                    missing.join(", ")
+                ),
+            },
+            None,
+        )
     } else if let Some(cycle) = snapshot.phase_cycle(&name) {
-        (Health::Degraded { reason: "PhaseCycle".into(), message: format!("phases depend on each other in a cycle: {}", cycle.join(" -> ")) }, None)
+        (
+            Health::Degraded {
+                reason: "PhaseCycle".into(),
+                message: format!(
+                    "phases depend on each other in a cycle: {}",
+                    cycle.join(" -> ")
+                ),
+            },
+            None,
+        )
     } else if let Some(m) = first_not_ready(MemberState::Degraded) {
-        let message = format!("{degraded} of {total} services degraded; first: {} ({})", m.name, m.message.clone().unwrap_or_default());
-        (Health::Degraded { reason: "ServiceDegraded".into(), message }, Some(m.name.clone()))
+        let message = format!(
+            "{degraded} of {total} services degraded; first: {} ({})",
+            m.name,
+            m.message.clone().unwrap_or_default()
+        );
+        (
+            Health::Degraded {
+                reason: "ServiceDegraded".into(),
+                message,
+            },
+            Some(m.name.clone()),
+        )
     } else if ready == total {
-        (Health::Ready { reason: "AllServicesReady".into(), message: format!("{ready}/{total} services ready") }, None)
+        (
+            Health::Ready {
+                reason: "AllServicesReady".into(),
+                message: format!("{ready}/{total} services ready"),
+            },
+            None,
+        )
     } else if phase.spec.paused {
-        (Health::Waiting { reason: "Paused".into(), message: "paused: set spec.paused: false to go on".into() }, Some("paused".into()))
+        (
+            Health::Waiting {
+                reason: "Paused".into(),
+                message: "paused: set spec.paused: false to go on".into(),
+            },
+            Some("paused".into()),
+        )
     } else if let Some(upstream) = snapshot
         .upstream_phases(&name)
         .into_iter()
         .find(|p| snapshot.members(p).iter().any(|m| !service_ready(m)))
     {
         let message = format!("waiting for phase {upstream}; {ready}/{total} services ready");
-        (Health::Waiting { reason: "WaitingForPhase".into(), message }, Some(format!("phase/{upstream}")))
+        (
+            Health::Waiting {
+                reason: "WaitingForPhase".into(),
+                message,
+            },
+            Some(format!("phase/{upstream}")),
+        )
     } else {
-        let m = first_not_ready(MemberState::Progressing).or_else(|| first_not_ready(MemberState::Waiting));
+        let m = first_not_ready(MemberState::Progressing)
+            .or_else(|| first_not_ready(MemberState::Waiting));
         let message = format!("{ready}/{total} services ready");
-        (Health::Progressing { reason: "RollingOut".into(), message }, m.map(|m| m.name.clone()))
+        (
+            Health::Progressing {
+                reason: "RollingOut".into(),
+                message,
+            },
+            m.map(|m| m.name.clone()),
+        )
     };
 
     let mut conditions = old.conditions;
@@ -118,7 +229,13 @@ pub fn summarise(phase: &LucidPhase, snapshot: &Snapshot<'_>, old: LucidPhaseSta
         progressing_services: progressing,
         waiting_services: waiting,
         ready: Some(format!("{ready}/{total}")),
-        state: Some(if phase.spec.paused && !health.is_ready() && degraded == 0 { "Paused".into() } else { health.state().into() }),
+        state: Some(
+            if phase.spec.paused && !health.is_ready() && degraded == 0 {
+                "Paused".into()
+            } else {
+                health.state().into()
+            },
+        ),
         waiting_on,
         members,
         conditions,

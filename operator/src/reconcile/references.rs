@@ -35,24 +35,51 @@ pub fn references(ls: &LucidService) -> Vec<Reference> {
     let spec = &ls.spec;
     let mut refs = Vec::new();
     for var in &spec.env {
-        let Some(from) = &var.value_from else { continue };
+        let Some(from) = &var.value_from else {
+            continue;
+        };
         if let Some(r) = &from.secret_key_ref {
-            refs.push(Reference { kind: Kind::Secret, name: r.name.clone(), key: Some(r.key.clone()), optional: r.optional });
+            refs.push(Reference {
+                kind: Kind::Secret,
+                name: r.name.clone(),
+                key: Some(r.key.clone()),
+                optional: r.optional,
+            });
         }
         if let Some(r) = &from.config_map_key_ref {
-            refs.push(Reference { kind: Kind::ConfigMap, name: r.name.clone(), key: Some(r.key.clone()), optional: r.optional });
+            refs.push(Reference {
+                kind: Kind::ConfigMap,
+                name: r.name.clone(),
+                key: Some(r.key.clone()),
+                optional: r.optional,
+            });
         }
     }
     for source in &spec.env_from {
         if let Some(r) = &source.config_map_ref {
-            refs.push(Reference { kind: Kind::ConfigMap, name: r.name.clone(), key: None, optional: r.optional });
+            refs.push(Reference {
+                kind: Kind::ConfigMap,
+                name: r.name.clone(),
+                key: None,
+                optional: r.optional,
+            });
         }
         if let Some(r) = &source.secret_ref {
-            refs.push(Reference { kind: Kind::Secret, name: r.name.clone(), key: None, optional: r.optional });
+            refs.push(Reference {
+                kind: Kind::Secret,
+                name: r.name.clone(),
+                key: None,
+                optional: r.optional,
+            });
         }
     }
     if let Some(config) = &spec.storage.config {
-        refs.push(Reference { kind: Kind::ConfigMap, name: config.config_map_name.clone(), key: Some(config.key.clone()), optional: false });
+        refs.push(Reference {
+            kind: Kind::ConfigMap,
+            name: config.config_map_name.clone(),
+            key: Some(config.key.clone()),
+            optional: false,
+        });
     }
     refs.sort();
     refs.dedup();
@@ -63,7 +90,11 @@ pub fn references(ls: &LucidService) -> Vec<Reference> {
 type Contents = Option<BTreeMap<String, Vec<u8>>>;
 
 /// Reads every referenced object once. Returns the config hash, or what is missing.
-pub async fn dereference(client: &Client, namespace: &str, ls: &LucidService) -> Result<Result<String, Vec<Missing>>, kube::Error> {
+pub async fn dereference(
+    client: &Client,
+    namespace: &str,
+    ls: &LucidService,
+) -> Result<Result<String, Vec<Missing>>, kube::Error> {
     let refs = references(ls);
     let mut contents: BTreeMap<(Kind, String), Contents> = BTreeMap::new();
     for r in &refs {
@@ -87,14 +118,35 @@ pub async fn dereference(client: &Client, namespace: &str, ls: &LucidService) ->
 }
 
 fn config_map_contents(cm: ConfigMap) -> BTreeMap<String, Vec<u8>> {
-    let mut out: BTreeMap<String, Vec<u8>> = cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
-    out.extend(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+    let mut out: BTreeMap<String, Vec<u8>> = cm
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    out.extend(
+        cm.binary_data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0)),
+    );
     out
 }
 
 fn secret_contents(secret: Secret) -> BTreeMap<String, Vec<u8>> {
-    let mut out: BTreeMap<String, Vec<u8>> = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-    out.extend(secret.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())));
+    let mut out: BTreeMap<String, Vec<u8>> = secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect();
+    out.extend(
+        secret
+            .string_data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes())),
+    );
     out
 }
 
@@ -107,7 +159,10 @@ fn kind_name(kind: Kind) -> &'static str {
 
 /// Pure: decides what is missing and hashes what is there (absent optional objects hash as
 /// absent, so creating one later rolls the pods too).
-pub fn check_and_hash(refs: &[Reference], contents: &BTreeMap<(Kind, String), Contents>) -> Result<String, Vec<Missing>> {
+pub fn check_and_hash(
+    refs: &[Reference],
+    contents: &BTreeMap<(Kind, String), Contents>,
+) -> Result<String, Vec<Missing>> {
     let mut missing = Vec::new();
     for r in refs.iter().filter(|r| !r.optional) {
         match (contents.get(&(r.kind, r.name.clone())), &r.key) {
@@ -116,11 +171,19 @@ pub fn check_and_hash(refs: &[Reference], contents: &BTreeMap<(Kind, String), Co
                     Kind::ConfigMap => "MissingConfigMap",
                     Kind::Secret => "MissingSecret",
                 },
-                message: format!("{} {} not found: create it, or mark the reference optional", kind_name(r.kind), r.name),
+                message: format!(
+                    "{} {} not found: create it, or mark the reference optional",
+                    kind_name(r.kind),
+                    r.name
+                ),
             }),
             (Some(Some(data)), Some(key)) if !data.contains_key(key) => missing.push(Missing {
                 reason: "MissingKey",
-                message: format!("{} {} has no key {key}: add it, or mark the reference optional", kind_name(r.kind), r.name),
+                message: format!(
+                    "{} {} has no key {key}: add it, or mark the reference optional",
+                    kind_name(r.kind),
+                    r.name
+                ),
             }),
             _ => {}
         }
@@ -159,11 +222,17 @@ mod tests {
     use super::*;
     use crate::render::fixtures::redis;
 
-    fn contents(entries: &[(Kind, &str, Option<&[(&str, &str)]>)]) -> BTreeMap<(Kind, String), Contents> {
+    fn contents(
+        entries: &[(Kind, &str, Option<&[(&str, &str)]>)],
+    ) -> BTreeMap<(Kind, String), Contents> {
         entries
             .iter()
             .map(|(kind, name, data)| {
-                let data = data.map(|d| d.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect());
+                let data = data.map(|d| {
+                    d.iter()
+                        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                        .collect()
+                });
                 ((*kind, name.to_string()), data)
             })
             .collect()
@@ -173,24 +242,43 @@ mod tests {
     fn references_cover_env_env_from_and_the_config_file() {
         let refs = references(&redis());
         let names: Vec<_> = refs.iter().map(|r| (r.kind, r.name.as_str())).collect();
-        assert_eq!(names, vec![(Kind::ConfigMap, "lucid-env-foundation"), (Kind::Secret, "lucid-secrets")]);
+        assert_eq!(
+            names,
+            vec![
+                (Kind::ConfigMap, "lucid-env-foundation"),
+                (Kind::Secret, "lucid-secrets")
+            ]
+        );
     }
 
     #[test]
     fn a_missing_secret_is_named_and_its_values_never_appear() {
         let refs = references(&redis());
-        let c = contents(&[(Kind::ConfigMap, "lucid-env-foundation", Some(&[("A", "1")])), (Kind::Secret, "lucid-secrets", None)]);
+        let c = contents(&[
+            (Kind::ConfigMap, "lucid-env-foundation", Some(&[("A", "1")])),
+            (Kind::Secret, "lucid-secrets", None),
+        ]);
         let missing = check_and_hash(&refs, &c).unwrap_err();
         assert_eq!(missing.len(), 1);
         assert_eq!(missing[0].reason, "MissingSecret");
-        assert!(missing[0].message.contains("Secret lucid-secrets not found"));
+        assert!(
+            missing[0]
+                .message
+                .contains("Secret lucid-secrets not found")
+        );
     }
 
     #[test]
     fn the_hash_changes_with_any_value_and_is_stable_otherwise() {
         let refs = references(&redis());
-        let a = contents(&[(Kind::ConfigMap, "lucid-env-foundation", Some(&[("A", "1")])), (Kind::Secret, "lucid-secrets", Some(&[("JWT", "s3cret")]))]);
-        let b = contents(&[(Kind::ConfigMap, "lucid-env-foundation", Some(&[("A", "1")])), (Kind::Secret, "lucid-secrets", Some(&[("JWT", "other")]))]);
+        let a = contents(&[
+            (Kind::ConfigMap, "lucid-env-foundation", Some(&[("A", "1")])),
+            (Kind::Secret, "lucid-secrets", Some(&[("JWT", "s3cret")])),
+        ]);
+        let b = contents(&[
+            (Kind::ConfigMap, "lucid-env-foundation", Some(&[("A", "1")])),
+            (Kind::Secret, "lucid-secrets", Some(&[("JWT", "other")])),
+        ]);
         let ha = check_and_hash(&refs, &a).unwrap();
         assert_eq!(ha, check_and_hash(&refs, &a.clone()).unwrap());
         assert_ne!(ha, check_and_hash(&refs, &b).unwrap());
@@ -199,9 +287,17 @@ mod tests {
 
     #[test]
     fn a_missing_key_is_reported_unless_optional() {
-        let mut refs = vec![Reference { kind: Kind::Secret, name: "s".into(), key: Some("jwt".into()), optional: false }];
+        let mut refs = vec![Reference {
+            kind: Kind::Secret,
+            name: "s".into(),
+            key: Some("jwt".into()),
+            optional: false,
+        }];
         let c = contents(&[(Kind::Secret, "s", Some(&[("other", "x")]))]);
-        assert_eq!(check_and_hash(&refs, &c).unwrap_err()[0].reason, "MissingKey");
+        assert_eq!(
+            check_and_hash(&refs, &c).unwrap_err()[0].reason,
+            "MissingKey"
+        );
         refs[0].optional = true;
         assert!(check_and_hash(&refs, &c).is_ok());
     }

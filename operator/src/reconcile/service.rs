@@ -26,23 +26,35 @@ use crate::render::{APPLIED_HASH_ANNOTATION, RenderInputs, render};
 use crate::status::{Health, Rollout, rollout};
 use crate::validate;
 
-const LABEL: ControllerLabel = ControllerLabel { controller: "lucidservice" };
+const LABEL: ControllerLabel = ControllerLabel {
+    controller: "lucidservice",
+};
 
-pub async fn reconcile(guard: Arc<DeserializeGuard<LucidService>>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<LucidService>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let started = Instant::now();
     ctx.metrics.reconciles.get_or_create(&LABEL).inc();
     let result = match &guard.0 {
         Ok(ls) => reconcile_service(ls, &ctx).await,
         Err(invalid) => report_invalid(invalid, &ctx).await,
     };
-    ctx.metrics.duration.get_or_create(&LABEL).observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .duration
+        .get_or_create(&LABEL)
+        .observe(started.elapsed().as_secs_f64());
     if result.is_ok() {
         ctx.succeeded(&key(guard.as_ref()));
     }
     result
 }
 
-pub fn error_policy(guard: Arc<DeserializeGuard<LucidService>>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(
+    guard: Arc<DeserializeGuard<LucidService>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     ctx.metrics.failures.get_or_create(&LABEL).inc();
     let delay = ctx.backoff(key(guard.as_ref()));
     tracing::warn!(service = %guard.name_any(), namespace = ?guard.namespace(), %error, retry_in = ?delay, "reconcile failed");
@@ -50,7 +62,11 @@ pub fn error_policy(guard: Arc<DeserializeGuard<LucidService>>, error: &Error, c
 }
 
 fn key<K: Resource>(object: &K) -> String {
-    format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
+    format!(
+        "{}/{}",
+        object.namespace().unwrap_or_default(),
+        object.name_any()
+    )
 }
 
 /// What one reconcile decided: the health to report and the Deployment it is read from.
@@ -62,8 +78,15 @@ struct Outcome {
 
 impl Outcome {
     fn degraded(reason: &str, message: String, deployment: Option<Deployment>) -> Self {
-        let health = Health::Degraded { reason: reason.into(), message };
-        Self { health, deployment, waiting_on: None }
+        let health = Health::Degraded {
+            reason: reason.into(),
+            message,
+        };
+        Self {
+            health,
+            deployment,
+            waiting_on: None,
+        }
     }
 }
 
@@ -75,9 +98,13 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Action, E
     ctx.wait_for_caches().await;
     let namespace = ls.namespace().unwrap_or_default();
     let name = ls.name_any();
-    let existing = ctx.deployments.get(&ObjectRef::new(&name).within(&namespace)).map(|d| (*d).clone());
+    let existing = ctx
+        .deployments
+        .get(&ObjectRef::new(&name).within(&namespace))
+        .map(|d| (*d).clone());
 
     let outcome = decide(ls, ctx, &namespace, existing).await?;
+    tracing::debug!(service = %name, %namespace, state = outcome.health.state(), reason = outcome.health.reason(), "service reconciled");
     write_status(ls, ctx, &outcome).await?;
     Ok(match outcome.health {
         // Re-check now and then in case something was changed behind our back.
@@ -87,10 +114,19 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Action, E
     })
 }
 
-async fn decide(ls: &LucidService, ctx: &Context, namespace: &str, existing: Option<Deployment>) -> Result<Outcome, Error> {
+async fn decide(
+    ls: &LucidService,
+    ctx: &Context,
+    namespace: &str,
+    existing: Option<Deployment>,
+) -> Result<Outcome, Error> {
     let problems = validate::problems(ls);
     if !problems.is_empty() {
-        return Ok(Outcome::degraded("InvalidSpec", problems.join("; "), existing));
+        return Ok(Outcome::degraded(
+            "InvalidSpec",
+            problems.join("; "),
+            existing,
+        ));
     }
 
     let view = ctx.namespace_view(namespace);
@@ -103,41 +139,72 @@ async fn decide(ls: &LucidService, ctx: &Context, namespace: &str, existing: Opt
         Ok(hash) => hash,
         Err(missing) => {
             let reason = missing[0].reason;
-            let message = missing.iter().map(|m| m.message.as_str()).collect::<Vec<_>>().join("; ");
+            let message = missing
+                .iter()
+                .map(|m| m.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
             return Ok(Outcome::degraded(reason, message, existing));
         }
     };
 
     let children = render(ls, &RenderInputs { config_hash })?;
-    let current_hash = existing.as_ref().and_then(|d| d.annotations().get(APPLIED_HASH_ANNOTATION).cloned());
+    let current_hash = existing
+        .as_ref()
+        .and_then(|d| d.annotations().get(APPLIED_HASH_ANNOTATION).cloned());
     let changed = current_hash.as_deref() != children.applied_hash();
     if changed {
         match snapshot.gate(ls) {
             Gate::Open => {}
-            Gate::Wait { reason, message, waiting_on } => {
-                let health = Health::Waiting { reason: reason.into(), message };
-                return Ok(Outcome { health, deployment: existing, waiting_on: Some(waiting_on) });
+            Gate::Wait {
+                reason,
+                message,
+                waiting_on,
+            } => {
+                let health = Health::Waiting {
+                    reason: reason.into(),
+                    message,
+                };
+                return Ok(Outcome {
+                    health,
+                    deployment: existing,
+                    waiting_on: Some(waiting_on),
+                });
             }
-            Gate::Broken { reason, message } => return Ok(Outcome::degraded(reason, message, existing)),
+            Gate::Broken { reason, message } => {
+                return Ok(Outcome::degraded(reason, message, existing));
+            }
         }
     }
 
-    let drifted = existing.as_ref().is_some_and(|d| !ctx.applied_generation_matches(d));
+    let drifted = existing
+        .as_ref()
+        .is_some_and(|d| !ctx.applied_generation_matches(d));
     let deployment = if changed || drifted {
-        let deployment = match apply_children(&ctx.client, namespace, &children, existing.as_ref()).await {
-            Ok(d) => d,
-            // The API server refused the objects (say, a claim asked to shrink): the user must act.
-            Err(kube::Error::Api(status)) if status.code == 422 || status.code == 400 => {
-                return Ok(Outcome::degraded("ApplyRejected", status.message, existing));
-            }
-            Err(e) => return Err(e.into()),
-        };
+        let deployment =
+            match apply_children(&ctx.client, namespace, &children, existing.as_ref()).await {
+                Ok(d) => d,
+                // The API server refused the objects (say, a claim asked to shrink): the user must act.
+                Err(kube::Error::Api(status)) if status.code == 422 || status.code == 400 => {
+                    return Ok(Outcome::degraded("ApplyRejected", status.message, existing));
+                }
+                Err(e) => return Err(e.into()),
+            };
         ctx.remember_applied(&deployment);
         let uid = ls.uid().unwrap_or_default();
-        let deleted = delete_orphans(&ctx.client, namespace, &ls.name_any(), &uid, &children).await?;
+        let deleted =
+            delete_orphans(&ctx.client, namespace, &ls.name_any(), &uid, &children).await?;
         if changed {
-            let what = if existing.is_some() { "updated" } else { "created" };
-            let mut note = format!("{what} Deployment, {} Service, {} claim(s)", children.service.iter().count(), children.claims.len());
+            let what = if existing.is_some() {
+                "updated"
+            } else {
+                "created"
+            };
+            let mut note = format!(
+                "{what} Deployment, {} Service, {} claim(s)",
+                children.service.iter().count(),
+                children.claims.len()
+            );
             if !deleted.is_empty() {
                 note.push_str(&format!("; removed {}", deleted.join(", ")));
             }
@@ -149,16 +216,33 @@ async fn decide(ls: &LucidService, ctx: &Context, namespace: &str, existing: Opt
     };
 
     let health = match rollout(&deployment) {
-        Rollout::Complete { ready, replicas } => Health::Ready { reason: "RolloutComplete".into(), message: format!("{ready}/{replicas} pods ready") },
-        Rollout::InProgress { message, .. } => Health::Progressing { reason: "RollingOut".into(), message },
-        Rollout::Stuck { message, .. } => Health::Degraded { reason: "RolloutStuck".into(), message },
+        Rollout::Complete { ready, replicas } => Health::Ready {
+            reason: "RolloutComplete".into(),
+            message: format!("{ready}/{replicas} pods ready"),
+        },
+        Rollout::InProgress { message, .. } => Health::Progressing {
+            reason: "RollingOut".into(),
+            message,
+        },
+        Rollout::Stuck { message, .. } => Health::Degraded {
+            reason: "RolloutStuck".into(),
+            message,
+        },
     };
-    Ok(Outcome { health, deployment: Some(deployment), waiting_on: None })
+    Ok(Outcome {
+        health,
+        deployment: Some(deployment),
+        waiting_on: None,
+    })
 }
 
 async fn write_status(ls: &LucidService, ctx: &Context, outcome: &Outcome) -> Result<(), Error> {
     let old = ls.status.clone().unwrap_or_default();
-    let (ready, replicas) = outcome.deployment.as_ref().map(|d| rollout(d).ready_replicas()).unwrap_or((0, ls.spec.replicas));
+    let (ready, replicas) = outcome
+        .deployment
+        .as_ref()
+        .map(|d| rollout(d).ready_replicas())
+        .unwrap_or((0, ls.spec.replicas));
     let mut status = LucidServiceStatus {
         observed_generation: ls.metadata.generation,
         ready_replicas: ready,
@@ -169,30 +253,58 @@ async fn write_status(ls: &LucidService, ctx: &Context, outcome: &Outcome) -> Re
         conditions: old.conditions.clone(),
     };
     let now = Time(jiff::Timestamp::now());
-    outcome.health.write(&mut status.conditions, ls.metadata.generation, &now);
+    outcome
+        .health
+        .write(&mut status.conditions, ls.metadata.generation, &now);
     if status == old {
         return Ok(());
     }
     announce_transition(ls, ctx, &old, &outcome.health).await;
-    let api: Api<LucidService> = Api::namespaced(ctx.client.clone(), &ls.namespace().unwrap_or_default());
-    let body = json!({ "apiVersion": "lucid.io/v1alpha1", "kind": "LucidService", "status": status });
-    api.patch_status(&ls.name_any(), &apply_params(), &Patch::Apply(body)).await?;
+    let api: Api<LucidService> =
+        Api::namespaced(ctx.client.clone(), &ls.namespace().unwrap_or_default());
+    let body =
+        json!({ "apiVersion": "lucid.io/v1alpha1", "kind": "LucidService", "status": status });
+    api.patch_status(&ls.name_any(), &apply_params(), &Patch::Apply(body))
+        .await?;
     Ok(())
 }
 
 /// An event when the service turns Ready, Degraded, or starts waiting for something new.
-async fn announce_transition(ls: &LucidService, ctx: &Context, old: &LucidServiceStatus, health: &Health) {
+async fn announce_transition(
+    ls: &LucidService,
+    ctx: &Context,
+    old: &LucidServiceStatus,
+    health: &Health,
+) {
     let old_ready = old.conditions.iter().find(|c| c.type_ == "Ready");
-    let unchanged = old_ready.is_some_and(|c| c.reason == health.reason() && (c.status == "True") == health.is_ready());
+    let unchanged = old_ready
+        .is_some_and(|c| c.reason == health.reason() && (c.status == "True") == health.is_ready());
     if unchanged {
         return;
     }
-    let type_ = if matches!(health, Health::Degraded { .. }) { EventType::Warning } else { EventType::Normal };
-    publish(ctx, ls, type_, health.reason(), health.message().to_string()).await;
+    let type_ = if matches!(health, Health::Degraded { .. }) {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    publish(
+        ctx,
+        ls,
+        type_,
+        health.reason(),
+        health.message().to_string(),
+    )
+    .await;
 }
 
 async fn publish(ctx: &Context, ls: &LucidService, type_: EventType, reason: &str, note: String) {
-    let event = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
     if let Err(error) = ctx.recorder.publish(&event, &ls.object_ref(&())).await {
         // Events are a courtesy; failing to write one must not fail the reconcile.
         tracing::debug!(%error, "could not publish event");
@@ -208,12 +320,20 @@ async fn report_invalid(invalid: &InvalidObject, ctx: &Context) -> Result<Action
     let api: Api<DeserializeGuard<LucidService>> = Api::namespaced(ctx.client.clone(), &namespace);
     let now = Time(jiff::Timestamp::now());
     let mut conditions = Vec::new();
-    Health::Degraded { reason: "InvalidObject".into(), message: format!("the operator cannot read this object: {}", invalid.error) }
-        .write(&mut conditions, invalid.metadata.generation, &now);
+    Health::Degraded {
+        reason: "InvalidObject".into(),
+        message: format!("the operator cannot read this object: {}", invalid.error),
+    }
+    .write(&mut conditions, invalid.metadata.generation, &now);
     let body = json!({
         "apiVersion": "lucid.io/v1alpha1", "kind": "LucidService",
         "status": { "state": "Degraded", "observedGeneration": invalid.metadata.generation, "conditions": conditions },
     });
-    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body)).await?;
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await?;
     Ok(Action::await_change())
 }

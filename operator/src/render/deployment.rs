@@ -2,10 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use super::{CONFIG_HASH_ANNOTATION, RenderInputs, labels, pod, storage};
@@ -23,7 +25,10 @@ pub fn deployment(
     // stop the old pod before starting the new one. The rolling update is spelled out, not
     // left to defaults, so that switching to Recreate removes it (see `pod::handler`).
     let strategy = if storage::mounts_read_write_once_claim(ls) {
-        DeploymentStrategy { type_: Some("Recreate".into()), rolling_update: None }
+        DeploymentStrategy {
+            type_: Some("Recreate".into()),
+            rolling_update: None,
+        }
     } else {
         DeploymentStrategy {
             type_: Some("RollingUpdate".into()),

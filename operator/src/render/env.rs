@@ -18,7 +18,10 @@ pub fn env(ls: &LucidService, name: &str, config_file: Option<&str>) -> Vec<core
     ];
     if let Some(port) = ls.spec.ports.first() {
         injected.push((format!("{prefix}_PORT"), port.port.to_string()));
-        injected.push((format!("{prefix}_URL"), format!("http://{name}:{}", port.port)));
+        injected.push((
+            format!("{prefix}_URL"),
+            format!("http://{name}:{}", port.port),
+        ));
     }
     injected.push(("LUCID_STORAGE_PATH".into(), DATA_DIR.into()));
     injected.push(("LUCID_LOGS_PATH".into(), LOGS_DIR.into()));
@@ -56,11 +59,14 @@ fn platform(ls: &LucidService) -> String {
 
 fn user_var(var: &EnvVar) -> core::EnvVar {
     let value_from = var.value_from.as_ref().map(|from| core::EnvVarSource {
-        secret_key_ref: from.secret_key_ref.as_ref().map(|r| core::SecretKeySelector {
-            name: r.name.clone(),
-            key: r.key.clone(),
-            optional: r.optional.then_some(true),
-        }),
+        secret_key_ref: from
+            .secret_key_ref
+            .as_ref()
+            .map(|r| core::SecretKeySelector {
+                name: r.name.clone(),
+                key: r.key.clone(),
+                optional: r.optional.then_some(true),
+            }),
         config_map_key_ref: from
             .config_map_key_ref
             .as_ref()

@@ -21,7 +21,11 @@ pub const NETWORK_PREFIX: &str = "network.lucid.io/";
 /// Deployment's selector is immutable.
 pub fn selector(ls: &LucidService) -> BTreeMap<String, String> {
     let name = ls.name_any();
-    [(NAME.to_string(), name.clone()), (INSTANCE.to_string(), name)].into()
+    [
+        (NAME.to_string(), name.clone()),
+        (INSTANCE.to_string(), name),
+    ]
+    .into()
 }
 
 /// Labels for every child and the pod template. User labels come first so that the
@@ -37,7 +41,10 @@ pub fn common(ls: &LucidService) -> BTreeMap<String, String> {
     let mut labels = ls.spec.labels.clone();
     labels.extend(selector(ls));
     labels.extend([
-        ("app.kubernetes.io/component".to_string(), ls.spec.phase.clone()),
+        (
+            "app.kubernetes.io/component".to_string(),
+            ls.spec.phase.clone(),
+        ),
         ("app.kubernetes.io/part-of".to_string(), "lucid".to_string()),
         (MANAGED_BY_KEY.to_string(), MANAGED_BY.to_string()),
         (SERVICE.to_string(), name),

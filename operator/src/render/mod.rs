@@ -55,7 +55,9 @@ pub enum RenderError {
 /// Renders every child of `ls`.
 pub fn render(ls: &LucidService, inputs: &RenderInputs) -> Result<Children, RenderError> {
     let owner = owner_reference(ls)?;
-    let namespace = ls.namespace().ok_or(RenderError::MissingMetadata("namespace"))?;
+    let namespace = ls
+        .namespace()
+        .ok_or(RenderError::MissingMetadata("namespace"))?;
     let mut children = Children {
         deployment: deployment::deployment(ls, &namespace, &owner, inputs),
         service: service::service(ls, &namespace, &owner),
@@ -90,7 +92,12 @@ fn children_hash(children: &Children) -> String {
 
 impl Children {
     pub fn applied_hash(&self) -> Option<&str> {
-        self.deployment.metadata.annotations.as_ref()?.get(APPLIED_HASH_ANNOTATION).map(String::as_str)
+        self.deployment
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(APPLIED_HASH_ANNOTATION)
+            .map(String::as_str)
     }
 }
 

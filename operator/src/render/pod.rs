@@ -45,12 +45,16 @@ fn runtime_default() -> SeccompProfile {
     }
 }
 
-fn container(ls: &LucidService, volume_mounts: Vec<k8s_openapi::api::core::v1::VolumeMount>) -> Container {
+fn container(
+    ls: &LucidService,
+    volume_mounts: Vec<k8s_openapi::api::core::v1::VolumeMount>,
+) -> Container {
     let name = ls.name_any();
     let spec = &ls.spec;
     let config_file = storage::config_file_path(ls);
     let env_from = env::env_from(ls);
-    let (startup, readiness, liveness) = probes(ls).map_or((None, None, None), |(s, r, l)| (Some(s), Some(r), Some(l)));
+    let (startup, readiness, liveness) =
+        probes(ls).map_or((None, None, None), |(s, r, l)| (Some(s), Some(r), Some(l)));
     Container {
         name: name.clone(),
         image: Some(spec.image.reference()),
@@ -125,12 +129,16 @@ fn container_security(ls: &LucidService) -> SecurityContext {
 /// None when the check is off or there is no port to check.
 pub fn probes(ls: &LucidService) -> Option<(Probe, Probe, Probe)> {
     let check = &ls.spec.health_check;
-    let port = check.port.or_else(|| ls.spec.ports.first().map(|p| p.port))?;
+    let port = check
+        .port
+        .or_else(|| ls.spec.ports.first().map(|p| p.port))?;
     let startup_period = STARTUP_PERIOD_SECONDS.min(check.interval_seconds);
     let startup = Probe {
         period_seconds: Some(startup_period),
         timeout_seconds: Some(check.timeout_seconds.min(startup_period.max(1))),
-        failure_threshold: Some(div_ceil(check.start_period_seconds, startup_period) + check.retries),
+        failure_threshold: Some(
+            div_ceil(check.start_period_seconds, startup_period) + check.retries,
+        ),
         ..Default::default()
     };
     let readiness = Probe {
@@ -156,7 +164,11 @@ pub fn probes(ls: &LucidService) -> Option<(Probe, Probe, Probe)> {
 /// removes fields its manager owns, so a defaulted field left behind when the spec drops the
 /// probe would leave a probe without a handler, which the API server rejects.
 fn handler(check: &HealthCheck, port: i32, probe: Probe) -> Option<Probe> {
-    let probe = Probe { success_threshold: Some(1), initial_delay_seconds: Some(0), ..probe };
+    let probe = Probe {
+        success_threshold: Some(1),
+        initial_delay_seconds: Some(0),
+        ..probe
+    };
     match check.kind {
         HealthCheckKind::None => None,
         HealthCheckKind::Http => Some(Probe {

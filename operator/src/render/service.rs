@@ -22,7 +22,11 @@ pub fn service(ls: &LucidService, namespace: &str, owner: &OwnerReference) -> Op
             port: p.port,
             target_port: Some(IntOrString::String(p.name.clone())),
             protocol: Some(p.protocol.as_str().into()),
-            node_port: if type_.is_external() { p.node_port } else { None },
+            node_port: if type_.is_external() {
+                p.node_port
+            } else {
+                None
+            },
             ..Default::default()
         })
         .collect();

@@ -52,7 +52,11 @@ pub fn claim_name(service: &str, role: ClaimRole) -> String {
 
 /// The claims the spec asks for. Retained claims carry no owner reference: like a
 /// StatefulSet's `Retain` policy, deleting the LucidService must not delete a database.
-pub fn claims(ls: &LucidService, namespace: &str, owner: &OwnerReference) -> Vec<PersistentVolumeClaim> {
+pub fn claims(
+    ls: &LucidService,
+    namespace: &str,
+    owner: &OwnerReference,
+) -> Vec<PersistentVolumeClaim> {
     let name = ls.name_any();
     let owned = ls.spec.storage.claim_retention == ClaimRetention::Delete;
     ROLES
@@ -91,7 +95,8 @@ pub fn claims(ls: &LucidService, namespace: &str, owner: &OwnerReference) -> Vec
 pub fn mounts_read_write_once_claim(ls: &LucidService) -> bool {
     ROLES.into_iter().any(|role| {
         let spec = role.spec(ls);
-        spec.kind == VolumeKind::PersistentVolumeClaim && spec.access_mode == AccessMode::ReadWriteOnce
+        spec.kind == VolumeKind::PersistentVolumeClaim
+            && spec.access_mode == AccessMode::ReadWriteOnce
     })
 }
 

@@ -1,5 +1,5 @@
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use pretty_assertions::assert_eq;
 
@@ -13,7 +13,15 @@ fn inputs() -> RenderInputs {
 }
 
 fn pod_spec(children: &Children) -> &PodSpec {
-    children.deployment.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+    children
+        .deployment
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
 }
 
 fn container(children: &Children) -> &Container {
@@ -21,23 +29,53 @@ fn container(children: &Children) -> &Container {
 }
 
 fn env_value<'a>(c: &'a Container, name: &str) -> Option<&'a str> {
-    c.env.as_ref()?.iter().find(|e| e.name == name)?.value.as_deref()
+    c.env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)?
+        .value
+        .as_deref()
 }
 
 #[test]
 fn every_child_is_owned_by_the_lucid_service_except_retained_claims() {
     let children = render(&redis(), &inputs()).unwrap();
     let owner = |refs: &Option<Vec<OwnerReference>>| refs.as_ref().map(|r| r[0].uid.clone());
-    assert_eq!(owner(&children.deployment.metadata.owner_references).as_deref(), Some("uid-lucid-redis"));
-    assert_eq!(owner(&children.service.as_ref().unwrap().metadata.owner_references).as_deref(), Some("uid-lucid-redis"));
-    assert!(children.deployment.metadata.owner_references.as_ref().unwrap()[0].controller == Some(true));
+    assert_eq!(
+        owner(&children.deployment.metadata.owner_references).as_deref(),
+        Some("uid-lucid-redis")
+    );
+    assert_eq!(
+        owner(&children.service.as_ref().unwrap().metadata.owner_references).as_deref(),
+        Some("uid-lucid-redis")
+    );
+    assert!(
+        children
+            .deployment
+            .metadata
+            .owner_references
+            .as_ref()
+            .unwrap()[0]
+            .controller
+            == Some(true)
+    );
     assert_eq!(children.claims.len(), 2);
-    assert!(children.claims.iter().all(|c| c.metadata.owner_references.is_none()));
+    assert!(
+        children
+            .claims
+            .iter()
+            .all(|c| c.metadata.owner_references.is_none())
+    );
 
     let mut deleting = redis();
     deleting.spec.storage.claim_retention = crate::api::ClaimRetention::Delete;
     let children = render(&deleting, &inputs()).unwrap();
-    assert!(children.claims.iter().all(|c| c.metadata.owner_references.is_some()));
+    assert!(
+        children
+            .claims
+            .iter()
+            .all(|c| c.metadata.owner_references.is_some())
+    );
 }
 
 #[test]
@@ -49,7 +87,10 @@ fn container_is_hardened_by_default() {
     assert_eq!(psc.run_as_group, Some(65532));
     assert_eq!(psc.fs_group, Some(65532));
     assert_eq!(psc.run_as_non_root, Some(true));
-    assert_eq!(psc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+    assert_eq!(
+        psc.seccomp_profile.as_ref().unwrap().type_,
+        "RuntimeDefault"
+    );
     assert_eq!(pod.automount_service_account_token, Some(false));
     assert_eq!(pod.enable_service_links, Some(false));
 
@@ -72,7 +113,13 @@ fn net_bind_service_is_added_only_for_a_port_below_1024() {
         "image: {repository: x}\nphase: core\nports: [{name: http, port: 80}, {name: alt, port: 8080}]",
     );
     let children = render(&web, &inputs()).unwrap();
-    let caps = container(&children).security_context.as_ref().unwrap().capabilities.as_ref().unwrap();
+    let caps = container(&children)
+        .security_context
+        .as_ref()
+        .unwrap()
+        .capabilities
+        .as_ref()
+        .unwrap();
     assert_eq!(caps.add, Some(vec!["NET_BIND_SERVICE".to_string()]));
 }
 
@@ -84,10 +131,19 @@ fn injected_environment_matches_the_compose_template() {
     assert_eq!(env_value(c, "LUCID_PLATFORM"), Some("arm64"));
     assert_eq!(env_value(c, "LUCID_REDIS_HOST"), Some("lucid-redis"));
     assert_eq!(env_value(c, "LUCID_REDIS_PORT"), Some("6379"));
-    assert_eq!(env_value(c, "LUCID_REDIS_URL"), Some("http://lucid-redis:6379"));
+    assert_eq!(
+        env_value(c, "LUCID_REDIS_URL"),
+        Some("http://lucid-redis:6379")
+    );
     let env_from = c.env_from.as_ref().unwrap();
-    assert_eq!(env_from[0].config_map_ref.as_ref().unwrap().name, "lucid-env-foundation");
-    assert_eq!(env_from[1].secret_ref.as_ref().unwrap().name, "lucid-secrets");
+    assert_eq!(
+        env_from[0].config_map_ref.as_ref().unwrap().name,
+        "lucid-env-foundation"
+    );
+    assert_eq!(
+        env_from[1].secret_ref.as_ref().unwrap().name,
+        "lucid-secrets"
+    );
 }
 
 #[test]
@@ -109,19 +165,43 @@ env:
     let c = container(&children);
     assert_eq!(env_value(c, "LUCID_ENV"), Some("development"));
     assert_eq!(env_value(c, "LOG_LEVEL"), Some("debug"));
-    let names: Vec<_> = c.env.as_ref().unwrap().iter().map(|e| e.name.as_str()).collect();
+    let names: Vec<_> = c
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
     let mut unique = names.clone();
     unique.sort();
     unique.dedup();
     assert_eq!(names.len(), unique.len(), "duplicate env names: {names:?}");
-    let jwt = c.env.as_ref().unwrap().iter().find(|e| e.name == "JWT_SECRET_KEY").unwrap();
+    let jwt = c
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|e| e.name == "JWT_SECRET_KEY")
+        .unwrap();
     assert_eq!(jwt.value, None);
-    assert_eq!(jwt.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().key, "jwt");
+    assert_eq!(
+        jwt.value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap()
+            .key,
+        "jwt"
+    );
 }
 
 #[test]
 fn health_check_defaults_map_to_startup_readiness_and_liveness() {
-    let ls = service("api-gateway", "image: {repository: x}\nphase: core\nports: [{name: http, port: 8080}]");
+    let ls = service(
+        "api-gateway",
+        "image: {repository: x}\nphase: core\nports: [{name: http, port: 8080}]",
+    );
     let children = render(&ls, &inputs()).unwrap();
     let c = container(&children);
     let startup = c.startup_probe.as_ref().unwrap();
@@ -132,17 +212,44 @@ fn health_check_defaults_map_to_startup_readiness_and_liveness() {
     assert_eq!(startup.period_seconds, Some(5));
     assert_eq!(startup.failure_threshold, Some(8 + 3));
     let readiness = c.readiness_probe.as_ref().unwrap();
-    assert_eq!((readiness.period_seconds, readiness.timeout_seconds, readiness.failure_threshold), (Some(10), Some(10), Some(3)));
+    assert_eq!(
+        (
+            readiness.period_seconds,
+            readiness.timeout_seconds,
+            readiness.failure_threshold
+        ),
+        (Some(10), Some(10), Some(3))
+    );
     let liveness = c.liveness_probe.as_ref().unwrap();
-    assert_eq!((liveness.period_seconds, liveness.timeout_seconds, liveness.failure_threshold), (Some(30), Some(10), Some(3)));
+    assert_eq!(
+        (
+            liveness.period_seconds,
+            liveness.timeout_seconds,
+            liveness.failure_threshold
+        ),
+        (Some(30), Some(10), Some(3))
+    );
 
     // Fields the API server would otherwise default are ours, so dropping the probe drops all.
     for probe in [startup, readiness, liveness] {
-        assert_eq!((probe.success_threshold, probe.initial_delay_seconds), (Some(1), Some(0)));
+        assert_eq!(
+            (probe.success_threshold, probe.initial_delay_seconds),
+            (Some(1), Some(0))
+        );
     }
 
     let tcp = render(&redis(), &inputs()).unwrap();
-    assert_eq!(container(&tcp).liveness_probe.as_ref().unwrap().tcp_socket.as_ref().unwrap().port, IntOrString::Int(6379));
+    assert_eq!(
+        container(&tcp)
+            .liveness_probe
+            .as_ref()
+            .unwrap()
+            .tcp_socket
+            .as_ref()
+            .unwrap()
+            .port,
+        IntOrString::Int(6379)
+    );
 }
 
 #[test]
@@ -168,7 +275,13 @@ storage:
     );
     let children = render(&ls, &inputs()).unwrap();
     let c = container(&children);
-    let mounts: Vec<_> = c.volume_mounts.as_ref().unwrap().iter().map(|m| (m.mount_path.as_str(), m.read_only)).collect();
+    let mounts: Vec<_> = c
+        .volume_mounts
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|m| (m.mount_path.as_str(), m.read_only))
+        .collect();
     assert_eq!(
         mounts,
         vec![
@@ -179,23 +292,52 @@ storage:
             ("/app/session-storage/config.yaml", Some(true)),
         ]
     );
-    assert_eq!(env_value(c, "SESSION_STORAGE_CONFIG_FILE"), Some("/app/session-storage/config.yaml"));
-    let tmp = pod_spec(&children).volumes.as_ref().unwrap().iter().find(|v| v.name == "tmp").unwrap();
+    assert_eq!(
+        env_value(c, "SESSION_STORAGE_CONFIG_FILE"),
+        Some("/app/session-storage/config.yaml")
+    );
+    let tmp = pod_spec(&children)
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "tmp")
+        .unwrap();
     let tmp = tmp.empty_dir.as_ref().unwrap();
-    assert_eq!((tmp.medium.as_deref(), tmp.size_limit.as_ref().map(|q| q.0.as_str())), (Some("Memory"), Some("100Mi")));
+    assert_eq!(
+        (
+            tmp.medium.as_deref(),
+            tmp.size_limit.as_ref().map(|q| q.0.as_str())
+        ),
+        (Some("Memory"), Some("100Mi"))
+    );
 
-    assert_eq!(children.claims.len(), 1, "logs is an emptyDir, so only data is claimed");
+    assert_eq!(
+        children.claims.len(),
+        1,
+        "logs is an emptyDir, so only data is claimed"
+    );
     let claim = &children.claims[0];
     assert_eq!(claim.name_any(), "session-storage-data");
     let spec = claim.spec.as_ref().unwrap();
     assert_eq!(spec.storage_class_name.as_deref(), Some("local-path"));
-    assert_eq!(spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0, "20Gi");
+    assert_eq!(
+        spec.resources.as_ref().unwrap().requests.as_ref().unwrap()["storage"].0,
+        "20Gi"
+    );
 }
 
 #[test]
 fn a_read_write_once_claim_makes_the_rollout_recreate() {
     let children = render(&redis(), &inputs()).unwrap();
-    let strategy = children.deployment.spec.as_ref().unwrap().strategy.as_ref().unwrap();
+    let strategy = children
+        .deployment
+        .spec
+        .as_ref()
+        .unwrap()
+        .strategy
+        .as_ref()
+        .unwrap();
     assert_eq!(strategy.type_.as_deref(), Some("Recreate"));
 
     let stateless = service(
@@ -203,16 +345,33 @@ fn a_read_write_once_claim_makes_the_rollout_recreate() {
         "image: {repository: x}\nphase: core\nstorage: {data: {kind: EmptyDir}, logs: {kind: EmptyDir}}",
     );
     let children = render(&stateless, &inputs()).unwrap();
-    let strategy = children.deployment.spec.as_ref().unwrap().strategy.as_ref().unwrap();
+    let strategy = children
+        .deployment
+        .spec
+        .as_ref()
+        .unwrap()
+        .strategy
+        .as_ref()
+        .unwrap();
     assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
-    assert!(strategy.rolling_update.as_ref().unwrap().max_surge.is_some(), "spelled out so a switch to Recreate removes it");
+    assert!(
+        strategy
+            .rolling_update
+            .as_ref()
+            .unwrap()
+            .max_surge
+            .is_some(),
+        "spelled out so a switch to Recreate removes it"
+    );
     assert!(children.claims.is_empty());
 }
 
 #[test]
 fn labels_carry_the_recommended_and_lucid_keys_and_users_cannot_override_them() {
     let mut ls = redis();
-    ls.spec.labels.insert("app.kubernetes.io/name".into(), "evil".into());
+    ls.spec
+        .labels
+        .insert("app.kubernetes.io/name".into(), "evil".into());
     ls.spec.labels.insert("team".into(), "data".into());
     let children = render(&ls, &inputs()).unwrap();
     let labels = children.deployment.metadata.labels.as_ref().unwrap();
@@ -230,21 +389,48 @@ fn labels_carry_the_recommended_and_lucid_keys_and_users_cannot_override_them() 
     ] {
         assert_eq!(labels.get(k).map(String::as_str), Some(v), "label {k}");
     }
-    let template = children.deployment.spec.as_ref().unwrap().template.metadata.as_ref().unwrap();
-    assert_eq!(template.labels.as_ref().unwrap().get("network.lucid.io/lucid-pi-network").map(String::as_str), Some("true"));
-    assert_eq!(template.annotations.as_ref().unwrap()[CONFIG_HASH_ANNOTATION], "abc");
+    let template = children
+        .deployment
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        template
+            .labels
+            .as_ref()
+            .unwrap()
+            .get("network.lucid.io/lucid-pi-network")
+            .map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        template.annotations.as_ref().unwrap()[CONFIG_HASH_ANNOTATION],
+        "abc"
+    );
 }
 
 #[test]
 fn image_digest_wins_over_tag_and_default_tag_is_the_templates() {
     let ls = redis();
-    assert_eq!(container(&render(&ls, &inputs()).unwrap()).image.as_deref(), Some("pickme/lucid-redis:latest-arm64"));
+    assert_eq!(
+        container(&render(&ls, &inputs()).unwrap()).image.as_deref(),
+        Some("pickme/lucid-redis:latest-arm64")
+    );
     let pinned = service(
         "p",
-        &format!("image: {{repository: r, tag: v1, digest: 'sha256:{}'}}\nphase: core", "a".repeat(64)),
+        &format!(
+            "image: {{repository: r, tag: v1, digest: 'sha256:{}'}}\nphase: core",
+            "a".repeat(64)
+        ),
     );
     assert_eq!(
-        container(&render(&pinned, &inputs()).unwrap()).image.as_deref(),
+        container(&render(&pinned, &inputs()).unwrap())
+            .image
+            .as_deref(),
         Some(format!("r@sha256:{}", "a".repeat(64)).as_str())
     );
 }
@@ -258,12 +444,27 @@ fn service_exposes_every_port_with_node_ports_only_when_external() {
     let svc = render(&ls, &inputs()).unwrap().service.unwrap();
     let spec = svc.spec.as_ref().unwrap();
     assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
-    let ports: Vec<_> = spec.ports.as_ref().unwrap().iter().map(|p| (p.port, p.node_port)).collect();
+    let ports: Vec<_> = spec
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| (p.port, p.node_port))
+        .collect();
     assert_eq!(ports, vec![(9200, None), (9300, None)]);
 
     ls.spec.service.type_ = crate::api::ServiceType::NodePort;
     let svc = render(&ls, &inputs()).unwrap().service.unwrap();
-    let ports: Vec<_> = svc.spec.as_ref().unwrap().ports.as_ref().unwrap().iter().map(|p| p.node_port).collect();
+    let ports: Vec<_> = svc
+        .spec
+        .as_ref()
+        .unwrap()
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| p.node_port)
+        .collect();
     assert_eq!(ports, vec![Some(30920), None]);
 }
 
@@ -274,30 +475,71 @@ fn the_applied_hash_changes_with_the_spec_and_the_config_hash_only() {
     assert_eq!(a.applied_hash(), b.applied_hash());
     let mut changed = redis();
     changed.spec.image.tag = "v2".into();
-    assert_ne!(render(&changed, &inputs()).unwrap().applied_hash(), a.applied_hash());
-    let other_config = RenderInputs { config_hash: "def".into() };
-    assert_ne!(render(&redis(), &other_config).unwrap().applied_hash(), a.applied_hash());
+    assert_ne!(
+        render(&changed, &inputs()).unwrap().applied_hash(),
+        a.applied_hash()
+    );
+    let other_config = RenderInputs {
+        config_hash: "def".into(),
+    };
+    assert_ne!(
+        render(&redis(), &other_config).unwrap().applied_hash(),
+        a.applied_hash()
+    );
     // dependsOn orders the rollout but changes no object.
     let mut deps = redis();
     deps.spec.depends_on.push("x".into());
-    assert_eq!(render(&deps, &inputs()).unwrap().applied_hash(), a.applied_hash());
+    assert_eq!(
+        render(&deps, &inputs()).unwrap().applied_hash(),
+        a.applied_hash()
+    );
 }
 
 fn policy_peers(rule: &k8s_openapi::api::networking::v1::NetworkPolicyIngressRule) -> Vec<String> {
-    rule.from.iter().flatten().flat_map(|p| p.pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap().keys().cloned()).collect()
+    rule.from
+        .iter()
+        .flatten()
+        .flat_map(|p| {
+            p.pod_selector
+                .as_ref()
+                .unwrap()
+                .match_labels
+                .as_ref()
+                .unwrap()
+                .keys()
+                .cloned()
+        })
+        .collect()
 }
 
 #[test]
 fn network_policy_admits_only_pods_sharing_a_network_plus_external_ports() {
     let children = render(&redis(), &inputs()).unwrap();
     let spec = children.network_policy.spec.as_ref().unwrap();
-    assert_eq!(spec.pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["app.kubernetes.io/instance"], "lucid-redis");
+    assert_eq!(
+        spec.pod_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()["app.kubernetes.io/instance"],
+        "lucid-redis"
+    );
     let ingress = spec.ingress.as_ref().unwrap();
-    assert_eq!(policy_peers(&ingress[0]), vec!["network.lucid.io/lucid-pi-network".to_string()]);
+    assert_eq!(
+        policy_peers(&ingress[0]),
+        vec!["network.lucid.io/lucid-pi-network".to_string()]
+    );
     // NodePort: its port is open to anyone, nothing else is.
     assert!(ingress[1].from.is_none());
-    assert_eq!(ingress[1].ports.as_ref().unwrap()[0].port, Some(IntOrString::Int(6379)));
-    assert_eq!(spec.policy_types.as_deref(), Some(&["Ingress".to_string()][..]));
+    assert_eq!(
+        ingress[1].ports.as_ref().unwrap()[0].port,
+        Some(IntOrString::Int(6379))
+    );
+    assert_eq!(
+        spec.policy_types.as_deref(),
+        Some(&["Ingress".to_string()][..])
+    );
 }
 
 #[test]
@@ -308,15 +550,52 @@ fn isolated_tron_pods_reach_only_their_network_their_dependencies_and_dns() {
     );
     let children = render(&tron, &inputs()).unwrap();
     let spec = children.network_policy.spec.as_ref().unwrap();
-    assert_eq!(policy_peers(&spec.ingress.as_ref().unwrap()[0]), vec!["network.lucid.io/lucid-tron-isolated".to_string()]);
-    assert_eq!(spec.ingress.as_ref().unwrap().len(), 1, "ClusterIP: no open port");
-    assert_eq!(spec.policy_types.as_deref(), Some(&["Ingress".to_string(), "Egress".to_string()][..]));
+    assert_eq!(
+        policy_peers(&spec.ingress.as_ref().unwrap()[0]),
+        vec!["network.lucid.io/lucid-tron-isolated".to_string()]
+    );
+    assert_eq!(
+        spec.ingress.as_ref().unwrap().len(),
+        1,
+        "ClusterIP: no open port"
+    );
+    assert_eq!(
+        spec.policy_types.as_deref(),
+        Some(&["Ingress".to_string(), "Egress".to_string()][..])
+    );
     let egress = spec.egress.as_ref().unwrap();
-    assert_eq!(egress[0].ports.as_ref().unwrap()[0].port, Some(IntOrString::Int(53)));
-    let to: Vec<_> = egress[1].to.as_ref().unwrap().iter().map(|p| p.pod_selector.as_ref().unwrap().match_labels.clone().unwrap()).collect();
+    assert_eq!(
+        egress[0].ports.as_ref().unwrap()[0].port,
+        Some(IntOrString::Int(53))
+    );
+    let to: Vec<_> = egress[1]
+        .to
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p.pod_selector
+                .as_ref()
+                .unwrap()
+                .match_labels
+                .clone()
+                .unwrap()
+        })
+        .collect();
     assert_eq!(to.len(), 3);
     assert_eq!(to[1]["lucid.io/service"], "lucid-mongodb");
     // The main network's pods are not admitted.
-    let pod_labels = children.deployment.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().labels.clone().unwrap();
+    let pod_labels = children
+        .deployment
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .clone()
+        .unwrap();
     assert!(!pod_labels.contains_key("network.lucid.io/lucid-pi-network"));
 }

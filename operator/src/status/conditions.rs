@@ -74,15 +74,35 @@ impl Health {
             Health::Degraded { .. } => (false, false, true),
         };
         let quiet = |on: bool, off_reason: &'static str| -> String {
-            if on { reason.to_string() } else { off_reason.to_string() }
+            if on {
+                reason.to_string()
+            } else {
+                off_reason.to_string()
+            }
         };
-        set_condition(conditions, ConditionType::Ready, ready, reason, message, generation, now);
+        set_condition(
+            conditions,
+            ConditionType::Ready,
+            ready,
+            reason,
+            message,
+            generation,
+            now,
+        );
         set_condition(
             conditions,
             ConditionType::Progressing,
             progressing,
-            &if ready { "RolloutComplete".to_string() } else { reason.to_string() },
-            if progressing || ready { message } else { "not progressing: see Degraded" },
+            &if ready {
+                "RolloutComplete".to_string()
+            } else {
+                reason.to_string()
+            },
+            if progressing || ready {
+                message
+            } else {
+                "not progressing: see Degraded"
+            },
             generation,
             now,
         );
@@ -91,7 +111,11 @@ impl Health {
             ConditionType::Degraded,
             degraded,
             &quiet(degraded, "AsExpected"),
-            if degraded { message } else { "no problems found" },
+            if degraded {
+                message
+            } else {
+                "no problems found"
+            },
             generation,
             now,
         );
@@ -144,19 +168,31 @@ mod tests {
     #[test]
     fn transition_time_moves_only_when_status_changes() {
         let mut conditions = Vec::new();
-        let progressing = |m: &str| Health::Progressing { reason: "RollingOut".into(), message: m.into() };
+        let progressing = |m: &str| Health::Progressing {
+            reason: "RollingOut".into(),
+            message: m.into(),
+        };
         progressing("0/1 ready").write(&mut conditions, Some(1), &time(100));
         progressing("still 0/1 ready").write(&mut conditions, Some(1), &time(200));
         assert_eq!(get(&conditions, "Ready").last_transition_time, time(100));
         assert_eq!(get(&conditions, "Ready").message, "still 0/1 ready");
 
-        Health::Ready { reason: "RolloutComplete".into(), message: "1/1 ready".into() }
-            .write(&mut conditions, Some(2), &time(300));
+        Health::Ready {
+            reason: "RolloutComplete".into(),
+            message: "1/1 ready".into(),
+        }
+        .write(&mut conditions, Some(2), &time(300));
         let ready = get(&conditions, "Ready");
-        assert_eq!((ready.status.as_str(), ready.last_transition_time.clone()), ("True", time(300)));
+        assert_eq!(
+            (ready.status.as_str(), ready.last_transition_time.clone()),
+            ("True", time(300))
+        );
         assert_eq!(ready.observed_generation, Some(2));
         assert_eq!(get(&conditions, "Progressing").status, "False");
-        assert_eq!(get(&conditions, "Progressing").last_transition_time, time(300));
+        assert_eq!(
+            get(&conditions, "Progressing").last_transition_time,
+            time(300)
+        );
         // Degraded was False throughout: its transition time is from the first write.
         assert_eq!(get(&conditions, "Degraded").last_transition_time, time(100));
         assert_eq!(conditions.len(), 3);
@@ -165,8 +201,11 @@ mod tests {
     #[test]
     fn degraded_sets_degraded_true_and_the_others_false() {
         let mut conditions = Vec::new();
-        Health::Degraded { reason: "MissingSecret".into(), message: "Secret x not found".into() }
-            .write(&mut conditions, Some(1), &time(1));
+        Health::Degraded {
+            reason: "MissingSecret".into(),
+            message: "Secret x not found".into(),
+        }
+        .write(&mut conditions, Some(1), &time(1));
         assert_eq!(get(&conditions, "Degraded").status, "True");
         assert_eq!(get(&conditions, "Degraded").reason, "MissingSecret");
         assert_eq!(get(&conditions, "Ready").status, "False");
