@@ -13,6 +13,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
 const TOKEN: &str = "lucid-e2e-admin-token";
+/// Users besides the admin, each with its own token, so the audit log can tell who asked.
+pub const USERS: &[&str] = &["lucid-operator", "baseline-kubectl"];
 
 pub struct ControlPlane {
     pub dir: PathBuf,
@@ -44,6 +46,35 @@ pub fn control_plane() -> &'static ControlPlane {
 }
 
 impl ControlPlane {
+    /// A kubeconfig for one of [`USERS`].
+    pub fn kubeconfig_for(&self, user: &str) -> PathBuf {
+        let path = self.dir.join(format!("kubeconfig-{user}"));
+        write_kubeconfig(&self.dir, &self.server, &path, &format!("{user}-token"));
+        path
+    }
+
+    /// Requests in the audit log made by `user`, by verb (needs `LUCID_E2E_AUDIT=1`).
+    pub fn requests_by(&self, user: &str) -> std::collections::BTreeMap<String, usize> {
+        let log = std::fs::read_to_string(self.dir.join("audit.log")).unwrap_or_default();
+        let needle = format!("\"username\":\"{user}\"");
+        let field = |line: &str, name: &str| {
+            line.split(&format!("\"{name}\":\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("?")
+                .to_string()
+        };
+        // A watch logs two stages (started, complete): count each request once.
+        let mut seen = std::collections::HashSet::new();
+        let mut out = std::collections::BTreeMap::new();
+        for line in log.lines().filter(|l| l.contains(&needle)) {
+            if seen.insert(field(line, "auditID")) {
+                *out.entry(field(line, "verb")).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
     pub async fn client(&self) -> Client {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
         let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
@@ -141,11 +172,22 @@ fn start() -> (ControlPlane, Vec<Child>) {
             .arg("--log-level=warn"),
     );
     let f = |name: &str| dir.join(name).display().to_string();
-    std::fs::write(
-        dir.join("tokens.csv"),
-        format!("{TOKEN},lucid-admin,lucid-admin,\"system:masters\"\n"),
-    )
-    .expect("token file");
+    let mut tokens = format!("{TOKEN},lucid-admin,lucid-admin,\"system:masters\"\n");
+    for user in USERS {
+        tokens.push_str(&format!("{user}-token,{user},{user},\"system:masters\"\n"));
+    }
+    std::fs::write(dir.join("tokens.csv"), tokens).expect("token file");
+    // LUCID_E2E_AUDIT=1 records every request (metadata only), to count them per user.
+    let mut audit_args = Vec::new();
+    if std::env::var("LUCID_E2E_AUDIT").is_ok_and(|v| v == "1") {
+        std::fs::write(
+            dir.join("audit-policy.yaml"),
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n",
+        )
+        .expect("audit policy");
+        audit_args.push(format!("--audit-policy-file={}", f("audit-policy.yaml")));
+        audit_args.push(format!("--audit-log-path={}", f("audit.log")));
+    }
     let apiserver = spawn(
         &dir,
         "kube-apiserver",
@@ -169,11 +211,12 @@ fn start() -> (ControlPlane, Vec<Child>) {
             .arg("--service-cluster-ip-range=10.96.0.0/16")
             .arg(format!("--cert-dir={}", f("certs")))
             .arg("--enable-priority-and-fairness=false")
+            .args(&audit_args)
             .arg("--v=1"),
     );
     let server = format!("https://127.0.0.1:{api_port}");
     let kubeconfig = dir.join("kubeconfig");
-    write_kubeconfig(&dir, &server, &kubeconfig);
+    write_kubeconfig(&dir, &server, &kubeconfig, TOKEN);
     wait_ready(&kubeconfig, &dir);
     let controller_manager = spawn(
         &dir,
@@ -260,11 +303,11 @@ fn make_certs(dir: &Path) {
     openssl(&["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
 }
 
-fn write_kubeconfig(dir: &Path, server: &str, path: &Path) {
+fn write_kubeconfig(dir: &Path, server: &str, path: &Path, token: &str) {
     let ca = std::fs::read(dir.join("ca.crt")).expect("ca.crt");
     let ca_b64 = base64(&ca);
     let yaml = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: lucid-e2e\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca_b64}\nusers:\n- name: admin\n  user:\n    token: {TOKEN}\ncontexts:\n- name: lucid-e2e\n  context:\n    cluster: lucid-e2e\n    user: admin\ncurrent-context: lucid-e2e\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: lucid-e2e\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca_b64}\nusers:\n- name: admin\n  user:\n    token: {token}\ncontexts:\n- name: lucid-e2e\n  context:\n    cluster: lucid-e2e\n    user: admin\ncurrent-context: lucid-e2e\n"
     );
     std::fs::write(path, yaml).expect("write kubeconfig");
 }

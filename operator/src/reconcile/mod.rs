@@ -1,12 +1,15 @@
 //! The two controllers and the watches that feed them.
 //!
-//! Each controller caches its own kind (LucidService, LucidPhase) and the other reads that
-//! cache; managed Deployments have one cache. Extra watches only trigger (they keep nothing).
+//! One watch per kind (LucidService, LucidPhase, managed Deployments) feeds one cache, and
+//! its events are copied to every controller and mapper that needs them, only after the
+//! cache holds them (see `fan_out`). Triggers and the cache reconciles read therefore never
+//! disagree: separate watches per consumer would let a trigger overtake the cache and leave
+//! a reconcile deciding on stale data with nothing to wake it again.
 //! ConfigMaps and Secrets are watched by metadata only: contents are read on demand.
 //!
-//! kube-runtime's shared streams (`store_shared` + `subscribe`) are not used: a subscriber
-//! that is handed an object already gone from the cache returns `Pending` without a waker
-//! and stops for good (kube-runtime 5.0.0, `ReflectHandle::poll_next`).
+//! kube-runtime's own shared streams (`store_shared` + `subscribe`) are not used: a
+//! subscriber handed an object already gone from the cache returns `Pending` without a
+//! waker and stops for good (kube-runtime 5.0.0, `ReflectHandle::poll_next`).
 
 mod apply;
 mod context;
@@ -56,25 +59,38 @@ pub async fn run(
     };
     let all = watcher::Config::default;
 
-    // Managed Deployments feed one cache that both gates (the applied hash) and triggers.
+    let (services, services_writer) = reflector::store::<ServiceGuard>();
+    let (phases, phases_writer) = reflector::store::<PhaseGuard>();
     let (deployments, deployments_writer) = reflector::store::<Deployment>();
     let managed = all().labels(&format!(
         "{}={}",
         labels::MANAGED_BY_KEY,
         labels::MANAGED_BY
     ));
-    let deployment_events = reflector(
+    let [
+        service_events,
+        service_events_for_dependents,
+        service_events_for_phases,
+    ] = fan_out(reflector(
+        services_writer,
+        watcher(api.of::<ServiceGuard>(), all()).default_backoff(),
+    ));
+    let [
+        phase_events,
+        phase_events_for_services,
+        phase_events_for_peers,
+    ] = fan_out(reflector(
+        phases_writer,
+        watcher(api.of::<PhaseGuard>(), all()).default_backoff(),
+    ));
+    let [deployment_events] = fan_out(reflector(
         deployments_writer,
         // Managed fields are a third of a Deployment's size and nothing here reads them.
         watcher(api.of::<Deployment>(), managed)
             .default_backoff()
             .modify(|d| d.managed_fields_mut().clear()),
-    )
-    .applied_objects();
+    ));
 
-    let service_controller = Controller::new(api.of::<ServiceGuard>(), all());
-    let phase_controller = Controller::new(api.of::<PhaseGuard>(), all());
-    let (services, phases) = (service_controller.store(), phase_controller.store());
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics,
@@ -88,16 +104,15 @@ pub async fn run(
     let (services_for_deps, phases_for_deps) = (services.clone(), phases.clone());
     let (services_for_phase_map, phases_for_phase_map) = (services.clone(), phases.clone());
     let (services_for_cm, services_for_secrets) = (services.clone(), services.clone());
-    let service_controller = service_controller
+    let service_controller = Controller::for_stream(service_events, services.clone())
         .owns_stream(deployment_events)
-        .watches(
-            api.of::<ServiceGuard>(),
-            all(),
+        .watches_stream(
+            service_events_for_dependents,
             move |changed: ServiceGuard| {
                 dependents_to_wake(&services_for_deps, &phases_for_deps, &readiness, &changed)
             },
         )
-        .watches(api.of::<PhaseGuard>(), all(), move |phase: PhaseGuard| {
+        .watches_stream(phase_events_for_services, move |phase: PhaseGuard| {
             services_after_phase_change(&services_for_phase_map, &phases_for_phase_map, &phase)
         })
         // ConfigMaps and Secrets by metadata only: their contents are read on demand, never cached.
@@ -126,15 +141,15 @@ pub async fn run(
         .for_each(|_| async {});
 
     let phases_for_peers = phases.clone();
-    let phase_controller = phase_controller
-        .watches(api.of::<ServiceGuard>(), all(), |ls: ServiceGuard| {
+    let phase_controller = Controller::for_stream(phase_events, phases.clone())
+        .watches_stream(service_events_for_phases, |ls: ServiceGuard| {
             let Ok(ls) = &ls.0 else { return Vec::new() };
             vec![
                 ObjectRef::<PhaseGuard>::new(&ls.spec.phase)
                     .within(&ls.namespace().unwrap_or_default()),
             ]
         })
-        .watches(api.of::<PhaseGuard>(), all(), move |changed: PhaseGuard| {
+        .watches_stream(phase_events_for_peers, move |changed: PhaseGuard| {
             // Phases that name this one may now have (or lose) a missing dependency or cycle.
             let ns = changed.namespace();
             phases_for_peers
@@ -151,6 +166,38 @@ pub async fn run(
     tracing::info!("controllers started");
     futures::join!(service_controller, phase_controller);
     Ok(())
+}
+
+/// Copies each object a reflector yields to `N` consumers. The reflector writes its cache
+/// before it yields, so every consumer sees a trigger only once the cache has the change: a
+/// reconcile woken by "X is Ready" always finds X Ready in the cache.
+fn fan_out<K, const N: usize>(
+    events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+) -> [futures::channel::mpsc::UnboundedReceiver<Result<K, watcher::Error>>; N]
+where
+    K: Clone + Send + Sync + 'static,
+{
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        (0..N).map(|_| futures::channel::mpsc::unbounded()).unzip();
+    tokio::spawn(async move {
+        // Deletions too: removing a member can complete a phase.
+        let mut objects = std::pin::pin!(events.touched_objects());
+        while let Some(event) = objects.next().await {
+            match event {
+                Ok(object) => {
+                    for tx in &senders {
+                        let _ = tx.unbounded_send(Ok(object.clone()));
+                    }
+                }
+                // The watcher retries with backoff; the error is only worth a log line.
+                Err(error) => tracing::warn!(%error, "watch failed; retrying"),
+            }
+        }
+    });
+    match receivers.try_into() {
+        Ok(array) => array,
+        Err(_) => unreachable!("exactly N receivers were made"),
+    }
 }
 
 /// Which namespaces the operator watches.
@@ -293,8 +340,8 @@ fn dependents_to_wake(
     let name = changed.name_any();
     let phase = changed.spec.phase.as_str();
     let phase_complete = snapshot.members(phase).iter().all(|m| service_ready(m));
-    // A phase that just completed, or a member that just stopped being ready (so the phase
-    // is no longer complete), changes the gate of every later phase.
+    // A phase that just completed (a member turned Ready or a laggard was deleted), or a
+    // member that just stopped being ready, changes the gate of every later phase.
     let phase_flipped = phase_complete || !now_ready;
     in_ns
         .iter()

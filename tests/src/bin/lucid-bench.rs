@@ -1,0 +1,380 @@
+//! `cargo run --release -p lucid-e2e --bin lucid-bench`: the rollout benchmark in BENCHMARKS.md.
+//!
+//! On the real API server (with an audit log), for the 27-service Lucid stack and for 1,000
+//! services in 10 phases:
+//! - the release `lucid-operator` binary runs as its own process with its own user;
+//! - a stand-in kubelet marks each Deployment available as soon as it appears;
+//! - from watch timestamps: for every service held back by something, the time from its last
+//!   blocker (a dependency, or a member of an earlier phase) turning Ready to its Deployment
+//!   appearing (p50/p99); the operator's API requests per service (audit log); its peak RSS;
+//! - baseline, same run: `kubectl apply` of the same rendered Deployments, in the same order,
+//!   into a fresh namespace (the API server's own cost, with no gating).
+//!
+//! Prints a Markdown report (also written to `target/bench.md`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use lucid_e2e::{Kubelet, control_plane, install_crds};
+use lucid_operator::api::{LucidPhase, LucidService};
+use lucid_operator::graph::service_ready;
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+const TOOLS: &str = "/var/cache/lucid-tools/kubectl-v37-2.0.0";
+
+struct Scenario {
+    name: &'static str,
+    phases: Vec<String>,
+    services: Vec<String>,
+}
+
+struct Result {
+    services: usize,
+    rollout: Duration,
+    latencies_ms: Vec<f64>,
+    requests: BTreeMap<String, usize>,
+    peak_rss_kib: u64,
+    baseline_total: Duration,
+    baseline_requests: BTreeMap<String, usize>,
+}
+
+#[tokio::main]
+async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
+    // SAFETY: set before any thread reads the environment.
+    unsafe { std::env::set_var("LUCID_E2E_AUDIT", "1") };
+    lucid_e2e::init_tracing();
+    let operator_bin = PathBuf::from(format!("{ROOT}/target/release/lucid-operator"));
+    assert!(
+        operator_bin.exists(),
+        "build it first: cargo build --release -p lucid-operator"
+    );
+    let cp = control_plane();
+    let client = cp.client().await;
+    install_crds(&client).await;
+
+    let mut report = String::new();
+    let mut results = Vec::new();
+    for scenario in [lucid_stack(), synthetic(10, 100)] {
+        let r = run(&client, &operator_bin, &scenario).await?;
+        results.push((scenario.name, r));
+    }
+
+    report.push_str("| scenario | services | rollout (all Ready) | blocker Ready → Deployment applied p50 / p99 | operator API requests / service | operator peak RSS | baseline: `kubectl apply` of the same Deployments | baseline requests / service |\n|---|---|---|---|---|---|---|---|\n");
+    for (name, r) in &results {
+        let total: usize = r.requests.values().sum();
+        let base: usize = r.baseline_requests.values().sum();
+        report.push_str(&format!(
+            "| {name} | {} | {:.1} s | {:.1} ms / {:.1} ms | {:.1} | {:.1} MiB | {:.1} s ({:.1} ms / Deployment) | {:.1} |\n",
+            r.services,
+            r.rollout.as_secs_f64(),
+            percentile(&r.latencies_ms, 50.0),
+            percentile(&r.latencies_ms, 99.0),
+            total as f64 / r.services as f64,
+            r.peak_rss_kib as f64 / 1024.0,
+            r.baseline_total.as_secs_f64(),
+            r.baseline_total.as_secs_f64() * 1000.0 / r.services as f64,
+            base as f64 / r.services as f64,
+        ));
+    }
+    for (name, r) in &results {
+        report.push_str(&format!(
+            "\n{name}: operator requests by verb {:?}; baseline {:?}\n",
+            r.requests, r.baseline_requests
+        ));
+    }
+    println!("{report}");
+    std::fs::write(format!("{ROOT}/target/bench.md"), &report)?;
+    Ok(())
+}
+
+fn lucid_stack() -> Scenario {
+    let out = Command::new(format!("{TOOLS}/helm"))
+        .args(["template", "lucid", &format!("{ROOT}/charts/lucid-stack")])
+        .output()
+        .expect("helm");
+    let text = String::from_utf8(out.stdout).expect("utf8");
+    let (mut phases, mut services) = (Vec::new(), Vec::new());
+    for doc in text.split("\n---") {
+        if doc.contains("kind: LucidPhase") {
+            phases.push(doc.to_string());
+        } else if doc.contains("kind: LucidService") {
+            services.push(doc.to_string());
+        }
+    }
+    Scenario {
+        name: "Lucid stack (4 phases)",
+        phases,
+        services,
+    }
+}
+
+/// `phases` phases in a chain, `per_phase` services each, in dependency chains of ten.
+fn synthetic(phases: usize, per_phase: usize) -> Scenario {
+    let phase_docs = (0..phases)
+        .map(|i| {
+            let deps = if i == 0 { String::new() } else { format!("p{:02}", i - 1) };
+            format!("apiVersion: lucid.io/v1alpha1\nkind: LucidPhase\nmetadata: {{name: p{i:02}}}\nspec: {{dependsOn: [{deps}]}}\n")
+        })
+        .collect();
+    let mut services = Vec::new();
+    for i in 0..phases {
+        for j in 0..per_phase {
+            let deps = if j % 10 == 0 {
+                String::new()
+            } else {
+                format!("s{i:02}-{:03}", j - 1)
+            };
+            services.push(format!(
+                "apiVersion: lucid.io/v1alpha1\nkind: LucidService\nmetadata: {{name: s{i:02}-{j:03}}}\nspec:\n  image: {{repository: pickme/lucid-bench}}\n  phase: p{i:02}\n  dependsOn: [{deps}]\n  ports: [{{name: http, port: 8080}}]\n  storage: {{data: {{kind: EmptyDir}}, logs: {{kind: EmptyDir}}}}\n"
+            ));
+        }
+    }
+    Scenario {
+        name: "1,000 services (10 phases)",
+        phases: phase_docs,
+        services,
+    }
+}
+
+fn percentile(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+    v[rank.min(v.len() - 1)]
+}
+
+async fn create_namespace(client: &Client, name: &str) {
+    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let body = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("ns");
+    ns.create(&PostParams::default(), &body)
+        .await
+        .expect("create namespace");
+}
+
+async fn apply<K>(api: &Api<K>, doc: &str)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let value: serde_json::Value = serde_yaml::from_str(doc).expect("yaml");
+    let name = value["metadata"]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let mut value = value;
+    value["metadata"]
+        .as_object_mut()
+        .map(|m| m.remove("namespace"));
+    api.patch(
+        &name,
+        &PatchParams::apply("bench").force(),
+        &Patch::Apply(value),
+    )
+    .await
+    .expect("apply");
+}
+
+async fn run(
+    client: &Client,
+    operator_bin: &PathBuf,
+    scenario: &Scenario,
+) -> std::result::Result<Result, Box<dyn std::error::Error>> {
+    let cp = control_plane();
+    let ns = format!("bench-{}", scenario.services.len());
+    create_namespace(client, &ns).await;
+    let env_text = std::fs::read_to_string(format!("{ROOT}/crds/examples/environment.yaml"))?;
+    for doc in env_text.split("\n---\n") {
+        let value: serde_json::Value = serde_yaml::from_str(doc)?;
+        let name = value["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let kind = value["kind"].as_str().unwrap_or_default();
+        let patch = PatchParams::apply("bench").force();
+        if kind == "Secret" {
+            Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns)
+                .patch(&name, &patch, &Patch::Apply(value))
+                .await?;
+        } else {
+            Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), &ns)
+                .patch(&name, &patch, &Patch::Apply(value))
+                .await?;
+        }
+    }
+
+    // Observe: when each service turns Ready, when each Deployment first appears.
+    let ready_at: Arc<Mutex<HashMap<String, Instant>>> = Default::default();
+    let created_at: Arc<Mutex<HashMap<String, Instant>>> = Default::default();
+    let services_api: Api<LucidService> = Api::namespaced(client.clone(), &ns);
+    let deployments_api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let watch_services = tokio::spawn({
+        let (api, ready_at) = (services_api.clone(), ready_at.clone());
+        async move {
+            let mut events = watcher(api, Default::default()).applied_objects().boxed();
+            while let Some(Ok(ls)) = events.next().await {
+                if service_ready(&ls) {
+                    ready_at
+                        .lock()
+                        .unwrap()
+                        .entry(ls.name_any())
+                        .or_insert_with(Instant::now);
+                }
+            }
+        }
+    });
+    let watch_deployments = tokio::spawn({
+        let (api, created_at) = (deployments_api.clone(), created_at.clone());
+        async move {
+            let mut events = watcher(api, Default::default()).applied_objects().boxed();
+            while let Some(Ok(d)) = events.next().await {
+                created_at
+                    .lock()
+                    .unwrap()
+                    .entry(d.name_any())
+                    .or_insert_with(Instant::now);
+            }
+        }
+    });
+    let kubelet = Kubelet::start(client.clone(), &ns, Duration::ZERO);
+
+    let mut operator = Command::new(operator_bin)
+        .env("KUBECONFIG", cp.kubeconfig_for("lucid-operator"))
+        .env("LUCID_WATCH_NAMESPACE", &ns)
+        .env("LUCID_HTTP_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let pid = operator.id();
+
+    let started = Instant::now();
+    let phases_api: Api<LucidPhase> = Api::namespaced(client.clone(), &ns);
+    for doc in &scenario.phases {
+        apply(&phases_api, doc).await;
+    }
+    for doc in &scenario.services {
+        apply(&services_api, doc).await;
+    }
+    let n = scenario.services.len();
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while ready_at.lock().unwrap().len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "rollout did not finish: {} of {n} Ready",
+            ready_at.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rollout = started.elapsed();
+    let peak_rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))?
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let requests = cp.requests_by("lucid-operator");
+    operator.kill()?;
+    let _ = operator.wait();
+    kubelet.stop();
+    watch_services.abort();
+    watch_deployments.abort();
+
+    // Latency from the last blocker turning Ready to the Deployment appearing.
+    let services: Vec<LucidService> = services_api.list(&Default::default()).await?.items;
+    let phases: HashMap<String, LucidPhase> = phases_api
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|p| (p.name_any(), p))
+        .collect();
+    let ready_at = ready_at.lock().unwrap().clone();
+    let created_at = created_at.lock().unwrap().clone();
+    let mut latencies_ms = Vec::new();
+    for s in &services {
+        let mut upstream = Vec::new();
+        let mut next = phases[&s.spec.phase].spec.depends_on.clone();
+        while let Some(p) = next.pop() {
+            next.extend(phases[&p].spec.depends_on.clone());
+            upstream.push(p);
+        }
+        let blockers = services.iter().filter(|m| {
+            upstream.contains(&m.spec.phase) || s.spec.depends_on.contains(&m.name_any())
+        });
+        let Some(last_blocker) = blockers.filter_map(|b| ready_at.get(&b.name_any())).max() else {
+            continue;
+        };
+        let created = created_at[&s.name_any()];
+        latencies_ms.push(
+            created
+                .saturating_duration_since(*last_blocker)
+                .as_secs_f64()
+                * 1000.0,
+        );
+    }
+
+    // Baseline: the same Deployments, in the order the operator created them, by kubectl.
+    let baseline_ns = format!("baseline-{n}");
+    create_namespace(client, &baseline_ns).await;
+    let dir = cp.dir.join(format!("baseline-{n}"));
+    std::fs::create_dir_all(&dir)?;
+    let mut order: Vec<(Instant, String)> =
+        created_at.iter().map(|(k, v)| (*v, k.clone())).collect();
+    order.sort();
+    let deployments: HashMap<String, Deployment> = deployments_api
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|d| (d.name_any(), d))
+        .collect();
+    for (i, (_, name)) in order.iter().enumerate() {
+        let d = &deployments[name];
+        let clean = serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "labels": d.metadata.labels, "annotations": d.metadata.annotations},
+            "spec": d.spec,
+        });
+        std::fs::write(
+            dir.join(format!("{i:05}-{name}.yaml")),
+            serde_yaml::to_string(&clean)?,
+        )?;
+    }
+    let before = Instant::now();
+    let status = Command::new(format!("{TOOLS}/kubectl"))
+        .args([
+            "--kubeconfig",
+            &cp.kubeconfig_for("baseline-kubectl").display().to_string(),
+            "-n",
+            &baseline_ns,
+            "apply",
+            "-f",
+            &dir.display().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .status()?;
+    assert!(status.success(), "kubectl apply failed");
+    let baseline_total = before.elapsed();
+    let baseline_requests = cp.requests_by("baseline-kubectl");
+    // Later scenarios count from here: remove this one's requests from the next totals.
+    let _ = std::fs::write(cp.dir.join("audit.log"), "");
+    Ok(Result {
+        services: n,
+        rollout,
+        latencies_ms,
+        requests,
+        peak_rss_kib,
+        baseline_total,
+        baseline_requests,
+    })
+}
