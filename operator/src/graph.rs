@@ -170,20 +170,13 @@ impl<'a> Snapshot<'a> {
             };
         }
         for upstream in self.upstream_phases(phase_name) {
-            let not_ready: Vec<String> = self
-                .members(upstream)
-                .iter()
-                .filter(|m| !service_ready(m))
-                .map(|m| m.name_any())
-                .collect();
-            if !not_ready.is_empty() {
-                let total = self.members(upstream).len();
+            if self.members(upstream).iter().any(|m| !service_ready(m)) {
+                // No counts here: a message that changed with every member would rewrite
+                // every waiting service's status on each change. The phase has the counts.
                 return Gate::Wait {
                     reason: "WaitingForPhase",
                     message: format!(
-                        "waiting for phase {upstream} to be Ready ({}/{total} ready; not yet: {})",
-                        total - not_ready.len(),
-                        abbreviate(&not_ready)
+                        "waiting for phase {upstream} to be Ready (see kubectl get lucidphase {upstream})"
                     ),
                     waiting_on: format!("phase/{upstream}"),
                 };

@@ -52,13 +52,6 @@ impl Context {
         }
     }
 
-    /// Gating on a half-filled cache would report dependencies as missing.
-    pub async fn wait_for_caches(&self) {
-        let _ = self.services.wait_until_ready().await;
-        let _ = self.phases.wait_until_ready().await;
-        let _ = self.deployments.wait_until_ready().await;
-    }
-
     pub fn namespace_view(&self, namespace: &str) -> NamespaceView {
         let in_ns = |ns: Option<String>| ns.as_deref() == Some(namespace);
         NamespaceView {

@@ -28,7 +28,7 @@ use kube::core::PartialObjectMeta;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
 
 pub use apply::FIELD_MANAGER;
@@ -91,6 +91,14 @@ pub async fn run(
             .modify(|d| d.managed_fields_mut().clear()),
     ));
 
+    // Gating on a half-filled cache would report dependencies as missing, so the controllers
+    // start once every cache has listed. Waited for here, once: in kube-runtime 5.0.0 several
+    // tasks awaiting `Store::wait_until_ready` at once lose wake-ups (one oneshot, one waker).
+    let (_, _, _) = futures::join!(
+        services.wait_until_ready(),
+        phases.wait_until_ready(),
+        deployments.wait_until_ready()
+    );
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics,
@@ -101,9 +109,19 @@ pub async fn run(
     let shutdown = shutdown.shared();
 
     let readiness = Arc::new(Mutex::new(HashMap::<String, bool>::new()));
+    // Phase status changes with every member; only its spec (paused, dependsOn) changes what
+    // services wait for.
+    let phase_events_for_services =
+        phase_events_for_services.predicate_filter(predicates::generation, Default::default());
+    let phase_events_for_peers =
+        phase_events_for_peers.predicate_filter(predicates::generation, Default::default());
     let (services_for_deps, phases_for_deps) = (services.clone(), phases.clone());
     let (services_for_phase_map, phases_for_phase_map) = (services.clone(), phases.clone());
     let (services_for_cm, services_for_secrets) = (services.clone(), services.clone());
+    // A service's own status writes do not re-run it: its main trigger sees spec changes
+    // (and deletions) only. Readiness of others arrives through `dependents_to_wake`.
+    let service_events =
+        service_events.predicate_filter(predicates::generation, Default::default());
     let service_controller = Controller::for_stream(service_events, services.clone())
         .owns_stream(deployment_events)
         .watches_stream(
@@ -316,10 +334,22 @@ fn dependents_to_wake(
         changed.namespace().unwrap_or_default(),
         changed.name_any()
     );
-    let now_ready = service_ready(changed);
+    // The cache is written before this runs: a service missing from it was just deleted,
+    // which can complete its phase as surely as turning Ready.
+    let namespace = changed.namespace().unwrap_or_default();
+    let deleted = services
+        .get(&ObjectRef::new(&changed.name_any()).within(&namespace))
+        .is_none();
+    let now_ready = service_ready(changed) && !deleted;
     {
         let mut last = last_readiness.lock().unwrap_or_else(|e| e.into_inner());
-        if last.insert(key, now_ready) == Some(now_ready) {
+        let flipped = if deleted {
+            last.remove(&key);
+            true
+        } else {
+            last.insert(key, now_ready) != Some(now_ready)
+        };
+        if !flipped {
             return Vec::new();
         }
     }
@@ -342,7 +372,9 @@ fn dependents_to_wake(
     let phase_complete = snapshot.members(phase).iter().all(|m| service_ready(m));
     // A phase that just completed (a member turned Ready or a laggard was deleted), or a
     // member that just stopped being ready, changes the gate of every later phase.
-    let phase_flipped = phase_complete || !now_ready;
+    // A deleted laggard can complete the phase; a deleted Ready member cannot hold it back.
+    let phase_flipped = phase_complete || (!now_ready && !deleted);
+    tracing::debug!(service = %name, deleted, now_ready, phase_complete, "readiness flipped");
     in_ns
         .iter()
         .filter(|s| {

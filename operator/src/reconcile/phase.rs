@@ -35,7 +35,6 @@ pub async fn reconcile(
         // Nothing to summarise; services in it report PhaseNotFound-like problems themselves.
         return Ok(Action::await_change());
     };
-    ctx.wait_for_caches().await;
     let namespace = phase.namespace().unwrap_or_default();
     let view = ctx.namespace_view(&namespace);
     let status = summarise(

@@ -95,7 +95,6 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Action, E
         // The garbage collector removes the owned children.
         return Ok(Action::await_change());
     }
-    ctx.wait_for_caches().await;
     let namespace = ls.namespace().unwrap_or_default();
     let name = ls.name_any();
     let existing = ctx

@@ -101,6 +101,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    println!("\n--- rolled out ---");
     print_table(&client, &discovery).await?;
 
     if keep {

@@ -1,0 +1,16 @@
+//! lucid-kit: the start of every Lucid service binary.
+//!
+//! - [`settings`]: environment over an optional YAML/JSON file over defaults, validated at
+//!   start with messages that say what to set;
+//! - [`app`]: an axum app with `/health` (the template's JSON), `/ready` (dependency checks)
+//!   and `/metrics` (Prometheus), JSON logs, graceful shutdown on SIGTERM;
+//! - [`storage`]: the template's `/app/data` and `/app/logs` checks, with its degraded mode;
+//! - [`auth`]: the middleware that accepts only service tokens signed for this service.
+
+pub mod app;
+pub mod auth;
+pub mod settings;
+pub mod storage;
+
+pub use app::{App, ReadyCheck, init_logging};
+pub use settings::{SettingsError, load};
