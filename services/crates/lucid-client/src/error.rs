@@ -2,17 +2,33 @@
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{peer} URL {url:?} is invalid: {reason}")]
-    InvalidUrl { peer: String, url: String, reason: String },
+    InvalidUrl {
+        peer: String,
+        url: String,
+        reason: String,
+    },
     #[error("{peer} is not configured: set {variable}")]
     NotConfigured { peer: String, variable: String },
     #[error("{peer} has no {path}")]
     NotFound { peer: String, path: String },
     #[error("{peer} refused the request ({status}): {body}")]
-    Rejected { peer: String, status: u16, body: String },
+    Rejected {
+        peer: String,
+        status: u16,
+        body: String,
+    },
     #[error("{peer} failed after {attempts} attempt(s): {last}")]
-    Unavailable { peer: String, attempts: u32, last: String },
+    Unavailable {
+        peer: String,
+        attempts: u32,
+        last: String,
+    },
     #[error("invalid setting {variable}={value:?}: {reason}")]
-    InvalidSetting { variable: String, value: String, reason: String },
+    InvalidSetting {
+        variable: String,
+        value: String,
+        reason: String,
+    },
     #[error("cannot sign a service token: {0}")]
     Token(String),
 }
@@ -20,6 +36,13 @@ pub enum ClientError {
 impl ClientError {
     /// A 4xx from the peer: retrying would get the same answer.
     pub fn is_client_error(&self) -> bool {
-        matches!(self, ClientError::NotFound { .. } | ClientError::Rejected { status: 400..=499, .. })
+        matches!(
+            self,
+            ClientError::NotFound { .. }
+                | ClientError::Rejected {
+                    status: 400..=499,
+                    ..
+                }
+        )
     }
 }

@@ -16,7 +16,9 @@ use crate::url::ServiceUrl;
 #[serde(rename_all = "snake_case")]
 pub enum PeerHealth {
     Healthy,
-    Unhealthy { reason: String },
+    Unhealthy {
+        reason: String,
+    },
     /// No `<NAME>_URL`: the service runs without this peer (degraded, not failed).
     NotConfigured,
 }
@@ -32,8 +34,15 @@ impl IntegrationManager {
         Self::with_lookup(config, |k| std::env::var(k).ok())
     }
 
-    pub fn with_lookup(config: ClientConfig, lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
-        Self { config, lookup: Box::new(lookup), clients: Mutex::new(BTreeMap::new()) }
+    pub fn with_lookup(
+        config: ClientConfig,
+        lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            config,
+            lookup: Box::new(lookup),
+            clients: Mutex::new(BTreeMap::new()),
+        }
     }
 
     /// `session-storage` -> `SESSION_STORAGE_URL`.
@@ -48,7 +57,12 @@ impl IntegrationManager {
             return Ok(c.clone());
         }
         let variable = Self::variable(peer);
-        let raw = (self.lookup)(&variable).filter(|v| !v.trim().is_empty()).ok_or(ClientError::NotConfigured { peer: peer.into(), variable })?;
+        let raw = (self.lookup)(&variable)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or(ClientError::NotConfigured {
+                peer: peer.into(),
+                variable,
+            })?;
         let url = ServiceUrl::parse(peer, &raw, self.config.environment)?;
         let client = Arc::new(PeerClient::new(peer, url, self.config.clone())?);
         clients.insert(peer.into(), client.clone());
@@ -60,15 +74,29 @@ impl IntegrationManager {
         let checks = peers.iter().map(|peer| async move {
             let health = match self.client(peer) {
                 Err(ClientError::NotConfigured { .. }) => PeerHealth::NotConfigured,
-                Err(e) => PeerHealth::Unhealthy { reason: e.to_string() },
-                Ok(client) => match tokio::time::timeout(deadline, client.send(reqwest::Method::GET, "/health", None, None)).await {
+                Err(e) => PeerHealth::Unhealthy {
+                    reason: e.to_string(),
+                },
+                Ok(client) => match tokio::time::timeout(
+                    deadline,
+                    client.send(reqwest::Method::GET, "/health", None, None),
+                )
+                .await
+                {
                     Ok(Ok(_)) => PeerHealth::Healthy,
-                    Ok(Err(e)) => PeerHealth::Unhealthy { reason: e.to_string() },
-                    Err(_) => PeerHealth::Unhealthy { reason: format!("no answer within {deadline:?}") },
+                    Ok(Err(e)) => PeerHealth::Unhealthy {
+                        reason: e.to_string(),
+                    },
+                    Err(_) => PeerHealth::Unhealthy {
+                        reason: format!("no answer within {deadline:?}"),
+                    },
                 },
             };
             (peer.to_string(), health)
         });
-        futures::future::join_all(checks).await.into_iter().collect()
+        futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .collect()
     }
 }

@@ -37,7 +37,11 @@ mod tests {
 
     #[test]
     fn ceilings_double_and_cap() {
-        let p = RetryPolicy { retries: 5, base_delay: Duration::from_secs(1), max_delay: Duration::from_secs(5) };
+        let p = RetryPolicy {
+            retries: 5,
+            base_delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(5),
+        };
         let c: Vec<u64> = (1..=5).map(|n| p.ceiling(n).as_secs()).collect();
         assert_eq!(c, vec![1, 2, 4, 5, 5]);
         for n in 1..=5 {

@@ -42,7 +42,10 @@ pub enum TokenError {
 }
 
 pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 pub fn sign(claims: &Claims, key: &[u8]) -> Result<String, TokenError> {
@@ -50,7 +53,8 @@ pub fn sign(claims: &Claims, key: &[u8]) -> Result<String, TokenError> {
         return Err(TokenError::EmptyKey);
     }
     let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).map_err(|_| TokenError::Malformed)?);
+    let payload =
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).map_err(|_| TokenError::Malformed)?);
     let signing_input = format!("{header}.{payload}");
     let mut mac = HmacSha256::new_from_slice(key).map_err(|_| TokenError::EmptyKey)?;
     mac.update(signing_input.as_bytes());
@@ -59,20 +63,40 @@ pub fn sign(claims: &Claims, key: &[u8]) -> Result<String, TokenError> {
 }
 
 /// Verifies signature, algorithm, expiry and (when given) audience.
-pub fn verify(token: &str, key: &[u8], audience: Option<&str>, now: u64) -> Result<Claims, TokenError> {
+pub fn verify(
+    token: &str,
+    key: &[u8],
+    audience: Option<&str>,
+    now: u64,
+) -> Result<Claims, TokenError> {
     let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(TokenError::Malformed);
     };
-    let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).map_err(|_| TokenError::Malformed)?).map_err(|_| TokenError::Malformed)?;
+    let header: serde_json::Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| TokenError::Malformed)?,
+    )
+    .map_err(|_| TokenError::Malformed)?;
     if header["alg"] != "HS256" {
         return Err(TokenError::WrongAlgorithm);
     }
-    let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenError::Malformed)?;
+    let signature = URL_SAFE_NO_PAD
+        .decode(signature)
+        .map_err(|_| TokenError::Malformed)?;
     let mut mac = HmacSha256::new_from_slice(key).map_err(|_| TokenError::EmptyKey)?;
     mac.update(token[..token.len() - token.rsplit('.').next().map_or(0, str::len) - 1].as_bytes());
-    mac.verify_slice(&signature).map_err(|_| TokenError::BadSignature)?;
-    let claims: Claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?).map_err(|_| TokenError::Malformed)?;
+    mac.verify_slice(&signature)
+        .map_err(|_| TokenError::BadSignature)?;
+    let claims: Claims = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TokenError::Malformed)?,
+    )
+    .map_err(|_| TokenError::Malformed)?;
     if claims.exp <= now {
         return Err(TokenError::Expired);
     }
@@ -89,7 +113,13 @@ mod tests {
     use super::*;
 
     fn claims(exp: u64) -> Claims {
-        Claims { iss: "api-gateway".into(), sub: "api-gateway".into(), aud: "session-recorder".into(), exp, iat: 0 }
+        Claims {
+            iss: "api-gateway".into(),
+            sub: "api-gateway".into(),
+            aud: "session-recorder".into(),
+            exp,
+            iat: 0,
+        }
     }
 
     #[test]
@@ -97,7 +127,10 @@ mod tests {
         let key = b"super-secret-signing-key";
         let t = sign(&claims(100), key).unwrap();
         assert!(!t.contains("super-secret"));
-        assert_eq!(verify(&t, key, Some("session-recorder"), 50).unwrap(), claims(100));
+        assert_eq!(
+            verify(&t, key, Some("session-recorder"), 50).unwrap(),
+            claims(100)
+        );
     }
 
     #[test]
@@ -106,15 +139,35 @@ mod tests {
         let t = sign(&claims(100), key).unwrap();
         assert_eq!(verify(&t, key, None, 100), Err(TokenError::Expired));
         assert_eq!(verify(&t, b"k2", None, 50), Err(TokenError::BadSignature));
-        assert_eq!(verify(&t, key, Some("session-storage"), 50), Err(TokenError::WrongAudience("session-recorder".into())));
+        assert_eq!(
+            verify(&t, key, Some("session-storage"), 50),
+            Err(TokenError::WrongAudience("session-recorder".into()))
+        );
         // Payload swapped, signature kept.
         let mut forged: Vec<&str> = t.split('.').collect();
-        let other = sign(&Claims { sub: "admin".into(), ..claims(100) }, b"attacker").unwrap();
+        let other = sign(
+            &Claims {
+                sub: "admin".into(),
+                ..claims(100)
+            },
+            b"attacker",
+        )
+        .unwrap();
         forged[1] = other.split('.').nth(1).unwrap();
-        assert_eq!(verify(&forged.join("."), key, None, 50), Err(TokenError::BadSignature));
+        assert_eq!(
+            verify(&forged.join("."), key, None, 50),
+            Err(TokenError::BadSignature)
+        );
         // alg: none
-        let none = format!("{}.{}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#), t.split('.').nth(1).unwrap());
-        assert_eq!(verify(&none, key, None, 50), Err(TokenError::WrongAlgorithm));
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#),
+            t.split('.').nth(1).unwrap()
+        );
+        assert_eq!(
+            verify(&none, key, None, 50),
+            Err(TokenError::WrongAlgorithm)
+        );
         assert_eq!(verify("garbage", key, None, 50), Err(TokenError::Malformed));
     }
 }

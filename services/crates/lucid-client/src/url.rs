@@ -9,15 +9,25 @@ pub struct ServiceUrl(url::Url);
 
 impl ServiceUrl {
     pub fn parse(peer: &str, raw: &str, environment: Environment) -> Result<Self, ClientError> {
-        let invalid = |reason: &str| ClientError::InvalidUrl { peer: peer.into(), url: raw.into(), reason: reason.into() };
+        let invalid = |reason: &str| ClientError::InvalidUrl {
+            peer: peer.into(),
+            url: raw.into(),
+            reason: reason.into(),
+        };
         let url = url::Url::parse(raw.trim()).map_err(|e| invalid(&e.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(invalid("the scheme must be http or https"));
         }
         let host = url.host_str().ok_or_else(|| invalid("there is no host"))?;
-        let loopback = host.eq_ignore_ascii_case("localhost") || host.starts_with("127.") || host == "[::1]" || host == "::1" || host == "0.0.0.0";
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host.starts_with("127.")
+            || host == "[::1]"
+            || host == "::1"
+            || host == "0.0.0.0";
         if loopback && environment == Environment::Production {
-            return Err(invalid("loopback addresses are not allowed in production: use the service name (e.g. http://session-storage:8081), or set LUCID_ENV=development"));
+            return Err(invalid(
+                "loopback addresses are not allowed in production: use the service name (e.g. http://session-storage:8081), or set LUCID_ENV=development",
+            ));
         }
         if url.query().is_some() || url.fragment().is_some() {
             return Err(invalid("a base URL has no query or fragment"));
@@ -27,7 +37,11 @@ impl ServiceUrl {
 
     /// `base` + `path`, with exactly one slash between them.
     pub fn join(&self, path: &str) -> String {
-        format!("{}/{}", self.0.as_str().trim_end_matches('/'), path.trim_start_matches('/'))
+        format!(
+            "{}/{}",
+            self.0.as_str().trim_end_matches('/'),
+            path.trim_start_matches('/')
+        )
     }
 
     pub fn as_str(&self) -> &str {
@@ -41,18 +55,28 @@ mod tests {
 
     #[test]
     fn loopback_is_rejected_only_in_production() {
-        for raw in ["http://localhost:8081", "http://127.0.0.1:8081", "http://[::1]:8081"] {
-            let err = ServiceUrl::parse("session-storage", raw, Environment::Production).unwrap_err();
+        for raw in [
+            "http://localhost:8081",
+            "http://127.0.0.1:8081",
+            "http://[::1]:8081",
+        ] {
+            let err =
+                ServiceUrl::parse("session-storage", raw, Environment::Production).unwrap_err();
             assert!(err.to_string().contains("service name"), "{err}");
             assert!(ServiceUrl::parse("session-storage", raw, Environment::Development).is_ok());
         }
-        assert!(ServiceUrl::parse("s", "http://session-storage:8081", Environment::Production).is_ok());
+        assert!(
+            ServiceUrl::parse("s", "http://session-storage:8081", Environment::Production).is_ok()
+        );
     }
 
     #[test]
     fn nonsense_is_rejected_with_the_reason() {
         for raw in ["session-storage:8081", "ftp://x", "http://x/?q=1", ""] {
-            assert!(ServiceUrl::parse("s", raw, Environment::Development).is_err(), "{raw}");
+            assert!(
+                ServiceUrl::parse("s", raw, Environment::Development).is_err(),
+                "{raw}"
+            );
         }
     }
 

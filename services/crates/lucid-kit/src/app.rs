@@ -22,7 +22,8 @@ use serde_json::json;
 use crate::storage::StorageStatus;
 
 /// A dependency check for `/ready`: Ok, or why not.
-pub type ReadyCheck = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+pub type ReadyCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -49,18 +50,36 @@ pub struct App {
 impl App {
     pub fn new(service: &str, version: &str, storage: StorageStatus) -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]));
+        let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0])
+        });
         let mut registry = Registry::with_prefix("lucid");
         registry.register("http_requests", "HTTP requests served", requests.clone());
-        registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            latency.clone(),
+        );
         Self {
-            shared: Arc::new(Shared { service: service.into(), version: version.into(), started: Instant::now(), storage, checks: Vec::new(), requests, latency, registry }),
+            shared: Arc::new(Shared {
+                service: service.into(),
+                version: version.into(),
+                started: Instant::now(),
+                storage,
+                checks: Vec::new(),
+                requests,
+                latency,
+                registry,
+            }),
         }
     }
 
     /// Adds a dependency `/ready` must see healthy.
     pub fn ready_check(mut self, name: &str, check: ReadyCheck) -> Self {
-        Arc::get_mut(&mut self.shared).expect("checks are added before serving").checks.push((name.into(), check));
+        Arc::get_mut(&mut self.shared)
+            .expect("checks are added before serving")
+            .checks
+            .push((name.into(), check));
         self
     }
 
@@ -68,7 +87,13 @@ impl App {
     pub fn router(&self, routes: Router) -> Router {
         let shared = self.shared.clone();
         routes
-            .merge(Router::new().route("/health", get(health)).route("/ready", get(ready)).route("/metrics", get(metrics)).with_state(shared.clone()))
+            .merge(
+                Router::new()
+                    .route("/health", get(health))
+                    .route("/ready", get(ready))
+                    .route("/metrics", get(metrics))
+                    .with_state(shared.clone()),
+            )
             .layer(middleware::from_fn_with_state(shared, measure))
     }
 
@@ -76,7 +101,9 @@ impl App {
     pub async fn serve(&self, addr: SocketAddr, router: Router) -> std::io::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         tracing::info!(service = %self.shared.service, %addr, "listening");
-        axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
         tracing::info!(service = %self.shared.service, "stopped");
         Ok(())
     }
@@ -84,8 +111,14 @@ impl App {
 
 /// JSON log lines; level from `LOG_LEVEL` or `RUST_LOG` (default info).
 pub fn init_logging() {
-    let level = std::env::var("RUST_LOG").or_else(|_| std::env::var("LOG_LEVEL").map(|l| l.to_ascii_lowercase())).unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(level)).json().flatten_event(true).try_init();
+    let level = std::env::var("RUST_LOG")
+        .or_else(|_| std::env::var("LOG_LEVEL").map(|l| l.to_ascii_lowercase()))
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+        .json()
+        .flatten_event(true)
+        .try_init();
 }
 
 async fn shutdown_signal() {
@@ -103,7 +136,11 @@ async fn shutdown_signal() {
 
 /// The template's health document.
 async fn health(State(s): State<Arc<Shared>>) -> Response {
-    let status = if s.storage.degraded { "degraded" } else { "healthy" };
+    let status = if s.storage.degraded {
+        "degraded"
+    } else {
+        "healthy"
+    };
     axum::Json(json!({
         "status": status,
         "service": s.service,
@@ -115,25 +152,62 @@ async fn health(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn ready(State(s): State<Arc<Shared>>) -> Response {
-    let results = futures::future::join_all(s.checks.iter().map(|(name, check)| async move { (name.clone(), check().await) })).await;
-    let failing: Vec<_> = results.iter().filter_map(|(n, r)| r.as_ref().err().map(|e| json!({"dependency": n, "error": e}))).collect();
-    let code = if failing.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, axum::Json(json!({"ready": failing.is_empty(), "failing": failing}))).into_response()
+    let results = futures::future::join_all(
+        s.checks
+            .iter()
+            .map(|(name, check)| async move { (name.clone(), check().await) }),
+    )
+    .await;
+    let failing: Vec<_> = results
+        .iter()
+        .filter_map(|(n, r)| {
+            r.as_ref()
+                .err()
+                .map(|e| json!({"dependency": n, "error": e}))
+        })
+        .collect();
+    let code = if failing.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        axum::Json(json!({"ready": failing.is_empty(), "failing": failing})),
+    )
+        .into_response()
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
     let mut out = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut out, &s.registry);
-    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out).into_response()
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
 }
 
 async fn measure(State(s): State<Arc<Shared>>, request: Request, next: Next) -> Response {
-    let path = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
     let method = request.method().to_string();
     let started = Instant::now();
     let response = next.run(request).await;
-    let labels = RequestLabels { path, method, status: response.status().as_u16() };
+    let labels = RequestLabels {
+        path,
+        method,
+        status: response.status().as_u16(),
+    };
     s.requests.get_or_create(&labels).inc();
-    s.latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    s.latency
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
     response
 }

@@ -18,11 +18,25 @@ pub struct TokenCheck {
 }
 
 pub fn unauthorized(message: &str) -> Response {
-    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], axum::Json(serde_json::json!({"error": message}))).into_response()
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        axum::Json(serde_json::json!({"error": message})),
+    )
+        .into_response()
 }
 
-pub async fn require_token(State(check): State<TokenCheck>, request: Request<Body>, next: Next) -> Response {
-    let Some(bearer) = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")) else {
+pub async fn require_token(
+    State(check): State<TokenCheck>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    let Some(bearer) = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
         return unauthorized("missing bearer token");
     };
     match token::verify(bearer, &check.key, check.audience.as_deref(), token::now()) {

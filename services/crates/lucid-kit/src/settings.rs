@@ -10,7 +10,11 @@ use serde_yaml::Value;
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("cannot read the config file {path}: {reason} (unset {variable} or fix the file)")]
-    File { path: String, variable: String, reason: String },
+    File {
+        path: String,
+        variable: String,
+        reason: String,
+    },
     #[error("invalid settings: {0}")]
     Invalid(String),
     #[error("missing or invalid settings:\n  - {}", .0.join("\n  - "))]
@@ -27,17 +31,36 @@ pub fn load<T: DeserializeOwned>(service: &str) -> Result<T, SettingsError> {
     load_from(service, std::env::vars().collect())
 }
 
-pub fn load_from<T: DeserializeOwned>(service: &str, env: BTreeMap<String, String>) -> Result<T, SettingsError> {
+pub fn load_from<T: DeserializeOwned>(
+    service: &str,
+    env: BTreeMap<String, String>,
+) -> Result<T, SettingsError> {
     let mut merged = serde_yaml::Mapping::new();
     let variable = format!("{}_CONFIG_FILE", prefix(service));
     if let Some(path) = env.get(&variable).filter(|p| !p.is_empty()) {
-        let text = std::fs::read_to_string(path).map_err(|e| SettingsError::File { path: path.clone(), variable: variable.clone(), reason: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| SettingsError::File {
+            path: path.clone(),
+            variable: variable.clone(),
+            reason: e.to_string(),
+        })?;
         // JSON is YAML, so one parser reads both.
         match serde_yaml::from_str::<Value>(&text) {
             Ok(Value::Mapping(m)) => merged.extend(m),
             Ok(Value::Null) => {}
-            Ok(_) => return Err(SettingsError::File { path: path.clone(), variable, reason: "expected a mapping of settings".into() }),
-            Err(e) => return Err(SettingsError::File { path: path.clone(), variable, reason: e.to_string() }),
+            Ok(_) => {
+                return Err(SettingsError::File {
+                    path: path.clone(),
+                    variable,
+                    reason: "expected a mapping of settings".into(),
+                });
+            }
+            Err(e) => {
+                return Err(SettingsError::File {
+                    path: path.clone(),
+                    variable,
+                    reason: e.to_string(),
+                });
+            }
         }
     }
     for (k, v) in env {
@@ -48,7 +71,15 @@ pub fn load_from<T: DeserializeOwned>(service: &str, env: BTreeMap<String, Strin
         };
         merged.insert(Value::String(k), value);
     }
-    serde_yaml::from_value(Value::Mapping(merged)).map_err(|e| SettingsError::Invalid(e.to_string()))
+    // The path names the variable: "SESSION_STORAGE_PORT: invalid type ...".
+    serde_path_to_error::deserialize(Value::Mapping(merged)).map_err(|e| {
+        let path = e.path().to_string();
+        SettingsError::Invalid(if path == "." {
+            e.inner().to_string()
+        } else {
+            format!("{path}: {}", e.inner())
+        })
+    })
 }
 
 #[cfg(test)]
@@ -76,13 +107,33 @@ mod tests {
         let file = dir.join("c.yaml");
         std::fs::write(&file, "DEMO_PORT: 9100\nLOG_LEVEL: debug\n").unwrap();
         let env = |extra: &[(&str, &str)]| {
-            let mut m: BTreeMap<String, String> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            let mut m: BTreeMap<String, String> = extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
             m.insert("DEMO_CONFIG_FILE".into(), file.display().to_string());
             m
         };
-        assert_eq!(load_from::<S>("demo", BTreeMap::new()).unwrap(), S { demo_port: 9000, log_level: None });
-        assert_eq!(load_from::<S>("demo", env(&[])).unwrap(), S { demo_port: 9100, log_level: Some("debug".into()) });
-        assert_eq!(load_from::<S>("demo", env(&[("DEMO_PORT", "9200")])).unwrap().demo_port, 9200);
+        assert_eq!(
+            load_from::<S>("demo", BTreeMap::new()).unwrap(),
+            S {
+                demo_port: 9000,
+                log_level: None
+            }
+        );
+        assert_eq!(
+            load_from::<S>("demo", env(&[])).unwrap(),
+            S {
+                demo_port: 9100,
+                log_level: Some("debug".into())
+            }
+        );
+        assert_eq!(
+            load_from::<S>("demo", env(&[("DEMO_PORT", "9200")]))
+                .unwrap()
+                .demo_port,
+            9200
+        );
         let err = load_from::<S>("demo", env(&[("DEMO_PORT", "not-a-port")])).unwrap_err();
         assert!(err.to_string().contains("DEMO_PORT"), "{err}");
     }

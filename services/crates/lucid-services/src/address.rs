@@ -5,12 +5,18 @@ pub fn of(bytes: &[u8]) -> String {
 }
 
 pub fn is_valid(address: &str) -> bool {
-    address.len() == 64 && address.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    address.len() == 64
+        && address
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Session ids: 32 lower-case hex characters.
 pub fn is_session_id(id: &str) -> bool {
-    id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 pub fn new_session_id() -> String {

@@ -55,7 +55,10 @@ impl ChunkStore {
         }
         let actual = address::of(content);
         if actual != address {
-            return Err(StoreError::HashMismatch { address: address.into(), actual });
+            return Err(StoreError::HashMismatch {
+                address: address.into(),
+                actual,
+            });
         }
         let path = self.path(address);
         if path.exists() {
@@ -63,7 +66,11 @@ impl ChunkStore {
         }
         let dir = path.parent().expect("chunk paths have a parent");
         fs::create_dir_all(dir)?;
-        let tmp = self.root.join("tmp").join(format!("{address}.{}.{}", std::process::id(), rand::random::<u64>()));
+        let tmp = self.root.join("tmp").join(format!(
+            "{address}.{}.{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
         let mut file = File::create(&tmp)?;
         file.write_all(content)?;
         file.sync_all()?;
@@ -100,8 +107,14 @@ impl ChunkStore {
             }
             for file in fs::read_dir(dir)? {
                 let path = file?.path();
-                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-                let ok = fs::read(&path).map(|c| address::of(&c) == name).unwrap_or(false);
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let ok = fs::read(&path)
+                    .map(|c| address::of(&c) == name)
+                    .unwrap_or(false);
                 out.push((name, ok));
             }
         }
@@ -114,7 +127,11 @@ mod tests {
     use super::*;
 
     fn store() -> ChunkStore {
-        let dir = std::env::temp_dir().join(format!("chunks-{}-{}", std::process::id(), rand::random::<u32>()));
+        let dir = std::env::temp_dir().join(format!(
+            "chunks-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         ChunkStore::open(&dir).unwrap()
     }
 
@@ -133,8 +150,14 @@ mod tests {
     fn wrong_hashes_and_bad_addresses_are_refused_and_nothing_is_written() {
         let s = store();
         let wrong = address::of(b"other");
-        assert!(matches!(s.put(&wrong, b"data"), Err(StoreError::HashMismatch { .. })));
-        assert!(matches!(s.put("../../etc/passwd", b"x"), Err(StoreError::BadAddress(_))));
+        assert!(matches!(
+            s.put(&wrong, b"data"),
+            Err(StoreError::HashMismatch { .. })
+        ));
+        assert!(matches!(
+            s.put("../../etc/passwd", b"x"),
+            Err(StoreError::BadAddress(_))
+        ));
         assert!(s.verify_all().unwrap().is_empty());
     }
 

@@ -31,7 +31,11 @@ impl IntoResponse for ServiceError {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        (status, axum::Json(serde_json::json!({"error": self.to_string()}))).into_response()
+        (
+            status,
+            axum::Json(serde_json::json!({"error": self.to_string()})),
+        )
+            .into_response()
     }
 }
 
@@ -39,7 +43,9 @@ impl From<lucid_client::ClientError> for ServiceError {
     fn from(e: lucid_client::ClientError) -> Self {
         match e {
             lucid_client::ClientError::NotFound { .. } => ServiceError::NotFound(e.to_string()),
-            lucid_client::ClientError::Rejected { status: 400..=499, .. } => ServiceError::BadRequest(e.to_string()),
+            lucid_client::ClientError::Rejected {
+                status: 400..=499, ..
+            } => ServiceError::BadRequest(e.to_string()),
             _ => ServiceError::Unavailable(e.to_string()),
         }
     }

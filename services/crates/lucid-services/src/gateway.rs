@@ -39,7 +39,10 @@ pub struct GatewayState {
 }
 
 pub fn routes(state: Arc<GatewayState>, key: Vec<u8>) -> Router {
-    let check = TokenCheck { key: Arc::new(key), audience: Some("api-gateway".into()) };
+    let check = TokenCheck {
+        key: Arc::new(key),
+        audience: Some("api-gateway".into()),
+    };
     Router::new()
         .route("/api/sessions", post(open_session))
         .route("/api/sessions/{id}/data", put(upload))
@@ -52,58 +55,133 @@ pub fn routes(state: Arc<GatewayState>, key: Vec<u8>) -> Router {
 }
 
 fn relay(status: reqwest::StatusCode, body: Bytes) -> Response {
-    let status = axum::http::StatusCode::from_u16(status.as_u16()).unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
-    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+    let status = axum::http::StatusCode::from_u16(status.as_u16())
+        .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
-async fn open_session(State(s): State<Arc<GatewayState>>, body: Bytes) -> Result<Response, ServiceError> {
+async fn open_session(
+    State(s): State<Arc<GatewayState>>,
+    body: Bytes,
+) -> Result<Response, ServiceError> {
     let recorder = s.peers.client("session-recorder")?;
-    let (status, bytes) = recorder.send(Method::POST, "/sessions", Some(body), Some("application/json")).await?;
+    let (status, bytes) = recorder
+        .send(
+            Method::POST,
+            "/sessions",
+            Some(body),
+            Some("application/json"),
+        )
+        .await?;
     Ok(relay(status, bytes))
 }
 
 /// Streams the client's body to the recorder without buffering it (and so without retry).
-async fn upload(State(s): State<Arc<GatewayState>>, Path(id): Path<String>, body: Body) -> Result<Response, ServiceError> {
+async fn upload(
+    State(s): State<Arc<GatewayState>>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, ServiceError> {
     if !address::is_session_id(&id) {
-        return Err(ServiceError::BadRequest(format!("{id:?} is not a session id")));
+        return Err(ServiceError::BadRequest(format!(
+            "{id:?} is not a session id"
+        )));
     }
     let recorder = s.peers.client("session-recorder")?;
     let stream = body.into_data_stream().map_err(std::io::Error::other);
-    let response = recorder.send_stream(Method::PUT, &format!("/sessions/{id}/data"), reqwest::Body::wrap_stream(stream)).await?;
+    let response = recorder
+        .send_stream(
+            Method::PUT,
+            &format!("/sessions/{id}/data"),
+            reqwest::Body::wrap_stream(stream),
+        )
+        .await?;
     let status = response.status();
-    let bytes = response.bytes().await.map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
     Ok(relay(status, bytes))
 }
 
-async fn finalize(State(s): State<Arc<GatewayState>>, Path(id): Path<String>) -> Result<Response, ServiceError> {
+async fn finalize(
+    State(s): State<Arc<GatewayState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ServiceError> {
     if !address::is_session_id(&id) {
-        return Err(ServiceError::BadRequest(format!("{id:?} is not a session id")));
+        return Err(ServiceError::BadRequest(format!(
+            "{id:?} is not a session id"
+        )));
     }
     // Not retried: a finalize that succeeded but whose answer was lost must not run twice.
     let recorder = s.peers.client("session-recorder")?;
-    let response = recorder.send_stream(Method::POST, &format!("/sessions/{id}/finalize"), reqwest::Body::from(Vec::new())).await?;
+    let response = recorder
+        .send_stream(
+            Method::POST,
+            &format!("/sessions/{id}/finalize"),
+            reqwest::Body::from(Vec::new()),
+        )
+        .await?;
     let status = response.status();
-    Ok(relay(status, response.bytes().await.map_err(|e| ServiceError::Unavailable(e.to_string()))?))
+    Ok(relay(
+        status,
+        response
+            .bytes()
+            .await
+            .map_err(|e| ServiceError::Unavailable(e.to_string()))?,
+    ))
 }
 
-async fn manifest(State(s): State<Arc<GatewayState>>, Path(id): Path<String>) -> Result<Response, ServiceError> {
+async fn manifest(
+    State(s): State<Arc<GatewayState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ServiceError> {
     if !address::is_session_id(&id) {
-        return Err(ServiceError::BadRequest(format!("{id:?} is not a session id")));
+        return Err(ServiceError::BadRequest(format!(
+            "{id:?} is not a session id"
+        )));
     }
-    let (status, bytes) = s.peers.client("session-recorder")?.send(Method::GET, &format!("/sessions/{id}/manifest"), None, None).await?;
+    let (status, bytes) = s
+        .peers
+        .client("session-recorder")?
+        .send(Method::GET, &format!("/sessions/{id}/manifest"), None, None)
+        .await?;
     Ok(relay(status, bytes))
 }
 
-async fn chunk(State(s): State<Arc<GatewayState>>, Path(addr): Path<String>) -> Result<Response, ServiceError> {
+async fn chunk(
+    State(s): State<Arc<GatewayState>>,
+    Path(addr): Path<String>,
+) -> Result<Response, ServiceError> {
     if !address::is_valid(&addr) {
-        return Err(ServiceError::BadRequest(format!("{addr:?} is not a chunk address")));
+        return Err(ServiceError::BadRequest(format!(
+            "{addr:?} is not a chunk address"
+        )));
     }
-    let (_, bytes) = s.peers.client("session-storage")?.send(Method::GET, &format!("/chunks/{addr}"), None, None).await?;
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+    let (_, bytes) = s
+        .peers
+        .client("session-storage")?
+        .send(Method::GET, &format!("/chunks/{addr}"), None, None)
+        .await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        bytes,
+    )
+        .into_response())
 }
 
 async fn peers(State(s): State<Arc<GatewayState>>) -> Response {
     let health = s.peers.health(PEERS, Duration::from_secs(2)).await;
-    let all = health.values().all(|h| *h == lucid_client::PeerHealth::Healthy);
-    axum::Json(serde_json::json!({"status": if all { "healthy" } else { "degraded" }, "peers": health})).into_response()
+    let all = health
+        .values()
+        .all(|h| *h == lucid_client::PeerHealth::Healthy);
+    axum::Json(
+        serde_json::json!({"status": if all { "healthy" } else { "degraded" }, "peers": health}),
+    )
+    .into_response()
 }

@@ -30,7 +30,10 @@ pub fn root(addresses: &[[u8; 32]]) -> [u8; 32] {
 
 /// Parses hex addresses; None if any is not a 64-character hex string.
 pub fn parse(addresses: &[String]) -> Option<Vec<[u8; 32]>> {
-    addresses.iter().map(|a| blake3::Hash::from_hex(a).ok().map(|h| *h.as_bytes())).collect()
+    addresses
+        .iter()
+        .map(|a| blake3::Hash::from_hex(a).ok().map(|h| *h.as_bytes()))
+        .collect()
 }
 
 pub fn root_hex(addresses: &[String]) -> Option<String> {

@@ -73,7 +73,10 @@ pub fn routes(state: Arc<RecorderState>) -> Router {
     let limit = state.settings.max_upload_bytes;
     Router::new()
         .route("/sessions", post(open_session))
-        .route("/sessions/{id}/data", put(upload).layer(DefaultBodyLimit::max(limit)))
+        .route(
+            "/sessions/{id}/data",
+            put(upload).layer(DefaultBodyLimit::max(limit)),
+        )
         .route("/sessions/{id}/finalize", post(finalize))
         .route("/sessions/{id}/manifest", get(manifest))
         .with_state(state)
@@ -84,7 +87,13 @@ fn session_key(id: &str) -> String {
 }
 
 fn check_id(id: &str) -> Result<(), ServiceError> {
-    if address::is_session_id(id) { Ok(()) } else { Err(ServiceError::BadRequest(format!("{id:?} is not a session id (32 hex characters)"))) }
+    if address::is_session_id(id) {
+        Ok(())
+    } else {
+        Err(ServiceError::BadRequest(format!(
+            "{id:?} is not a session id (32 hex characters)"
+        )))
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -93,15 +102,30 @@ struct OpenRequest {
     owner: Option<String>,
 }
 
-async fn open_session(State(s): State<Arc<RecorderState>>, body: Bytes) -> Result<Response, ServiceError> {
-    let request: OpenRequest = if body.is_empty() { OpenRequest::default() } else { serde_json::from_slice(&body).map_err(|e| ServiceError::BadRequest(format!("invalid JSON: {e}")))? };
+async fn open_session(
+    State(s): State<Arc<RecorderState>>,
+    body: Bytes,
+) -> Result<Response, ServiceError> {
+    let request: OpenRequest = if body.is_empty() {
+        OpenRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ServiceError::BadRequest(format!("invalid JSON: {e}")))?
+    };
     let id = address::new_session_id();
     let mut redis = s.redis.clone();
     let key = session_key(&id);
     let owner = request.owner.unwrap_or_default();
-    let _: () = redis.hset_multiple(&key, &[("state", "open"), ("owner", owner.as_str())]).await.map_err(redis_error)?;
+    let _: () = redis
+        .hset_multiple(&key, &[("state", "open"), ("owner", owner.as_str())])
+        .await
+        .map_err(redis_error)?;
     let _: () = redis.expire(&key, 24 * 3600).await.map_err(redis_error)?;
-    Ok((StatusCode::CREATED, axum::Json(serde_json::json!({"session_id": id}))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({"session_id": id})),
+    )
+        .into_response())
 }
 
 fn redis_error(e: redis::RedisError) -> ServiceError {
@@ -110,7 +134,10 @@ fn redis_error(e: redis::RedisError) -> ServiceError {
 
 async fn session_state(s: &RecorderState, id: &str) -> Result<String, ServiceError> {
     let mut redis = s.redis.clone();
-    let state: Option<String> = redis.hget(session_key(id), "state").await.map_err(redis_error)?;
+    let state: Option<String> = redis
+        .hget(session_key(id), "state")
+        .await
+        .map_err(redis_error)?;
     state.ok_or_else(|| ServiceError::NotFound(format!("no session {id}")))
 }
 
@@ -128,17 +155,32 @@ async fn store_chunk(s: &RecorderState, raw: Vec<u8>) -> Result<ChunkRef, Servic
     .map_err(|e| ServiceError::Internal(format!("compression failed: {e}")))?;
     let stored_bytes = compressed.len() as u64;
     s.storage
-        .send(reqwest::Method::PUT, &format!("/chunks/{address}"), Some(compressed.into()), Some("application/octet-stream"))
+        .send(
+            reqwest::Method::PUT,
+            &format!("/chunks/{address}"),
+            Some(compressed.into()),
+            Some("application/octet-stream"),
+        )
         .await?;
-    Ok(ChunkRef { address, raw_bytes, stored_bytes })
+    Ok(ChunkRef {
+        address,
+        raw_bytes,
+        stored_bytes,
+    })
 }
 
 /// Streams the body into chunks. The session's chunk list is extended only after the whole
 /// body arrived and every chunk is stored: a truncated or failed upload adds nothing.
-async fn upload(State(s): State<Arc<RecorderState>>, Path(id): Path<String>, body: Body) -> Result<Response, ServiceError> {
+async fn upload(
+    State(s): State<Arc<RecorderState>>,
+    Path(id): Path<String>,
+    body: Body,
+) -> Result<Response, ServiceError> {
     check_id(&id)?;
     if session_state(&s, &id).await? != "open" {
-        return Err(ServiceError::Conflict(format!("session {id} is finalized; open a new one")));
+        return Err(ServiceError::Conflict(format!(
+            "session {id} is finalized; open a new one"
+        )));
     }
     let chunk_size = s.settings.chunk_bytes;
     let mut stream = body.into_data_stream();
@@ -149,9 +191,13 @@ async fn upload(State(s): State<Arc<RecorderState>>, Path(id): Path<String>, bod
         let piece = piece.map_err(|e| {
             // axum maps an over-limit body to an error whose source says so.
             if format!("{e:?}").contains("LengthLimit") {
-                ServiceError::TooLarge { limit: s.settings.max_upload_bytes }
+                ServiceError::TooLarge {
+                    limit: s.settings.max_upload_bytes,
+                }
             } else {
-                ServiceError::BadRequest(format!("the body was cut short or unreadable ({e}); nothing was recorded"))
+                ServiceError::BadRequest(format!(
+                    "the body was cut short or unreadable ({e}); nothing was recorded"
+                ))
             }
         })?;
         total += piece.len();
@@ -161,7 +207,13 @@ async fn upload(State(s): State<Arc<RecorderState>>, Path(id): Path<String>, bod
             buffer.extend_from_slice(&piece[..take]);
             piece = &piece[take..];
             if buffer.len() == chunk_size {
-                refs.push(store_chunk(&s, std::mem::replace(&mut buffer, Vec::with_capacity(chunk_size))).await?);
+                refs.push(
+                    store_chunk(
+                        &s,
+                        std::mem::replace(&mut buffer, Vec::with_capacity(chunk_size)),
+                    )
+                    .await?,
+                );
             }
         }
     }
@@ -169,28 +221,52 @@ async fn upload(State(s): State<Arc<RecorderState>>, Path(id): Path<String>, bod
         refs.push(store_chunk(&s, buffer).await?);
     }
     let mut redis = s.redis.clone();
-    let encoded: Vec<String> = refs.iter().map(|r| serde_json::to_string(r).unwrap_or_default()).collect();
+    let encoded: Vec<String> = refs
+        .iter()
+        .map(|r| serde_json::to_string(r).unwrap_or_default())
+        .collect();
     if !encoded.is_empty() {
-        let _: () = redis.rpush(format!("{}:chunks", session_key(&id)), encoded).await.map_err(redis_error)?;
+        let _: () = redis
+            .rpush(format!("{}:chunks", session_key(&id)), encoded)
+            .await
+            .map_err(redis_error)?;
     }
-    Ok(axum::Json(serde_json::json!({"session_id": id, "chunks": refs.len(), "bytes": total})).into_response())
+    Ok(
+        axum::Json(serde_json::json!({"session_id": id, "chunks": refs.len(), "bytes": total}))
+            .into_response(),
+    )
 }
 
 async fn chunk_refs(s: &RecorderState, id: &str) -> Result<Vec<ChunkRef>, ServiceError> {
     let mut redis = s.redis.clone();
-    let raw: Vec<String> = redis.lrange(format!("{}:chunks", session_key(id)), 0, -1).await.map_err(redis_error)?;
-    raw.iter().map(|r| serde_json::from_str(r).map_err(|e| ServiceError::Internal(format!("corrupt chunk list: {e}")))).collect()
+    let raw: Vec<String> = redis
+        .lrange(format!("{}:chunks", session_key(id)), 0, -1)
+        .await
+        .map_err(redis_error)?;
+    raw.iter()
+        .map(|r| {
+            serde_json::from_str(r)
+                .map_err(|e| ServiceError::Internal(format!("corrupt chunk list: {e}")))
+        })
+        .collect()
 }
 
-async fn finalize(State(s): State<Arc<RecorderState>>, Path(id): Path<String>) -> Result<Response, ServiceError> {
+async fn finalize(
+    State(s): State<Arc<RecorderState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ServiceError> {
     check_id(&id)?;
     if session_state(&s, &id).await? != "open" {
-        return Err(ServiceError::Conflict(format!("session {id} is already finalized")));
+        return Err(ServiceError::Conflict(format!(
+            "session {id} is already finalized"
+        )));
     }
     let refs = chunk_refs(&s, &id).await?;
     let addresses: Vec<String> = refs.iter().map(|r| r.address.clone()).collect();
-    let root = merkle::root_hex(&addresses).ok_or_else(|| ServiceError::Internal("a chunk address is not hex".into()))?;
-    let chunks = mongodb::bson::to_bson(&refs).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let root = merkle::root_hex(&addresses)
+        .ok_or_else(|| ServiceError::Internal("a chunk address is not hex".into()))?;
+    let chunks =
+        mongodb::bson::to_bson(&refs).map_err(|e| ServiceError::Internal(e.to_string()))?;
     let manifest = doc! {
         "_id": &id,
         "merkle_root": &root,
@@ -199,17 +275,43 @@ async fn finalize(State(s): State<Arc<RecorderState>>, Path(id): Path<String>) -
         "stored_bytes": refs.iter().map(|r| r.stored_bytes as i64).sum::<i64>(),
         "finalized_at": mongodb::bson::DateTime::now(),
     };
-    s.manifests.insert_one(manifest).await.map_err(|e| ServiceError::Unavailable(format!("mongodb: {e}")))?;
+    s.manifests
+        .insert_one(manifest)
+        .await
+        .map_err(|e| ServiceError::Unavailable(format!("mongodb: {e}")))?;
     let mut redis = s.redis.clone();
-    let _: () = redis.hset(session_key(&id), "state", "finalized").await.map_err(redis_error)?;
-    Ok(axum::Json(serde_json::json!({"session_id": id, "merkle_root": root, "chunks": refs})).into_response())
+    let _: () = redis
+        .hset(session_key(&id), "state", "finalized")
+        .await
+        .map_err(redis_error)?;
+    Ok(
+        axum::Json(serde_json::json!({"session_id": id, "merkle_root": root, "chunks": refs}))
+            .into_response(),
+    )
 }
 
-async fn manifest(State(s): State<Arc<RecorderState>>, Path(id): Path<String>) -> Result<Response, ServiceError> {
+async fn manifest(
+    State(s): State<Arc<RecorderState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ServiceError> {
     check_id(&id)?;
-    let found = s.manifests.find_one(doc! {"_id": &id}).await.map_err(|e| ServiceError::Unavailable(format!("mongodb: {e}")))?;
-    let doc = found.ok_or_else(|| ServiceError::NotFound(format!("session {id} has no manifest (not finalized)")))?;
-    let refs: Vec<ChunkRef> = doc.get_array("chunks").ok().map(|a| a.iter().filter_map(|c| mongodb::bson::from_bson(c.clone()).ok()).collect()).unwrap_or_default();
+    let found = s
+        .manifests
+        .find_one(doc! {"_id": &id})
+        .await
+        .map_err(|e| ServiceError::Unavailable(format!("mongodb: {e}")))?;
+    let doc = found.ok_or_else(|| {
+        ServiceError::NotFound(format!("session {id} has no manifest (not finalized)"))
+    })?;
+    let refs: Vec<ChunkRef> = doc
+        .get_array("chunks")
+        .ok()
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| mongodb::bson::from_bson(c.clone()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(axum::Json(serde_json::json!({
         "session_id": id,
         "merkle_root": doc.get_str("merkle_root").unwrap_or_default(),

@@ -67,33 +67,60 @@ pub fn routes(state: Arc<StorageState>, max_chunk: usize) -> Router {
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::BadAddress(_) | StoreError::HashMismatch { .. } => ServiceError::BadRequest(e.to_string()),
+            StoreError::BadAddress(_) | StoreError::HashMismatch { .. } => {
+                ServiceError::BadRequest(e.to_string())
+            }
             StoreError::Corrupt(_) | StoreError::Io(_) => ServiceError::Internal(e.to_string()),
         }
     }
 }
 
-async fn put_chunk(State(s): State<Arc<StorageState>>, Path(address): Path<String>, body: Bytes) -> Result<Response, ServiceError> {
+async fn put_chunk(
+    State(s): State<Arc<StorageState>>,
+    Path(address): Path<String>,
+    body: Bytes,
+) -> Result<Response, ServiceError> {
     let store = s.store.clone();
     let (addr, size) = (address.clone(), body.len());
     // fsync blocks: keep it off the async workers.
-    let stored = tokio::task::spawn_blocking(move || store.put(&addr, &body)).await.map_err(|e| ServiceError::Internal(e.to_string()))??;
+    let stored = tokio::task::spawn_blocking(move || store.put(&addr, &body))
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))??;
     let filter = doc! {"_id": &address};
-    let update = doc! {"$setOnInsert": {"size": size as i64, "stored_at": mongodb::bson::DateTime::now()}};
+    let update =
+        doc! {"$setOnInsert": {"size": size as i64, "stored_at": mongodb::bson::DateTime::now()}};
     s.chunks
         .update_one(filter, update)
         .upsert(true)
         .await
-        .map_err(|e| ServiceError::Unavailable(format!("chunk is on disk but its metadata was not recorded (retry the upload): {e}")))?;
-    let status = if stored == Stored::Created { StatusCode::CREATED } else { StatusCode::OK };
+        .map_err(|e| {
+            ServiceError::Unavailable(format!(
+                "chunk is on disk but its metadata was not recorded (retry the upload): {e}"
+            ))
+        })?;
+    let status = if stored == Stored::Created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, axum::Json(serde_json::json!({"address": address, "size": size, "deduplicated": stored == Stored::Existing}))).into_response())
 }
 
-async fn get_chunk(State(s): State<Arc<StorageState>>, Path(address): Path<String>) -> Result<Response, ServiceError> {
+async fn get_chunk(
+    State(s): State<Arc<StorageState>>,
+    Path(address): Path<String>,
+) -> Result<Response, ServiceError> {
     let store = s.store.clone();
     let addr = address.clone();
-    match tokio::task::spawn_blocking(move || store.get(&addr)).await.map_err(|e| ServiceError::Internal(e.to_string()))?? {
-        Some(content) => Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], content).into_response()),
+    match tokio::task::spawn_blocking(move || store.get(&addr))
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))??
+    {
+        Some(content) => Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            content,
+        )
+            .into_response()),
         None => Err(ServiceError::NotFound(format!("no chunk {address}"))),
     }
 }

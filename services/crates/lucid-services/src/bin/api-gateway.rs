@@ -8,7 +8,8 @@ use lucid_services::gateway::{GatewayState, PEERS, Settings, routes};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     init_logging();
-    let settings: Settings = lucid_kit::load("api-gateway").map_err(|e| format!("{e} (the gateway needs JWT_SECRET_KEY to check client tokens)"))?;
+    let settings: Settings = lucid_kit::load("api-gateway")
+        .map_err(|e| format!("{e} (the gateway needs JWT_SECRET_KEY to check client tokens)"))?;
     if settings.jwt_secret_key.len() < 16 {
         return Err("JWT_SECRET_KEY is shorter than 16 bytes: use a long random value".into());
     }
@@ -17,12 +18,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Degrade, not fail, when a peer is unset; fail when one is set wrongly.
         match peers.client(peer) {
             Ok(_) => {}
-            Err(lucid_client::ClientError::NotConfigured { variable, .. }) => tracing::warn!(%peer, %variable, "peer not configured; its routes answer 503"),
+            Err(lucid_client::ClientError::NotConfigured { variable, .. }) => {
+                tracing::warn!(%peer, %variable, "peer not configured; its routes answer 503")
+            }
             Err(e) => return Err(e.into()),
         }
     }
     let app = App::new("api-gateway", env!("CARGO_PKG_VERSION"), Default::default());
-    let api = routes(Arc::new(GatewayState { peers }), settings.jwt_secret_key.into_bytes());
-    app.serve(SocketAddr::from(([0, 0, 0, 0], settings.api_gateway_port)), app.router(api)).await?;
+    let api = routes(
+        Arc::new(GatewayState { peers }),
+        settings.jwt_secret_key.into_bytes(),
+    );
+    app.serve(
+        SocketAddr::from(([0, 0, 0, 0], settings.api_gateway_port)),
+        app.router(api),
+    )
+    .await?;
     Ok(())
 }
