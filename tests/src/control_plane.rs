@@ -69,7 +69,17 @@ impl ControlPlane {
         let mut out = std::collections::BTreeMap::new();
         for line in log.lines().filter(|l| l.contains(&needle)) {
             if seen.insert(field(line, "auditID")) {
-                *out.entry(field(line, "verb")).or_insert(0) += 1;
+                let resource = line
+                    .split("\"resource\":\"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .unwrap_or("-");
+                let key = if std::env::var("LUCID_BENCH_BY_RESOURCE").is_ok() {
+                    format!("{} {resource}", field(line, "verb"))
+                } else {
+                    field(line, "verb")
+                };
+                *out.entry(key).or_insert(0) += 1;
             }
         }
         out

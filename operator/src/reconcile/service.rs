@@ -179,6 +179,9 @@ async fn decide(
     let drifted = existing
         .as_ref()
         .is_some_and(|d| !ctx.applied_generation_matches(d));
+    if changed || drifted {
+        tracing::debug!(service = %ls.name_any(), changed, drifted, existing = existing.is_some(), "applying");
+    }
     let deployment = if changed || drifted {
         let deployment =
             match apply_children(&ctx.client, namespace, &children, existing.as_ref()).await {
@@ -190,9 +193,14 @@ async fn decide(
                 Err(e) => return Err(e.into()),
             };
         ctx.remember_applied(&deployment);
-        let uid = ls.uid().unwrap_or_default();
-        let deleted =
-            delete_orphans(&ctx.client, namespace, &ls.name_any(), &uid, &children).await?;
+        // Only an update can leave a child behind; a first apply has nothing to clean.
+        let deleted = match &existing {
+            Some(_) => {
+                let uid = ls.uid().unwrap_or_default();
+                delete_orphans(&ctx.client, namespace, &ls.name_any(), &uid, &children).await?
+            }
+            None => Vec::new(),
+        };
         if changed {
             let what = if existing.is_some() {
                 "updated"

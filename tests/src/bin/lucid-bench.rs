@@ -62,7 +62,13 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
 
     let mut report = String::new();
     let mut results = Vec::new();
-    for scenario in [lucid_stack(), synthetic(10, 100)] {
+    // LUCID_BENCH_ONLY_STACK=1 runs the 27-service scenario alone (a quick look).
+    let scenarios = if std::env::var("LUCID_BENCH_ONLY_STACK").is_ok() {
+        vec![lucid_stack()]
+    } else {
+        vec![lucid_stack(), synthetic(10, 100)]
+    };
+    for scenario in scenarios {
         let r = run(&client, &operator_bin, &scenario).await?;
         results.push((scenario.name, r));
     }
