@@ -145,6 +145,7 @@ async fn health(State(s): State<Arc<Shared>>) -> Response {
         "status": status,
         "service": s.service,
         "version": s.version,
+        "timestamp": jiff::Timestamp::now().to_string(),
         "uptime_seconds": s.started.elapsed().as_secs(),
         "storage": s.storage,
     }))

@@ -1,0 +1,88 @@
+//! Recorder throughput against raw blake3, on the same bytes, in one run (BENCHMARKS.md).
+//! Needs a running session-recorder (RECORDER_URL) wired to session-storage, and the
+//! JWT_SECRET_KEY they share. Prints one Markdown table row per measurement.
+
+use std::time::Instant;
+
+use lucid_client::token::{self, Claims};
+
+fn data(len: usize) -> Vec<u8> {
+    // Half text, half noise: a screen session compresses somewhere in between.
+    let mut x = 0x9e3779b97f4a7c15u64;
+    (0..len)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if (i / 4096) % 2 == 0 {
+                b"lucid session "[i % 14]
+            } else {
+                x as u8
+            }
+        })
+        .collect()
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let url = std::env::var("RECORDER_URL")?;
+    let key = std::env::var("JWT_SECRET_KEY")?;
+    let mib: usize = std::env::var("BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let bytes = data(mib << 20);
+
+    let started = Instant::now();
+    let hash = blake3::hash(&bytes);
+    let raw = started.elapsed();
+    std::hint::black_box(hash);
+
+    let now = token::now();
+    let auth = token::sign(
+        &Claims {
+            iss: "bench".into(),
+            sub: "bench".into(),
+            aud: "session-recorder".into(),
+            iat: now,
+            exp: now + 600,
+        },
+        key.as_bytes(),
+    )?;
+    let http = reqwest::Client::new();
+    let id = http
+        .post(format!("{url}/sessions"))
+        .bearer_auth(&auth)
+        .send()
+        .await?
+        .json::<serde_json::Value>()
+        .await?["session_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(256 << 10).map(|c| Ok(c.to_vec())).collect();
+    let started = Instant::now();
+    let response = http
+        .put(format!("{url}/sessions/{id}/data"))
+        .bearer_auth(&auth)
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
+        .send()
+        .await?;
+    let status = response.status();
+    let body = response.text().await?;
+    let recorded = started.elapsed();
+    if !status.is_success() {
+        return Err(format!("upload failed: {status} {body}").into());
+    }
+    let mbps = |d: std::time::Duration| (mib as f64 * 1.048576) / d.as_secs_f64();
+    println!(
+        "| recorder: chunk (1 MiB) + zstd 3 + blake3 + store (fsync) via session-storage, loopback | {mib} MiB | {:.0} MB/s |",
+        mbps(recorded)
+    );
+    println!(
+        "| raw blake3 of the same bytes (one thread) | {mib} MiB | {:.0} MB/s |",
+        mbps(raw)
+    );
+    Ok(())
+}
