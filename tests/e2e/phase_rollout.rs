@@ -7,13 +7,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use lucid_e2e::{TestEnv, condition, control_plane, is_ready, kubelet::mark_available};
 use lucid_operator::api::{LucidPhase, LucidService};
-use serde::Deserialize;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const HELM: &str = "/var/cache/lucid-tools/kubectl-v37-2.0.0/helm";
@@ -24,40 +22,6 @@ fn tool(name: &str, default: &str) -> Option<String> {
             .exists()
             .then(|| default.to_string())
     })
-}
-
-/// Applies every document of a YAML stream (ConfigMaps, Secrets, phases, services).
-async fn apply_stream(env: &TestEnv, text: &str) {
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let value = serde_yaml::Value::deserialize(doc).expect("YAML");
-        if value.is_null() {
-            continue;
-        }
-        let mut value = value;
-        if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_mapping_mut()) {
-            meta.remove("namespace");
-        }
-        let yaml = serde_yaml::to_string(&value).expect("yaml");
-        match value["kind"].as_str() {
-            Some("LucidService") => drop(
-                env.apply_yaml::<LucidService>(&yaml)
-                    .await
-                    .expect("apply LucidService"),
-            ),
-            Some("LucidPhase") => drop(
-                env.apply_yaml::<LucidPhase>(&yaml)
-                    .await
-                    .expect("apply LucidPhase"),
-            ),
-            Some("ConfigMap") => drop(
-                env.apply_yaml::<ConfigMap>(&yaml)
-                    .await
-                    .expect("apply ConfigMap"),
-            ),
-            Some("Secret") => drop(env.apply_yaml::<Secret>(&yaml).await.expect("apply Secret")),
-            other => panic!("unexpected kind {other:?}"),
-        }
-    }
 }
 
 fn helm_template(chart: &str, namespace: &str) -> String {
@@ -80,7 +44,9 @@ fn helm_template(chart: &str, namespace: &str) -> String {
     String::from_utf8(out.stdout).expect("utf8")
 }
 
-async fn all_phases_ready(env: &TestEnv) {
+/// Every phase Ready and, together, counting `services` Ready members: a phase whose
+/// members are not all created yet is (vacuously) Ready too.
+async fn all_phases_ready(env: &TestEnv, services: i32) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let phases = env
@@ -94,7 +60,13 @@ async fn all_phases_ready(env: &TestEnv) {
                     && s.state.as_deref() == Some("Ready")
             })
         });
-        if ready && phases.items.len() == 4 {
+        let counted: i32 = phases
+            .items
+            .iter()
+            .filter_map(|p| p.status.as_ref())
+            .map(|s| s.ready_services)
+            .sum();
+        if ready && phases.items.len() == 4 && counted == services {
             return;
         }
         if tokio::time::Instant::now() > deadline {
@@ -140,13 +112,13 @@ fn kubectl_get(env: &TestEnv, what: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_stack_rolls_out_phase_by_phase_and_updates_keep_the_order() {
     let env = TestEnv::start("stack", Duration::from_millis(150)).await;
-    apply_stream(
-        &env,
+    env.apply_documents(
         &std::fs::read_to_string(format!("{ROOT}/crds/examples/environment.yaml")).unwrap(),
     )
     .await;
-    apply_stream(&env, &helm_template("lucid-stack", &env.namespace)).await;
-    all_phases_ready(&env).await;
+    env.apply_documents(&helm_template("lucid-stack", &env.namespace))
+        .await;
+    all_phases_ready(&env, 27).await;
 
     let services = env
         .api::<LucidService>()
@@ -309,7 +281,7 @@ async fn the_whole_stack_rolls_out_phase_by_phase_and_updates_keep_the_order() {
             .as_deref(),
         Some("pickme/lucid-api-gateway:v2")
     );
-    all_phases_ready(&env).await;
+    all_phases_ready(&env, 27).await;
     let after: BTreeMap<String, Option<i64>> = env
         .api::<Deployment>()
         .list(&Default::default())
@@ -369,7 +341,7 @@ async fn paused_phases_cycles_and_missing_references_are_reported() {
         service("e", "foundation", &["ghost"]),
         service("f", "nowhere", &[]),
     ];
-    apply_stream(&env, &docs.join("---\n")).await;
+    env.apply_documents(&docs.join("---\n")).await;
 
     env.wait_service("a", "Ready", is_ready).await;
     let b = env
@@ -438,16 +410,27 @@ async fn paused_phases_cycles_and_missing_references_are_reported() {
         "PhaseCycle"
     );
     let foundation = env
-        .wait_phase("foundation", "Degraded by its broken members", |p| {
-            p.status
-                .as_ref()
-                .is_some_and(|s| s.state.as_deref() == Some("Degraded"))
-        })
+        .wait_phase(
+            "foundation",
+            "Degraded by its broken members, all four listed",
+            |p| {
+                p.status
+                    .as_ref()
+                    .is_some_and(|s| s.state.as_deref() == Some("Degraded") && s.members.len() == 4)
+            },
+        )
         .await;
-    assert_eq!(foundation.status.unwrap().members.len(), 4);
+    let members = foundation.status.unwrap().members;
+    let degraded: Vec<_> = members
+        .iter()
+        .filter(|m| m.state == lucid_operator::api::MemberState::Degraded)
+        .map(|m| m.name.as_str())
+        .collect();
+    assert_eq!(degraded, vec!["c", "d", "e"]);
 
     // Fixing things recovers: the missing dependency appears, the phase is unpaused.
-    apply_stream(&env, &service("ghost", "foundation", &[])).await;
+    env.apply_documents(&service("ghost", "foundation", &[]))
+        .await;
     env.wait_service("e", "Ready once ghost exists", is_ready)
         .await;
     env.api::<LucidPhase>()

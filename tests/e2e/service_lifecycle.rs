@@ -16,33 +16,11 @@ const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/examples");
 
 /// Applies every document of an example file.
 async fn apply_example(env: &TestEnv, file: &str) {
-    let text = std::fs::read_to_string(format!("{EXAMPLES}/{file}")).expect("example file");
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let value = serde_yaml::Value::deserialize(doc).expect("example YAML");
-        let yaml = serde_yaml::to_string(&value).expect("yaml");
-        match value["kind"].as_str() {
-            Some("LucidService") => drop(
-                env.apply_yaml::<LucidService>(&yaml)
-                    .await
-                    .expect("apply LucidService"),
-            ),
-            Some("LucidPhase") => drop(
-                env.apply_yaml::<lucid_operator::api::LucidPhase>(&yaml)
-                    .await
-                    .expect("apply LucidPhase"),
-            ),
-            Some("ConfigMap") => drop(
-                env.apply_yaml::<ConfigMap>(&yaml)
-                    .await
-                    .expect("apply ConfigMap"),
-            ),
-            Some("Secret") => drop(env.apply_yaml::<Secret>(&yaml).await.expect("apply Secret")),
-            other => panic!("unexpected kind {other:?} in {file}"),
-        }
-    }
+    env.apply_documents(
+        &std::fs::read_to_string(format!("{EXAMPLES}/{file}")).expect("example file"),
+    )
+    .await;
 }
-
-use serde::Deserialize;
 
 async fn foundation(env: &TestEnv) {
     apply_example(env, "phases.yaml").await;

@@ -123,6 +123,37 @@ impl TestEnv {
             .await
     }
 
+    /// Applies every document of a YAML stream (LucidServices, LucidPhases, ConfigMaps,
+    /// Secrets) into this test's namespace, as `kubectl apply --server-side -f` would.
+    pub async fn apply_documents(&self, text: &str) {
+        use serde::Deserialize;
+        for doc in serde_yaml::Deserializer::from_str(text) {
+            let mut value = serde_yaml::Value::deserialize(doc).expect("YAML");
+            if value.is_null() {
+                continue;
+            }
+            if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_mapping_mut()) {
+                meta.remove("namespace");
+            }
+            let yaml = serde_yaml::to_string(&value).expect("yaml");
+            let kind = value["kind"].as_str().unwrap_or_default().to_string();
+            let applied = match kind.as_str() {
+                "LucidService" => self.apply_yaml::<LucidService>(&yaml).await.map(drop),
+                "LucidPhase" => self.apply_yaml::<LucidPhase>(&yaml).await.map(drop),
+                "ConfigMap" => self
+                    .apply_yaml::<k8s_openapi::api::core::v1::ConfigMap>(&yaml)
+                    .await
+                    .map(drop),
+                "Secret" => self
+                    .apply_yaml::<k8s_openapi::api::core::v1::Secret>(&yaml)
+                    .await
+                    .map(drop),
+                other => panic!("unexpected kind {other:?}"),
+            };
+            applied.unwrap_or_else(|e| panic!("apply {kind}: {e}"));
+        }
+    }
+
     pub async fn wait_service<F>(&self, name: &str, what: &str, cond: F) -> LucidService
     where
         F: Fn(&LucidService) -> bool,

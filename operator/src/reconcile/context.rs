@@ -53,21 +53,7 @@ impl Context {
     }
 
     pub fn namespace_view(&self, namespace: &str) -> NamespaceView {
-        let in_ns = |ns: Option<String>| ns.as_deref() == Some(namespace);
-        NamespaceView {
-            services: self
-                .services
-                .state()
-                .into_iter()
-                .filter(|s| in_ns(s.namespace()))
-                .collect(),
-            phases: self
-                .phases
-                .state()
-                .into_iter()
-                .filter(|p| in_ns(p.namespace()))
-                .collect(),
-        }
+        NamespaceView::read(&self.services, &self.phases, namespace)
     }
 
     /// Exponential backoff per object: 1 s, 2 s, 4 s ... capped at 5 minutes.
@@ -109,10 +95,35 @@ pub struct NamespaceView {
 }
 
 impl NamespaceView {
+    pub fn read(
+        services: &Store<DeserializeGuard<LucidService>>,
+        phases: &Store<DeserializeGuard<LucidPhase>>,
+        namespace: &str,
+    ) -> Self {
+        let in_ns = |ns: Option<String>| ns.as_deref() == Some(namespace);
+        NamespaceView {
+            services: services
+                .state()
+                .into_iter()
+                .filter(|s| in_ns(s.namespace()))
+                .collect(),
+            phases: phases
+                .state()
+                .into_iter()
+                .filter(|p| in_ns(p.namespace()))
+                .collect(),
+        }
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &LucidService> {
+        self.services.iter().filter_map(|g| g.0.as_ref().ok())
+    }
+
+    pub fn phases(&self) -> impl Iterator<Item = &LucidPhase> {
+        self.phases.iter().filter_map(|g| g.0.as_ref().ok())
+    }
+
     pub fn snapshot(&self) -> Snapshot<'_> {
-        Snapshot::new(
-            self.services.iter().filter_map(|g| g.0.as_ref().ok()),
-            self.phases.iter().filter_map(|g| g.0.as_ref().ok()),
-        )
+        Snapshot::new(self.services(), self.phases())
     }
 }

@@ -32,13 +32,13 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
 
 pub use apply::FIELD_MANAGER;
-pub use context::Context;
+pub use context::{Context, NamespaceView};
 pub use phase::summarise as summarise_phase;
 pub use references::{Reference, references};
 
 use crate::api::{LucidPhase, LucidService};
 use crate::error::Error;
-use crate::graph::{Snapshot, service_ready};
+use crate::graph::service_ready;
 use crate::metrics::Metrics;
 use crate::render::labels;
 
@@ -281,23 +281,11 @@ fn services_after_phase_change(
     phases: &Store<PhaseGuard>,
     phase: &PhaseGuard,
 ) -> Vec<ObjectRef<ServiceGuard>> {
-    let ns = phase.namespace();
     let changed = phase.name_any();
-    let all_services = services.state();
-    let all_phases = phases.state();
-    let in_ns: Vec<&LucidService> = all_services
-        .iter()
-        .filter(|g| g.namespace() == ns)
-        .filter_map(|g| g.0.as_ref().ok())
-        .collect();
-    let ns_phases: Vec<&LucidPhase> = all_phases
-        .iter()
-        .filter(|g| g.namespace() == ns)
-        .filter_map(|g| g.0.as_ref().ok())
-        .collect();
-    let snapshot = Snapshot::new(in_ns.iter().copied(), ns_phases.iter().copied());
-    let downstream: Vec<String> = ns_phases
-        .iter()
+    let view = NamespaceView::read(services, phases, &phase.namespace().unwrap_or_default());
+    let snapshot = view.snapshot();
+    let downstream: Vec<String> = view
+        .phases()
         .filter(|p| {
             snapshot
                 .upstream_phases(&p.name_any())
@@ -305,15 +293,14 @@ fn services_after_phase_change(
         })
         .map(|p| p.name_any())
         .collect();
-    all_services
-        .iter()
-        .filter(|g| g.namespace() == ns)
-        .filter(|g| {
-            g.0.as_ref()
-                .is_ok_and(|ls| ls.spec.phase == changed || downstream.contains(&ls.spec.phase))
-        })
-        .map(|g| ObjectRef::from_obj(g.as_ref()))
+    view.services()
+        .filter(|ls| ls.spec.phase == changed || downstream.contains(&ls.spec.phase))
+        .map(service_ref)
         .collect()
+}
+
+fn service_ref(ls: &LucidService) -> ObjectRef<ServiceGuard> {
+    ObjectRef::new(&ls.name_any()).within(&ls.namespace().unwrap_or_default())
 }
 
 /// When a service's readiness flips, the services that may now go ahead (or must now wait):
@@ -353,20 +340,8 @@ fn dependents_to_wake(
             return Vec::new();
         }
     }
-    let ns = changed.namespace();
-    let all_services = services.state();
-    let all_phases = phases.state();
-    let in_ns: Vec<&LucidService> = all_services
-        .iter()
-        .filter(|g| g.namespace() == ns)
-        .filter_map(|g| g.0.as_ref().ok())
-        .collect();
-    let ns_phases: Vec<&LucidPhase> = all_phases
-        .iter()
-        .filter(|g| g.namespace() == ns)
-        .filter_map(|g| g.0.as_ref().ok())
-        .collect();
-    let snapshot = Snapshot::new(in_ns.iter().copied(), ns_phases.iter().copied());
+    let view = NamespaceView::read(services, phases, &namespace);
+    let snapshot = view.snapshot();
     let name = changed.name_any();
     let phase = changed.spec.phase.as_str();
     let phase_complete = snapshot.members(phase).iter().all(|m| service_ready(m));
@@ -375,16 +350,13 @@ fn dependents_to_wake(
     // A deleted laggard can complete the phase; a deleted Ready member cannot hold it back.
     let phase_flipped = phase_complete || (!now_ready && !deleted);
     tracing::debug!(service = %name, deleted, now_ready, phase_complete, "readiness flipped");
-    in_ns
-        .iter()
+    view.services()
         .filter(|s| {
             s.spec.depends_on.iter().any(|d| *d == name)
                 || (phase_flipped
                     && s.spec.phase != phase
                     && snapshot.upstream_phases(&s.spec.phase).contains(&phase))
         })
-        .map(|s| {
-            ObjectRef::<ServiceGuard>::new(&s.name_any()).within(&s.namespace().unwrap_or_default())
-        })
+        .map(service_ref)
         .collect()
 }

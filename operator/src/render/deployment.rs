@@ -8,7 +8,6 @@ use k8s_openapi::api::apps::v1::{
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::ResourceExt;
 
 use super::{CONFIG_HASH_ANNOTATION, RenderInputs, labels, pod, storage};
 use crate::api::LucidService;
@@ -39,13 +38,7 @@ pub fn deployment(
         }
     };
     Deployment {
-        metadata: ObjectMeta {
-            name: Some(ls.name_any()),
-            namespace: Some(namespace.to_string()),
-            labels: Some(labels::common(ls)),
-            owner_references: Some(vec![owner.clone()]),
-            ..Default::default()
-        },
+        metadata: super::owned_metadata(ls, namespace, owner),
         spec: Some(DeploymentSpec {
             replicas: Some(ls.spec.replicas),
             selector: LabelSelector {

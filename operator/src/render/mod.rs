@@ -101,6 +101,21 @@ impl Children {
     }
 }
 
+/// Metadata of a child named after its service: the service's labels, owned by it.
+fn owned_metadata(
+    ls: &LucidService,
+    namespace: &str,
+    owner: &OwnerReference,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: Some(ls.name_any()),
+        namespace: Some(namespace.to_string()),
+        labels: Some(labels::common(ls)),
+        owner_references: Some(vec![owner.clone()]),
+        ..Default::default()
+    }
+}
+
 /// The controller owner reference every child carries, so the garbage collector removes
 /// children with their LucidService.
 pub fn owner_reference(ls: &LucidService) -> Result<OwnerReference, RenderError> {

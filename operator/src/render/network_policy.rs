@@ -7,9 +7,8 @@ use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::ResourceExt;
 
 use super::labels;
 use crate::api::LucidService;
@@ -96,13 +95,7 @@ pub fn network_policy(ls: &LucidService, namespace: &str, owner: &OwnerReference
         ]
     });
     NetworkPolicy {
-        metadata: ObjectMeta {
-            name: Some(ls.name_any()),
-            namespace: Some(namespace.to_string()),
-            labels: Some(labels::common(ls)),
-            owner_references: Some(vec![owner.clone()]),
-            ..Default::default()
-        },
+        metadata: super::owned_metadata(ls, namespace, owner),
         spec: Some(NetworkPolicySpec {
             pod_selector: Some(LabelSelector {
                 match_labels: Some(labels::selector(ls)),

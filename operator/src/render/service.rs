@@ -1,9 +1,8 @@
 //! The Service named after the LucidService, so `http://<name>:<port>` resolves as in compose.
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::ResourceExt;
 
 use super::labels;
 use crate::api::LucidService;
@@ -31,13 +30,7 @@ pub fn service(ls: &LucidService, namespace: &str, owner: &OwnerReference) -> Op
         })
         .collect();
     Some(Service {
-        metadata: ObjectMeta {
-            name: Some(ls.name_any()),
-            namespace: Some(namespace.to_string()),
-            labels: Some(labels::common(ls)),
-            owner_references: Some(vec![owner.clone()]),
-            ..Default::default()
-        },
+        metadata: super::owned_metadata(ls, namespace, owner),
         spec: Some(ServiceSpec {
             type_: Some(type_.as_str().into()),
             selector: Some(labels::selector(ls)),
