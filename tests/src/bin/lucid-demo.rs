@@ -79,6 +79,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
+    // The kubelet stand-in takes 0.5 s per Deployment, so this catches the rollout midway.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    println!("\n--- 0.7 s after applying (rolling out) ---");
+    print_table(&client, &discovery).await?;
+
     let services: Api<lucid_operator::api::LucidService> =
         Api::namespaced(client.clone(), NAMESPACE);
     for _ in 0..120 {
