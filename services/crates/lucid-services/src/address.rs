@@ -23,3 +23,14 @@ pub fn new_session_id() -> String {
     let bytes: [u8; 16] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A session id from a URL, or a 400 that says what one looks like.
+pub fn require_session_id(id: &str) -> Result<(), crate::error::ServiceError> {
+    if is_session_id(id) {
+        Ok(())
+    } else {
+        Err(crate::error::ServiceError::BadRequest(format!(
+            "{id:?} is not a session id (32 hex characters)"
+        )))
+    }
+}

@@ -87,11 +87,7 @@ async fn upload(
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Response, ServiceError> {
-    if !address::is_session_id(&id) {
-        return Err(ServiceError::BadRequest(format!(
-            "{id:?} is not a session id"
-        )));
-    }
+    address::require_session_id(&id)?;
     let recorder = s.peers.client("session-recorder")?;
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let response = recorder
@@ -113,11 +109,7 @@ async fn finalize(
     State(s): State<Arc<GatewayState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ServiceError> {
-    if !address::is_session_id(&id) {
-        return Err(ServiceError::BadRequest(format!(
-            "{id:?} is not a session id"
-        )));
-    }
+    address::require_session_id(&id)?;
     // Not retried: a finalize that succeeded but whose answer was lost must not run twice.
     let recorder = s.peers.client("session-recorder")?;
     let response = recorder
@@ -141,11 +133,7 @@ async fn manifest(
     State(s): State<Arc<GatewayState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ServiceError> {
-    if !address::is_session_id(&id) {
-        return Err(ServiceError::BadRequest(format!(
-            "{id:?} is not a session id"
-        )));
-    }
+    address::require_session_id(&id)?;
     let (status, bytes) = s
         .peers
         .client("session-recorder")?

@@ -86,16 +86,6 @@ fn session_key(id: &str) -> String {
     format!("lucid:session:{id}")
 }
 
-fn check_id(id: &str) -> Result<(), ServiceError> {
-    if address::is_session_id(id) {
-        Ok(())
-    } else {
-        Err(ServiceError::BadRequest(format!(
-            "{id:?} is not a session id (32 hex characters)"
-        )))
-    }
-}
-
 #[derive(Deserialize, Default)]
 struct OpenRequest {
     #[serde(default)]
@@ -176,7 +166,7 @@ async fn upload(
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Response, ServiceError> {
-    check_id(&id)?;
+    address::require_session_id(&id)?;
     if session_state(&s, &id).await? != "open" {
         return Err(ServiceError::Conflict(format!(
             "session {id} is finalized; open a new one"
@@ -255,7 +245,7 @@ async fn finalize(
     State(s): State<Arc<RecorderState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ServiceError> {
-    check_id(&id)?;
+    address::require_session_id(&id)?;
     if session_state(&s, &id).await? != "open" {
         return Err(ServiceError::Conflict(format!(
             "session {id} is already finalized"
@@ -294,7 +284,7 @@ async fn manifest(
     State(s): State<Arc<RecorderState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ServiceError> {
-    check_id(&id)?;
+    address::require_session_id(&id)?;
     let found = s
         .manifests
         .find_one(doc! {"_id": &id})

@@ -60,6 +60,9 @@ pub struct StorageState {
 pub fn routes(state: Arc<StorageState>, max_chunk: usize) -> Router {
     Router::new()
         .route("/chunks/{address}", put(put_chunk).get(get_chunk))
+        // Refuses on the announced Content-Length before reading the body (413 at once);
+        // DefaultBodyLimit still bounds bodies without a length.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(max_chunk))
         .layer(DefaultBodyLimit::max(max_chunk))
         .with_state(state)
 }
