@@ -1,7 +1,9 @@
-//! etcd + kube-apiserver + kube-controller-manager on loopback, from the binaries that
-//! `tests/harness/install-control-plane.sh` builds and caches.
+//! etcd + kube-apiserver + kube-controller-manager, from the binaries that
+//! `tests/harness/install-control-plane.sh` builds and caches: on loopback with only the
+//! garbage collector and namespace controllers for the fast harness ([`control_plane`]), or
+//! on the real node's bridge address with the controllers pods need ([`Options::node`]).
 
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,6 +23,51 @@ pub struct ControlPlane {
     pub kubeconfig: PathBuf,
     pub server: String,
     pub bin_dir: PathBuf,
+    /// Process ids of etcd, kube-apiserver and kube-controller-manager.
+    pub pids: Vec<u32>,
+}
+
+/// How a control plane is started.
+pub struct Options {
+    /// Where the API server listens and what it advertises (etcd stays on loopback).
+    pub address: Ipv4Addr,
+    /// More subject alternative names for the serving certificate (`IP:…`, `DNS:…`).
+    pub extra_sans: Vec<String>,
+    pub authorization: &'static str,
+    pub admission: Option<&'static str>,
+    pub controllers: &'static str,
+    /// Users besides the admin, with their groups: each gets the token `<user>-token`.
+    pub users: Vec<(String, String)>,
+    /// Issue the API server a client certificate for the kubelets, and reach them by IP.
+    pub kubelets: bool,
+    pub service_cidr: &'static str,
+    /// Parent of the state directory.
+    pub base: PathBuf,
+}
+
+impl Options {
+    /// The fast harness: loopback, every user an admin, no kubelet.
+    pub fn loopback() -> Options {
+        let base = if Path::new("/dev/shm").is_dir() {
+            PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        };
+        Options {
+            address: Ipv4Addr::LOCALHOST,
+            extra_sans: Vec::new(),
+            authorization: "RBAC",
+            admission: None,
+            controllers: "garbagecollector,namespace",
+            users: USERS
+                .iter()
+                .map(|u| (u.to_string(), "system:masters".to_string()))
+                .collect(),
+            kubelets: false,
+            service_cidr: "10.96.0.0/16",
+            base,
+        }
+    }
 }
 
 /// The control plane of this test binary, started on first use.
@@ -33,7 +80,7 @@ pub fn control_plane() -> &'static ControlPlane {
         std::thread::Builder::new()
             .name("control-plane".into())
             .spawn(move || {
-                let (cp, children) = start();
+                let (cp, children) = start(&Options::loopback());
                 tx.send(cp).expect("send control plane");
                 let _children = children;
                 loop {
@@ -94,7 +141,7 @@ impl ControlPlane {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -103,7 +150,7 @@ fn free_port() -> u16 {
 
 /// Directory with kube-apiserver and kube-controller-manager: `$LUCID_K8S_BIN`, or what the
 /// install script prints (it builds once, then answers from its cache).
-fn bin_dir() -> PathBuf {
+pub fn bin_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("LUCID_K8S_BIN") {
         return PathBuf::from(dir);
     }
@@ -124,7 +171,7 @@ fn bin_dir() -> PathBuf {
     )
 }
 
-fn run(cmd: &mut Command) {
+pub(crate) fn run(cmd: &mut Command) {
     let status = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -133,7 +180,7 @@ fn run(cmd: &mut Command) {
     assert!(status.success(), "{cmd:?} failed");
 }
 
-fn spawn(dir: &Path, name: &str, cmd: &mut Command) -> Child {
+pub(crate) fn spawn(dir: &Path, name: &str, cmd: &mut Command) -> Child {
     let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
     let err = log.try_clone().expect("log file");
     unsafe {
@@ -149,17 +196,23 @@ fn spawn(dir: &Path, name: &str, cmd: &mut Command) -> Child {
         .unwrap_or_else(|e| panic!("start {name}: {e}"))
 }
 
-fn start() -> (ControlPlane, Vec<Child>) {
+/// Starts etcd, the API server and the controller manager; the caller keeps the children.
+pub fn start(options: &Options) -> (ControlPlane, Vec<Child>) {
     let bin_dir = bin_dir();
-    let base = if Path::new("/dev/shm").is_dir() {
-        PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = base.join(format!("lucid-e2e-{}", std::process::id()));
+    let dir = options
+        .base
+        .join(format!("lucid-e2e-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("state dir");
-    make_certs(&dir);
+    let address = options.address;
+    let mut sans = vec![
+        format!("IP:{address}"),
+        "IP:127.0.0.1".to_string(),
+        "DNS:localhost".to_string(),
+        "DNS:kubernetes.default.svc".to_string(),
+    ];
+    sans.extend(options.extra_sans.iter().cloned());
+    make_certs(&dir, &sans, options.kubelets);
 
     let (etcd_port, etcd_peer, api_port) = (free_port(), free_port(), free_port());
     let etcd = spawn(
@@ -183,48 +236,58 @@ fn start() -> (ControlPlane, Vec<Child>) {
     );
     let f = |name: &str| dir.join(name).display().to_string();
     let mut tokens = format!("{TOKEN},lucid-admin,lucid-admin,\"system:masters\"\n");
-    for user in USERS {
-        tokens.push_str(&format!("{user}-token,{user},{user},\"system:masters\"\n"));
+    for (user, groups) in &options.users {
+        tokens.push_str(&format!("{user}-token,{user},{user},\"{groups}\"\n"));
     }
     std::fs::write(dir.join("tokens.csv"), tokens).expect("token file");
     // LUCID_E2E_AUDIT=1 records every request (metadata only), to count them per user.
-    let mut audit_args = Vec::new();
+    let mut extra_args = Vec::new();
     if std::env::var("LUCID_E2E_AUDIT").is_ok_and(|v| v == "1") {
         std::fs::write(
             dir.join("audit-policy.yaml"),
             "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n",
         )
         .expect("audit policy");
-        audit_args.push(format!("--audit-policy-file={}", f("audit-policy.yaml")));
-        audit_args.push(format!("--audit-log-path={}", f("audit.log")));
+        extra_args.push(format!("--audit-policy-file={}", f("audit-policy.yaml")));
+        extra_args.push(format!("--audit-log-path={}", f("audit.log")));
+    }
+    if let Some(admission) = options.admission {
+        extra_args.push(format!("--enable-admission-plugins={admission}"));
+    }
+    if options.kubelets {
+        extra_args.push(format!("--kubelet-client-certificate={}", f("kubelet-client.crt")));
+        extra_args.push(format!("--kubelet-client-key={}", f("kubelet-client.key")));
+        // Reach kubelets by the node's IP: never resolve a node name through the machine's
+        // resolver.
+        extra_args.push("--kubelet-preferred-address-types=InternalIP".to_string());
     }
     let apiserver = spawn(
         &dir,
         "kube-apiserver",
         Command::new(bin_dir.join("kube-apiserver"))
             .arg(format!("--etcd-servers=http://127.0.0.1:{etcd_port}"))
-            .arg("--bind-address=127.0.0.1")
-            .arg("--advertise-address=127.0.0.1")
+            .arg(format!("--bind-address={address}"))
+            .arg(format!("--advertise-address={address}"))
             .arg(format!("--secure-port={api_port}"))
             .arg("--insecure-port=0")
             .arg(format!("--tls-cert-file={}", f("server.crt")))
             .arg(format!("--tls-private-key-file={}", f("server.key")))
             .arg(format!("--client-ca-file={}", f("ca.crt")))
             .arg(format!("--token-auth-file={}", f("tokens.csv")))
-            .arg("--authorization-mode=RBAC")
+            .arg(format!("--authorization-mode={}", options.authorization))
             .arg("--service-account-issuer=https://kubernetes.default.svc.cluster.local")
             .arg(format!("--service-account-key-file={}", f("sa.pub")))
             .arg(format!(
                 "--service-account-signing-key-file={}",
                 f("sa.key")
             ))
-            .arg("--service-cluster-ip-range=10.96.0.0/16")
+            .arg(format!("--service-cluster-ip-range={}", options.service_cidr))
             .arg(format!("--cert-dir={}", f("certs")))
             .arg("--enable-priority-and-fairness=false")
-            .args(&audit_args)
+            .args(&extra_args)
             .arg("--v=1"),
     );
-    let server = format!("https://127.0.0.1:{api_port}");
+    let server = format!("https://{address}:{api_port}");
     let kubeconfig = dir.join("kubeconfig");
     write_kubeconfig(&dir, &server, &kubeconfig, TOKEN);
     wait_ready(&kubeconfig, &dir);
@@ -241,79 +304,77 @@ fn start() -> (ControlPlane, Vec<Child>) {
                 "--authorization-kubeconfig={}",
                 kubeconfig.display()
             ))
-            .arg("--controllers=garbagecollector,namespace")
+            .arg(format!("--controllers={}", options.controllers))
+            // Signs service account token Secrets (the serviceaccount-token controller) and
+            // puts the CA beside them, so pods can reach the API server.
+            .arg(format!("--service-account-private-key-file={}", f("sa.key")))
+            .arg(format!("--root-ca-file={}", f("ca.crt")))
             .arg("--leader-elect=false")
             .arg("--port=0")
             .arg("--secure-port=0")
             .arg("--v=1"),
     );
+    let pids = vec![etcd.id(), apiserver.id(), controller_manager.id()];
     (
         ControlPlane {
             dir,
             kubeconfig,
             server,
             bin_dir,
+            pids,
         },
         vec![etcd, apiserver, controller_manager],
     )
 }
 
-fn make_certs(dir: &Path) {
+fn make_certs(dir: &Path, sans: &[String], kubelet_client: bool) {
     let openssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(dir));
     openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "3",
-        "-subj",
-        "/CN=lucid-e2e-ca",
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "3", "-subj", "/CN=lucid-e2e-ca",
     ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
+    sign(
+        dir,
+        "server",
         "/CN=kube-apiserver",
-    ]);
-    std::fs::write(
-        dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("ext file");
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "3",
-        "-extfile",
-        "server.ext",
-    ]);
+        &format!(
+            "subjectAltName={}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+            sans.join(",")
+        ),
+    );
+    if kubelet_client {
+        // How the API server proves itself to kubelets (logs, exec): an admin client cert.
+        sign(
+            dir,
+            "kubelet-client",
+            "/O=system:masters/CN=kube-apiserver-kubelet-client",
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
+        );
+    }
     openssl(&["genrsa", "-out", "sa.key", "2048"]);
     openssl(&["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"]);
 }
 
-fn write_kubeconfig(dir: &Path, server: &str, path: &Path, token: &str) {
+/// A key and a certificate `<name>.{key,crt}` signed by the harness CA in `dir`.
+pub(crate) fn sign(dir: &Path, name: &str, subject: &str, extensions: &str) {
+    let openssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(dir));
+    let (key, csr, crt, ext) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.crt"),
+        format!("{name}.ext"),
+    );
+    openssl(&[
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject,
+    ]);
+    std::fs::write(dir.join(&ext), extensions).expect("ext file");
+    openssl(&[
+        "x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", &crt, "-days", "3", "-extfile", &ext,
+    ]);
+}
+
+pub(crate) fn write_kubeconfig(dir: &Path, server: &str, path: &Path, token: &str) {
     let ca = std::fs::read(dir.join("ca.crt")).expect("ca.crt");
     let ca_b64 = base64(&ca);
     let yaml = format!(

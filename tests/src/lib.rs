@@ -8,6 +8,7 @@
 
 pub mod control_plane;
 pub mod kubelet;
+pub mod node;
 
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -109,49 +110,13 @@ impl TestEnv {
             + std::fmt::Debug,
         K::DynamicType: Default,
     {
-        let value: serde_json::Value = serde_yaml::from_str(yaml).expect("test YAML parses");
-        let name = value["metadata"]["name"]
-            .as_str()
-            .expect("metadata.name")
-            .to_string();
-        self.api::<K>()
-            .patch(
-                &name,
-                &PatchParams::apply("e2e-test").force(),
-                &Patch::Apply(value),
-            )
-            .await
+        apply_yaml(&self.client, &self.namespace, yaml).await
     }
 
     /// Applies every document of a YAML stream (LucidServices, LucidPhases, ConfigMaps,
     /// Secrets) into this test's namespace, as `kubectl apply --server-side -f` would.
     pub async fn apply_documents(&self, text: &str) {
-        use serde::Deserialize;
-        for doc in serde_yaml::Deserializer::from_str(text) {
-            let mut value = serde_yaml::Value::deserialize(doc).expect("YAML");
-            if value.is_null() {
-                continue;
-            }
-            if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_mapping_mut()) {
-                meta.remove("namespace");
-            }
-            let yaml = serde_yaml::to_string(&value).expect("yaml");
-            let kind = value["kind"].as_str().unwrap_or_default().to_string();
-            let applied = match kind.as_str() {
-                "LucidService" => self.apply_yaml::<LucidService>(&yaml).await.map(drop),
-                "LucidPhase" => self.apply_yaml::<LucidPhase>(&yaml).await.map(drop),
-                "ConfigMap" => self
-                    .apply_yaml::<k8s_openapi::api::core::v1::ConfigMap>(&yaml)
-                    .await
-                    .map(drop),
-                "Secret" => self
-                    .apply_yaml::<k8s_openapi::api::core::v1::Secret>(&yaml)
-                    .await
-                    .map(drop),
-                other => panic!("unexpected kind {other:?}"),
-            };
-            applied.unwrap_or_else(|e| panic!("apply {kind}: {e}"));
-        }
+        apply_documents(&self.client, &self.namespace, text).await
     }
 
     pub async fn wait_service<F>(&self, name: &str, what: &str, cond: F) -> LucidService
@@ -185,6 +150,55 @@ impl Drop for TestEnv {
     }
 }
 
+/// Applies a YAML document into `namespace` the way `kubectl apply --server-side` would.
+pub async fn apply_yaml<K>(client: &Client, namespace: &str, yaml: &str) -> Result<K, kube::Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let value: serde_json::Value = serde_yaml::from_str(yaml).expect("test YAML parses");
+    let name = value["metadata"]["name"]
+        .as_str()
+        .expect("metadata.name")
+        .to_string();
+    Api::<K>::namespaced(client.clone(), namespace)
+        .patch(
+            &name,
+            &PatchParams::apply("e2e-test").force(),
+            &Patch::Apply(value),
+        )
+        .await
+}
+
+/// Applies every document of a YAML stream (LucidServices, LucidPhases, ConfigMaps,
+/// Secrets) into `namespace`, as `kubectl apply --server-side -f` would.
+pub async fn apply_documents(client: &Client, namespace: &str, text: &str) {
+    use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+    use serde::Deserialize;
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        let mut value = serde_yaml::Value::deserialize(doc).expect("YAML");
+        if value.is_null() {
+            continue;
+        }
+        if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_mapping_mut()) {
+            meta.remove("namespace");
+        }
+        let yaml = serde_yaml::to_string(&value).expect("yaml");
+        let kind = value["kind"].as_str().unwrap_or_default().to_string();
+        let applied = match kind.as_str() {
+            "LucidService" => apply_yaml::<LucidService>(client, namespace, &yaml).await.map(drop),
+            "LucidPhase" => apply_yaml::<LucidPhase>(client, namespace, &yaml).await.map(drop),
+            "ConfigMap" => apply_yaml::<ConfigMap>(client, namespace, &yaml).await.map(drop),
+            "Secret" => apply_yaml::<Secret>(client, namespace, &yaml).await.map(drop),
+            other => panic!("unexpected kind {other:?}"),
+        };
+        applied.unwrap_or_else(|e| panic!("apply {kind}: {e}"));
+    }
+}
+
 /// Waits until `cond` holds for the object, failing the test with `what` after [`WAIT`].
 pub async fn wait_for<K, F>(api: &Api<K>, name: &str, what: &str, cond: F) -> K
 where
@@ -192,8 +206,24 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
     F: Fn(&K) -> bool,
 {
+    wait_for_within(api, name, what, WAIT, cond).await
+}
+
+/// [`wait_for`] with its own limit (real pods start slower than the stand-in's).
+pub async fn wait_for_within<K, F>(
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+    limit: Duration,
+    cond: F,
+) -> K
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    F: Fn(&K) -> bool,
+{
     let waited = tokio::time::timeout(
-        WAIT,
+        limit,
         await_condition(api.clone(), name, |o: Option<&K>| o.is_some_and(&cond)),
     )
     .await;

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
@@ -22,6 +23,8 @@ pub struct Context {
     pub services: Store<DeserializeGuard<LucidService>>,
     pub phases: Store<DeserializeGuard<LucidPhase>>,
     pub deployments: Store<Deployment>,
+    /// The managed pods, trimmed to what says why a rollout cannot finish.
+    pub pods: Store<Pod>,
     failures: Mutex<HashMap<String, u32>>,
     /// Deployment generation after our last apply, by Deployment uid: a different generation
     /// means someone else changed the spec and it must be applied again.
@@ -35,6 +38,7 @@ impl Context {
         services: Store<DeserializeGuard<LucidService>>,
         phases: Store<DeserializeGuard<LucidPhase>>,
         deployments: Store<Deployment>,
+        pods: Store<Pod>,
     ) -> Self {
         let reporter = Reporter {
             controller: "lucid-operator".into(),
@@ -47,9 +51,19 @@ impl Context {
             services,
             phases,
             deployments,
+            pods,
             failures: Mutex::new(HashMap::new()),
             applied: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// What the service's pods say stops its rollout, if anything.
+    pub fn pod_problem(&self, namespace: &str, service: &str) -> Option<crate::status::PodProblem> {
+        let pods = self.pods.state();
+        crate::status::pod_problem(pods.iter().map(|p| p.as_ref()).filter(|p| {
+            p.metadata.namespace.as_deref() == Some(namespace)
+                && p.labels().get(crate::render::labels::SERVICE).map(String::as_str) == Some(service)
+        }))
     }
 
     pub fn namespace_view(&self, namespace: &str) -> NamespaceView {

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Secret};
 use kube::core::PartialObjectMeta;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Controller;
@@ -86,18 +86,29 @@ pub async fn run(
     let [deployment_events] = fan_out(reflector(
         deployments_writer,
         // Managed fields are a third of a Deployment's size and nothing here reads them.
-        watcher(api.of::<Deployment>(), managed)
+        watcher(api.of::<Deployment>(), managed.clone())
             .default_backoff()
             .modify(|d| d.managed_fields_mut().clear()),
+    ));
+
+    // Pods of managed Deployments, for what stops a rollout (image pulls, crash loops,
+    // scheduling): kept trimmed to their container names and images, status and labels.
+    let (pods, pods_writer) = reflector::store::<Pod>();
+    let [pod_events] = fan_out(reflector(
+        pods_writer,
+        watcher(api.of::<Pod>(), managed.clone())
+            .default_backoff()
+            .modify(trim_pod),
     ));
 
     // Gating on a half-filled cache would report dependencies as missing, so the controllers
     // start once every cache has listed. Waited for here, once: in kube-runtime 5.0.0 several
     // tasks awaiting `Store::wait_until_ready` at once lose wake-ups (one oneshot, one waker).
-    let (_, _, _) = futures::join!(
+    let (_, _, _, _) = futures::join!(
         services.wait_until_ready(),
         phases.wait_until_ready(),
-        deployments.wait_until_ready()
+        deployments.wait_until_ready(),
+        pods.wait_until_ready()
     );
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -105,6 +116,7 @@ pub async fn run(
         services.clone(),
         phases.clone(),
         deployments,
+        pods,
     ));
     let shutdown = shutdown.shared();
 
@@ -124,6 +136,10 @@ pub async fn run(
         service_events.predicate_filter(predicates::generation, Default::default());
     let service_controller = Controller::for_stream(service_events, services.clone())
         .owns_stream(deployment_events)
+        .watches_stream(pod_events, |pod: Pod| {
+            let service = pod.labels().get(labels::SERVICE).cloned();
+            service.map(|s| ObjectRef::new(&s).within(&pod.namespace().unwrap_or_default()))
+        })
         .watches_stream(
             service_events_for_dependents,
             move |changed: ServiceGuard| {
@@ -215,6 +231,27 @@ where
     match receivers.try_into() {
         Ok(array) => array,
         Err(_) => unreachable!("exactly N receivers were made"),
+    }
+}
+
+/// Keeps of a pod only what `status::pod_problem` reads: a pod's spec and managed fields
+/// are most of its size.
+fn trim_pod(pod: &mut Pod) {
+    pod.managed_fields_mut().clear();
+    pod.annotations_mut().clear();
+    if let Some(spec) = pod.spec.take() {
+        let trim = |c: &Container| Container {
+            name: c.name.clone(),
+            image: c.image.clone(),
+            ..Default::default()
+        };
+        pod.spec = Some(PodSpec {
+            containers: spec.containers.iter().map(trim).collect(),
+            init_containers: spec
+                .init_containers
+                .map(|cs| cs.iter().map(trim).collect()),
+            ..Default::default()
+        });
     }
 }
 

@@ -1,8 +1,11 @@
 //! Status rules shared by both controllers: KEP-1623 conditions that never flap their
-//! transition time, and when a Deployment counts as rolled out.
+//! transition time, when a Deployment counts as rolled out, and what its pods say when it
+//! cannot.
 
 mod conditions;
+mod pods;
 mod rollout;
 
 pub use conditions::{ConditionType, Health, set_condition};
+pub use pods::{PodProblem, pod_problem};
 pub use rollout::{Rollout, rollout};

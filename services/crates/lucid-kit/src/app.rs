@@ -109,6 +109,15 @@ impl App {
     }
 }
 
+/// `<binary> --version` prints the service's name and version and exits: how the image build
+/// checks that a binary (an arm64 one under qemu, say) starts at all.
+pub fn exit_if_version_asked(service: &str, version: &str) {
+    if std::env::args().skip(1).any(|a| a == "--version") {
+        println!("{service} {version}");
+        std::process::exit(0);
+    }
+}
+
 /// JSON log lines; level from `LOG_LEVEL` or `RUST_LOG` (default info).
 pub fn init_logging() {
     let level = std::env::var("RUST_LOG")

@@ -12,5 +12,5 @@ pub mod auth;
 pub mod settings;
 pub mod storage;
 
-pub use app::{App, ReadyCheck, init_logging};
+pub use app::{App, ReadyCheck, exit_if_version_asked, init_logging};
 pub use settings::{SettingsError, load};

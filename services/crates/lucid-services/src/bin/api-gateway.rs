@@ -7,6 +7,7 @@ use lucid_services::gateway::{GatewayState, PEERS, Settings, routes};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    lucid_kit::exit_if_version_asked("api-gateway", env!("CARGO_PKG_VERSION"));
     init_logging();
     let settings: Settings = lucid_kit::load("api-gateway")
         .map_err(|e| format!("{e} (the gateway needs JWT_SECRET_KEY to check client tokens)"))?;

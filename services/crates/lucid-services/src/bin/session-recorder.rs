@@ -8,6 +8,7 @@ use lucid_services::recorder::{RecorderState, Settings, routes};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    lucid_kit::exit_if_version_asked("session-recorder", env!("CARGO_PKG_VERSION"));
     init_logging();
     let settings: Settings = lucid_kit::load("session-recorder")?;
     let client_config = ClientConfig::from_env("session-recorder")?;

@@ -8,6 +8,7 @@ use lucid_services::storage::{Settings, StorageState, routes};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    lucid_kit::exit_if_version_asked("session-storage", env!("CARGO_PKG_VERSION"));
     init_logging();
     let settings: Settings = lucid_kit::load("session-storage")?;
     let status = storage::check(&[&settings.lucid_storage_path, &settings.lucid_logs_path]);

@@ -1,0 +1,211 @@
+//! Why a rollout cannot finish, read from its pods: a Deployment's status only says pods are
+//! unavailable, and gives up (`ProgressDeadlineExceeded`) after ten minutes. The pods say at
+//! once that an image cannot be pulled, a container keeps crashing, its configuration is
+//! unusable or no node fits it; each of those needs the user, so it is reported as Degraded
+//! with the image or container named.
+
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+
+/// A reason for the `Degraded` condition and its message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodProblem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Waiting reasons the kubelet gives when an image cannot be had.
+const IMAGE_REASONS: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "ImageInspectError",
+    "RegistryUnavailable",
+];
+const CONFIG_REASONS: &[&str] = &["CreateContainerConfigError", "CreateContainerError"];
+
+/// The first problem among `pods` that only the user can fix, in a stable order (by pod
+/// name) so the message does not flap between pods with the same problem.
+pub fn pod_problem<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Option<PodProblem> {
+    let mut pods: Vec<&Pod> = pods
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    pods.into_iter().find_map(problem_of)
+}
+
+fn problem_of(pod: &Pod) -> Option<PodProblem> {
+    let status = pod.status.as_ref()?;
+    let containers = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    for container in containers {
+        if let Some(problem) = container_problem(pod, container) {
+            return Some(problem);
+        }
+    }
+    let unschedulable = status.conditions.iter().flatten().find(|c| {
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+    })?;
+    Some(PodProblem {
+        reason: "Unschedulable",
+        message: format!(
+            "pod {} cannot be scheduled: {}",
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            unschedulable.message.as_deref().unwrap_or("no node fits it")
+        ),
+    })
+}
+
+fn container_problem(pod: &Pod, container: &ContainerStatus) -> Option<PodProblem> {
+    let waiting = container.state.as_ref()?.waiting.as_ref()?;
+    let reason = waiting.reason.as_deref()?;
+    let detail = waiting.message.as_deref().unwrap_or(reason);
+    // The image the pod asked for (the status may hold a resolved name, or none yet).
+    let image = pod
+        .spec
+        .as_ref()
+        .and_then(|s| {
+            s.init_containers
+                .iter()
+                .flatten()
+                .chain(s.containers.iter())
+                .find(|c| c.name == container.name)
+        })
+        .and_then(|c| c.image.clone())
+        .unwrap_or_else(|| container.image.clone());
+    if IMAGE_REASONS.contains(&reason) {
+        return Some(PodProblem {
+            reason: "ImagePullFailed",
+            message: format!("image {image} cannot be pulled ({reason}): {detail}"),
+        });
+    }
+    if CONFIG_REASONS.contains(&reason) {
+        return Some(PodProblem {
+            reason: "ContainerConfigError",
+            message: format!(
+                "container {} of image {image} cannot be created ({reason}): {detail}",
+                container.name
+            ),
+        });
+    }
+    if reason == "CrashLoopBackOff" {
+        let last = container
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .map(|t| {
+                format!(
+                    "; last exit code {}{}",
+                    t.exit_code,
+                    t.reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
+        return Some(PodProblem {
+            reason: "CrashLoopBackOff",
+            message: format!(
+                "container {} of image {image} keeps exiting: restarted {} times{last}",
+                container.name, container.restart_count
+            ),
+        });
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn pod(name: &str, status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"containers": [{"name": "api-gateway", "image": "docker.io/lucid/lucid-api-gateway:nope"}]},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn waiting(reason: &str, message: &str) -> serde_json::Value {
+        json!({"containerStatuses": [{
+            "name": "api-gateway", "image": "docker.io/lucid/lucid-api-gateway:nope", "imageID": "",
+            "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": reason, "message": message}},
+        }]})
+    }
+
+    #[test]
+    fn an_image_that_cannot_be_pulled_is_named() {
+        let p = pod(
+            "api-gateway-1",
+            waiting(
+                "ErrImageNeverPull",
+                "Container image \"docker.io/lucid/lucid-api-gateway:nope\" is not present with pull policy of Never",
+            ),
+        );
+        let problem = pod_problem([&p]).unwrap();
+        assert_eq!(problem.reason, "ImagePullFailed");
+        assert!(
+            problem
+                .message
+                .starts_with("image docker.io/lucid/lucid-api-gateway:nope cannot be pulled (ErrImageNeverPull)"),
+            "{}",
+            problem.message
+        );
+    }
+
+    #[test]
+    fn a_crash_loop_names_the_container_and_the_last_exit() {
+        let p = pod(
+            "api-gateway-1",
+            json!({"containerStatuses": [{
+                "name": "api-gateway", "image": "x", "imageID": "", "ready": false, "restartCount": 4,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+                "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+            }]}),
+        );
+        assert_eq!(
+            pod_problem([&p]).unwrap().message,
+            "container api-gateway of image docker.io/lucid/lucid-api-gateway:nope keeps exiting: restarted 4 times; last exit code 1 (Error)"
+        );
+    }
+
+    #[test]
+    fn an_unschedulable_pod_says_why() {
+        let p = pod(
+            "api-gateway-1",
+            json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/1 nodes are available: 1 node(s) didn't match node selector."}]}),
+        );
+        let problem = pod_problem([&p]).unwrap();
+        assert_eq!(problem.reason, "Unschedulable");
+        assert!(problem.message.contains("didn't match node selector"));
+    }
+
+    #[test]
+    fn starting_pods_and_terminating_ones_are_no_problem() {
+        let starting = pod("a", waiting("ContainerCreating", ""));
+        let mut terminating = pod("b", waiting("ImagePullBackOff", "gone soon"));
+        terminating.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
+        );
+        assert_eq!(pod_problem([&starting, &terminating]), None);
+    }
+
+    #[test]
+    fn the_same_problem_on_several_pods_is_reported_from_the_first_by_name() {
+        let b = pod("b", waiting("ImagePullBackOff", "from b"));
+        let a = pod("a", waiting("ImagePullBackOff", "from a"));
+        assert!(pod_problem([&b, &a]).unwrap().message.ends_with("from a"));
+    }
+}

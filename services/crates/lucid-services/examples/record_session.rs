@@ -1,0 +1,143 @@
+//! Records one session through an api-gateway and proves it comes back whole: opens a
+//! session, streams data in pieces, finalizes, then reads every chunk back through the
+//! gateway, checks each against its content address, reassembles the original bytes and
+//! recomputes the Merkle root. The same promise as the loopback pipeline test, for a
+//! gateway anywhere (the real-cluster test points it at the api-gateway's Service).
+//!
+//!   JWT_SECRET_KEY=... record_session http://10.96.0.17:8080 [MiB]
+//!
+//! Prints one JSON line on success; exits non-zero naming the first broken promise.
+
+use lucid_client::token::{self, Claims};
+use serde_json::{Value, json};
+
+type Error = Box<dyn std::error::Error>;
+
+fn data(len: usize) -> Vec<u8> {
+    // Half text, half noise: a screen session compresses somewhere in between.
+    let mut x = 0x2545f4914f6cdd1du64;
+    (0..len)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if (i / 4096) % 2 == 0 {
+                b"lucid session "[i % 14]
+            } else {
+                x as u8
+            }
+        })
+        .collect()
+}
+
+fn client_token(key: &str) -> Result<String, Error> {
+    let now = token::now();
+    let claims = Claims {
+        iss: "lucid-auth-service".into(),
+        sub: "record-session".into(),
+        aud: "api-gateway".into(),
+        iat: now,
+        exp: now + 300,
+    };
+    Ok(token::sign(&claims, key.as_bytes())?)
+}
+
+async fn expect(response: reqwest::Response, status: u16, what: &str) -> Result<Value, Error> {
+    let got = response.status().as_u16();
+    let body = response.text().await?;
+    if got != status {
+        return Err(format!("{what}: expected HTTP {status}, got {got}: {body}").into());
+    }
+    Ok(serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let mut args = std::env::args().skip(1);
+    let gateway = args.next().ok_or("usage: record_session <gateway-url> [MiB]")?;
+    let mib: usize = args.next().map(|m| m.parse()).transpose()?.unwrap_or(3);
+    let key = std::env::var("JWT_SECRET_KEY").map_err(|_| "JWT_SECRET_KEY is unset")?;
+    let token = client_token(&key)?;
+    let http = reqwest::Client::new();
+    let bytes = data((mib << 20) + 12345);
+
+    let opened = expect(
+        http.post(format!("{gateway}/api/sessions"))
+            .bearer_auth(&token)
+            .body(r#"{"owner":"record-session"}"#)
+            .send()
+            .await?,
+        201,
+        "open a session",
+    )
+    .await?;
+    let id = opened["session_id"]
+        .as_str()
+        .ok_or("no session_id")?
+        .to_string();
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    expect(
+        http.put(format!("{gateway}/api/sessions/{id}/data"))
+            .bearer_auth(&token)
+            .body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
+            .send()
+            .await?,
+        200,
+        "upload the session's data",
+    )
+    .await?;
+    let finalized = expect(
+        http.post(format!("{gateway}/api/sessions/{id}/finalize"))
+            .bearer_auth(&token)
+            .send()
+            .await?,
+        200,
+        "finalize",
+    )
+    .await?;
+    let manifest = expect(
+        http.get(format!("{gateway}/api/sessions/{id}/manifest"))
+            .bearer_auth(&token)
+            .send()
+            .await?,
+        200,
+        "read the manifest",
+    )
+    .await?;
+    if manifest["merkle_root"] != finalized["merkle_root"] {
+        return Err("the manifest's Merkle root differs from the one finalize returned".into());
+    }
+    let chunks = manifest["chunks"].as_array().ok_or("no chunks")?;
+    let mut rebuilt = Vec::with_capacity(bytes.len());
+    let mut addresses = Vec::new();
+    for chunk in chunks {
+        let address = chunk["address"].as_str().ok_or("chunk without address")?;
+        let response = http
+            .get(format!("{gateway}/api/chunks/{address}"))
+            .bearer_auth(&token)
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            return Err(format!("chunk {address}: HTTP {}", response.status()).into());
+        }
+        let stored = response.bytes().await?;
+        if blake3::hash(&stored).to_hex().as_str() != address {
+            return Err(format!("chunk {address} does not hash to its address").into());
+        }
+        rebuilt.extend(zstd::bulk::decompress(&stored, 16 << 20)?);
+        addresses.push(address.to_string());
+    }
+    if rebuilt != bytes {
+        return Err("the chunks do not reassemble the recorded bytes".into());
+    }
+    let root = lucid_services::merkle::root_hex(&addresses);
+    if root.as_deref() != manifest["merkle_root"].as_str() {
+        return Err("the recomputed Merkle root differs from the manifest's".into());
+    }
+    println!(
+        "{}",
+        json!({"session_id": id, "bytes": bytes.len(), "chunks": chunks.len(), "merkle_root": root})
+    );
+    Ok(())
+}
