@@ -13,14 +13,17 @@
 //! Needs root; `tests/run-all.sh` provides the binaries and images.
 
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client, ResourceExt};
+use lucid_e2e::node::stack::{
+    JWT_KEY, OPERATOR_NAMESPACE, PIPELINE, create_namespace, for_this_node, install_operator,
+    pipeline_documents, record_session_binary,
+};
 use lucid_e2e::node::{RealCluster, real_cluster};
 use lucid_e2e::{apply_documents, condition, is_ready, wait_for_within};
 use lucid_operator::api::{LucidPhase, LucidService};
@@ -28,8 +31,6 @@ use lucid_operator::api::{LucidPhase, LucidService};
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 /// Real pods: image unpacking, probes' periods, a Deployment controller in the loop.
 const POD_WAIT: Duration = Duration::from_secs(180);
-const OPERATOR_NAMESPACE: &str = "lucid-system";
-const JWT_KEY: &str = "real-cluster-test-signing-key-0123456789";
 
 fn run(mut cmd: Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -44,121 +45,6 @@ fn run(mut cmd: Command) -> Output {
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn host_arch() -> &'static str {
-    if cfg!(target_arch = "aarch64") {
-        "arm64"
-    } else {
-        "amd64"
-    }
-}
-
-/// `helm install` of the operator chart, once per test binary, as a user would run it.
-fn operator_installed(cluster: &RealCluster) {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
-        let mut helm = cluster.helm();
-        helm.args(["install", "lucid-operator"])
-            .arg(format!("{ROOT}/charts/lucid-operator"))
-            .args(["-n", OPERATOR_NAMESPACE, "--create-namespace"])
-            .args(["--wait", "--timeout", "3m"]);
-        let out = helm.output().expect("helm");
-        assert!(
-            out.status.success(),
-            "helm install failed:\n{}\n{}\noperator pods:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            stdout(
-                &cluster
-                    .kubectl()
-                    .args(["-n", OPERATOR_NAMESPACE, "describe", "pods"])
-                    .output()
-                    .expect("kubectl")
-            )
-        );
-    });
-}
-
-async fn new_namespace(client: &Client, name: &str) -> String {
-    let ns: Api<Namespace> = Api::all(client.clone());
-    let body: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("ns");
-    match ns.create(&PostParams::default(), &body).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
-        Err(e) => panic!("create namespace {name}: {e}"),
-    }
-    name.to_string()
-}
-
-/// LucidService documents with `nodeSelector` set to this node's architecture: the default
-/// (`arm64`, for Pis) would leave them unschedulable on this machine.
-fn for_this_node(text: &str) -> String {
-    use serde::Deserialize;
-    let mut docs = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let mut value = serde_yaml::Value::deserialize(doc).expect("YAML");
-        if value["kind"].as_str() == Some("LucidService") {
-            let spec = value
-                .get_mut("spec")
-                .and_then(|s| s.as_mapping_mut())
-                .expect("spec");
-            let mut selector = serde_yaml::Mapping::new();
-            selector.insert("kubernetes.io/arch".into(), host_arch().into());
-            spec.insert("nodeSelector".into(), selector.into());
-        }
-        if !value.is_null() {
-            docs.push(serde_yaml::to_string(&value).expect("yaml"));
-        }
-    }
-    docs.join("---\n")
-}
-
-/// Redis and the MongoDB wire-protocol server, as LucidServices like every other service:
-/// hardened by the operator, gated by phase, probed over TCP. Their images are the harness's
-/// (`tests/harness/build-node-images.sh`): Redis built from Debian's source with libc malloc,
-/// and nx-27017, because no real mongod is packaged.
-const DATABASES: &str = r#"
-apiVersion: lucid.io/v1alpha1
-kind: LucidService
-metadata: {name: lucid-mongodb}
-spec:
-  image: {repository: lucid/mongo-wire, tag: harness, pullPolicy: Never}
-  phase: foundation
-  ports: [{name: mongodb, port: 27017}]
-  args: [--host, 0.0.0.0, -p, "27017", --data-dir, /app/data, --log-file, /app/logs/nx-27017.log, --pid-file, /tmp/nx-27017.pid]
-  healthCheck: {kind: Tcp, intervalSeconds: 5}
----
-apiVersion: lucid.io/v1alpha1
-kind: LucidService
-metadata: {name: lucid-redis}
-spec:
-  image: {repository: lucid/redis, tag: harness, pullPolicy: Never}
-  phase: foundation
-  ports: [{name: redis, port: 6379}]
-  args: [--port, "6379", --bind, 0.0.0.0, --dir, /app/data, --save, "", --appendonly, "no", --protected-mode, "no"]
-  healthCheck: {kind: Tcp, intervalSeconds: 5}
-"#;
-
-fn environment() -> String {
-    format!(
-        r#"
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: lucid-env-foundation}}
-data:
-  MONGODB_URL: mongodb://lucid-mongodb:27017/lucid?directConnection=true
-  REDIS_URL: redis://lucid-redis:6379/0
----
-apiVersion: v1
-kind: Secret
-metadata: {{name: lucid-secrets}}
-type: Opaque
-stringData:
-  JWT_SECRET_KEY: {JWT_KEY}
-"#
-    )
 }
 
 async fn wait_service_ready(client: &Client, namespace: &str, name: &str) -> LucidService {
@@ -230,15 +116,26 @@ fn process_facts(cluster: &RealCluster, pod: &Pod) -> (String, String, String, S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_installs_the_operator_which_runs_from_its_image_under_the_charts_rbac() {
     let cluster = real_cluster();
-    operator_installed(cluster);
+    install_operator(cluster);
     let client = cluster.client().await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), OPERATOR_NAMESPACE);
     let operator = deployments.get("lucid-operator").await.expect("deployment");
-    let image = operator.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+    let image = operator
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
         .image
         .clone()
         .unwrap_or_default();
-    assert_eq!(image, "lucid/lucid-operator:0.1.0", "the chart's default image");
+    assert_eq!(
+        image, "lucid/lucid-operator:0.1.0",
+        "the chart's default image"
+    );
     assert!(
         cluster
             .images
@@ -269,7 +166,10 @@ async fn helm_installs_the_operator_which_runs_from_its_image_under_the_charts_r
     let (uid, caps, no_new_privs, seccomp, ro) = process_facts(cluster, &pod);
     assert_eq!(uid, "65532 65532 65532 65532");
     assert_eq!(caps, "0000000000000000");
-    assert_eq!((no_new_privs.as_str(), seccomp.as_str(), ro), ("1", "2", true));
+    assert_eq!(
+        (no_new_privs.as_str(), seccomp.as_str(), ro),
+        ("1", "2", true)
+    );
 
     // Not an admin: what the chart grants, no more.
     let as_operator = "system:serviceaccount:lucid-system:lucid-operator";
@@ -279,12 +179,24 @@ async fn helm_installs_the_operator_which_runs_from_its_image_under_the_charts_r
         ("patch", "lucidservices.lucid.io/status", "yes"),
         ("watch", "pods", "yes"),
         ("delete", "pods", "no"),
-        ("create", "clusterrolebindings.rbac.authorization.k8s.io", "no"),
+        (
+            "create",
+            "clusterrolebindings.rbac.authorization.k8s.io",
+            "no",
+        ),
         ("update", "secrets", "no"),
         ("create", "lucidservices.lucid.io", "no"),
     ] {
         let mut kubectl = cluster.kubectl();
-        kubectl.args(["auth", "can-i", verb, resource, "--all-namespaces", "--as", as_operator]);
+        kubectl.args([
+            "auth",
+            "can-i",
+            verb,
+            resource,
+            "--all-namespaces",
+            "--as",
+            as_operator,
+        ]);
         let out = kubectl.output().expect("kubectl");
         assert_eq!(
             stdout(&out),
@@ -298,35 +210,19 @@ async fn helm_installs_the_operator_which_runs_from_its_image_under_the_charts_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_pipeline_runs_hardened_in_real_pods_and_records_a_session() {
     let cluster = real_cluster();
-    operator_installed(cluster);
+    install_operator(cluster);
     let client = cluster.client().await;
-    let ns = new_namespace(&client, "pipeline").await;
-    apply_documents(&client, &ns, &environment()).await;
-    apply_documents(
-        &client,
-        &ns,
-        &std::fs::read_to_string(format!("{ROOT}/crds/examples/phases.yaml")).unwrap(),
-    )
-    .await;
-    apply_documents(&client, &ns, &for_this_node(DATABASES)).await;
-    let pipeline =
-        std::fs::read_to_string(format!("{ROOT}/services/deploy/lucidservices.yaml")).unwrap();
-    apply_documents(&client, &ns, &for_this_node(&pipeline)).await;
-
-    let names = [
-        "lucid-mongodb",
-        "lucid-redis",
-        "api-gateway",
-        "session-storage",
-        "session-recorder",
-    ];
+    let ns = "pipeline";
+    create_namespace(&client, ns).await;
+    apply_documents(&client, ns, &pipeline_documents()).await;
+    let names = PIPELINE;
     for name in names {
-        let ls = wait_service_ready(&client, &ns, name).await;
+        let ls = wait_service_ready(&client, ns, name).await;
         let status = ls.status.unwrap();
         assert_eq!(status.ready.as_deref(), Some("1/1"), "{name}");
         assert_eq!(status.observed_generation, ls.metadata.generation);
     }
-    let phases: Api<LucidPhase> = Api::namespaced(client.clone(), &ns);
+    let phases: Api<LucidPhase> = Api::namespaced(client.clone(), ns);
     for (phase, members) in [("foundation", 2), ("core", 1), ("application", 2)] {
         let ready = format!("{members}/{members}");
         let p = wait_for_within(&phases, phase, "Ready", POD_WAIT, |p: &LucidPhase| {
@@ -341,10 +237,20 @@ async fn the_session_pipeline_runs_hardened_in_real_pods_and_records_a_session()
 
     // Every container as the kernel sees it, and every probe passed without a restart.
     for name in names {
-        let pod = service_pod(&client, &ns, name).await;
-        let container = pod.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0].clone();
+        let pod = service_pod(&client, ns, name).await;
+        let container = pod
+            .status
+            .as_ref()
+            .unwrap()
+            .container_statuses
+            .as_ref()
+            .unwrap()[0]
+            .clone();
         assert!(container.ready, "{name} ready");
-        assert_eq!(container.restart_count, 0, "{name}: probes passed without restarts");
+        assert_eq!(
+            container.restart_count, 0,
+            "{name}: probes passed without restarts"
+        );
         let probes = &pod.spec.as_ref().unwrap().containers[0];
         assert!(
             probes.startup_probe.is_some()
@@ -362,7 +268,7 @@ async fn the_session_pipeline_runs_hardened_in_real_pods_and_records_a_session()
 
     // The NetworkPolicies are admitted (one per service); the bridge plugin does not enforce
     // them (k3s does, with its network policy controller).
-    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
+    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), ns);
     let mut admitted: Vec<String> = policies
         .list(&ListParams::default())
         .await
@@ -379,9 +285,9 @@ async fn the_session_pipeline_runs_hardened_in_real_pods_and_records_a_session()
     // A session through the api-gateway's Service, its name resolved by the cluster's DNS,
     // and through it the gateway → recorder → storage → MongoDB/Redis path, all by name.
     let gateway = cluster
-        .resolve_service("api-gateway", &ns)
+        .resolve_service("api-gateway", ns)
         .expect("cluster DNS resolves the api-gateway Service");
-    let service_ip = client_service_ip(&client, &ns, "api-gateway").await;
+    let service_ip = client_service_ip(&client, ns, "api-gateway").await;
     assert_eq!(gateway.to_string(), service_ip, "DNS answers the ClusterIP");
     let recorded = run({
         let mut c = Command::new(record_session_binary());
@@ -395,12 +301,12 @@ async fn the_session_pipeline_runs_hardened_in_real_pods_and_records_a_session()
     assert_eq!(summary["merkle_root"].as_str().map(str::len), Some(64));
 
     // A pod killed by hand: the ReplicaSet replaces it, the service goes back to Ready.
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let victim = service_pod(&client, &ns, "session-storage").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let victim = service_pod(&client, ns, "session-storage").await;
     pods.delete(&victim.name_any(), &DeleteParams::default().grace_period(0))
         .await
         .expect("delete pod");
-    let services: Api<LucidService> = Api::namespaced(client.clone(), &ns);
+    let services: Api<LucidService> = Api::namespaced(client.clone(), ns);
     wait_for_within(
         &services,
         "session-storage",
@@ -409,8 +315,8 @@ async fn the_session_pipeline_runs_hardened_in_real_pods_and_records_a_session()
         |ls: &LucidService| !is_ready(ls),
     )
     .await;
-    wait_service_ready(&client, &ns, "session-storage").await;
-    let replacement = service_pod(&client, &ns, "session-storage").await;
+    wait_service_ready(&client, ns, "session-storage").await;
+    let replacement = service_pod(&client, ns, "session-storage").await;
     assert_ne!(replacement.uid(), victim.uid(), "a new pod");
     // The data volume outlived the pod: the session recorded before reads back again.
     let again = run({
@@ -424,8 +330,7 @@ async fn the_session_pipeline_runs_hardened_in_real_pods_and_records_a_session()
 }
 
 async fn client_service_ip(client: &Client, namespace: &str, name: &str) -> String {
-    let api: Api<k8s_openapi::api::core::v1::Service> =
-        Api::namespaced(client.clone(), namespace);
+    let api: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client.clone(), namespace);
     api.get(name)
         .await
         .expect("service")
@@ -434,31 +339,16 @@ async fn client_service_ip(client: &Client, namespace: &str, name: &str) -> Stri
         .expect("cluster IP")
 }
 
-/// The services workspace's `record_session` example, built for this machine.
-fn record_session_binary() -> String {
-    static BIN: OnceLock<String> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let manifest = format!("{ROOT}/services/Cargo.toml");
-        run({
-            let mut c = Command::new(env!("CARGO"));
-            c.args(["build", "--locked", "--quiet", "--manifest-path", &manifest])
-                .args(["-p", "lucid-services", "--example", "record_session"]);
-            c
-        });
-        format!("{ROOT}/services/target/debug/examples/record_session")
-    })
-    .clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_image_tag_degrades_the_service_naming_the_image() {
     let cluster = real_cluster();
-    operator_installed(cluster);
+    install_operator(cluster);
     let client = cluster.client().await;
-    let ns = new_namespace(&client, "bad-image").await;
+    let ns = "bad-image";
+    create_namespace(&client, ns).await;
     apply_documents(
         &client,
-        &ns,
+        ns,
         &std::fs::read_to_string(format!("{ROOT}/crds/examples/phases.yaml")).unwrap(),
     )
     .await;
@@ -473,14 +363,20 @@ spec:
   ports: [{name: http, port: 8080}]
   storage: {data: {kind: EmptyDir}, logs: {kind: EmptyDir}}
 "#;
-    apply_documents(&client, &ns, &for_this_node(bad)).await;
-    let api: Api<LucidService> = Api::namespaced(client.clone(), &ns);
-    let ls = wait_for_within(&api, "api-gateway", "Degraded", POD_WAIT, |ls: &LucidService| {
-        ls.status
-            .as_ref()
-            .and_then(|s| condition(&s.conditions, "Degraded"))
-            .is_some_and(|c| c.0 == "True")
-    })
+    apply_documents(&client, ns, &for_this_node(bad)).await;
+    let api: Api<LucidService> = Api::namespaced(client.clone(), ns);
+    let ls = wait_for_within(
+        &api,
+        "api-gateway",
+        "Degraded",
+        POD_WAIT,
+        |ls: &LucidService| {
+            ls.status
+                .as_ref()
+                .and_then(|s| condition(&s.conditions, "Degraded"))
+                .is_some_and(|c| c.0 == "True")
+        },
+    )
     .await;
     let status = ls.status.unwrap();
     let (_, reason, message) = condition(&status.conditions, "Degraded").unwrap();
@@ -497,16 +393,25 @@ spec:
     // The right tag: the image runs, but the gateway refuses to start without its signing
     // key, so the pod crash-loops: reported as such, naming the container.
     let fixed = bad.replace("no-such-tag", "0.1.0");
-    apply_documents(&client, &ns, &for_this_node(&fixed)).await;
-    let ls = wait_for_within(&api, "api-gateway", "Degraded by a crash loop", POD_WAIT, |ls: &LucidService| {
-        ls.status
-            .as_ref()
-            .and_then(|s| condition(&s.conditions, "Degraded"))
-            .is_some_and(|c| c.1 == "CrashLoopBackOff")
-    })
+    apply_documents(&client, ns, &for_this_node(&fixed)).await;
+    let ls = wait_for_within(
+        &api,
+        "api-gateway",
+        "Degraded by a crash loop",
+        POD_WAIT,
+        |ls: &LucidService| {
+            ls.status
+                .as_ref()
+                .and_then(|s| condition(&s.conditions, "Degraded"))
+                .is_some_and(|c| c.1 == "CrashLoopBackOff")
+        },
+    )
     .await;
     let (_, _, message) = condition(&ls.status.unwrap().conditions, "Degraded").unwrap();
-    assert!(message.starts_with("container api-gateway of image"), "{message}");
+    assert!(
+        message.starts_with("container api-gateway of image"),
+        "{message}"
+    );
     assert!(message.contains("keeps exiting"), "{message}");
 
     // Given its key, it starts and turns Ready.
@@ -514,8 +419,8 @@ spec:
         "  phase: core\n",
         &format!("  phase: core\n  env: [{{name: JWT_SECRET_KEY, value: {JWT_KEY}}}]\n"),
     );
-    apply_documents(&client, &ns, &for_this_node(&complete)).await;
-    let ls = wait_service_ready(&client, &ns, "api-gateway").await;
+    apply_documents(&client, ns, &for_this_node(&complete)).await;
+    let ls = wait_service_ready(&client, ns, "api-gateway").await;
     let degraded = condition(&ls.status.unwrap().conditions, "Degraded").unwrap();
     assert_eq!(degraded.0, "False");
 }

@@ -2,12 +2,6 @@
 # Extra apt sources (deb-src, other suites) take their URI from the sources this machine is
 # already configured with.
 
-# Prints the URI this machine uses for the Debian suite $1 (e.g. bookworm, bookworm-security).
-apt_configured_uri() {
-  apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(TARGET_OF)' 2>/dev/null |
-    awk -v suite="$1" '$2 == suite && $3 == "deb" { print $1; exit }'
-}
-
 apt_update_once() {
   if [ "${LUCID_APT_UPDATED:-0}" != 1 ]; then
     apt-get update -qq >/dev/null 2>&1 || apt-get update -qq >/dev/null
@@ -15,14 +9,20 @@ apt_update_once() {
   fi
 }
 
-# Adds deb-src for bookworm (same URI as the binary source) so `apt-get source` works.
+# Adds deb-src beside every Debian suite this machine already uses (same URIs), so
+# `apt-get source` finds the current source of a package, security updates included.
 apt_enable_source_packages() {
-  local file=/etc/apt/sources.list.d/lucid-bookworm-src.sources uri
+  local file=/etc/apt/sources.list.d/lucid-deb-src.sources uri suite
   if [ ! -f "$file" ]; then
-    uri="$(apt_configured_uri bookworm)"
-    [ -n "$uri" ] || { echo "no configured apt source for bookworm" >&2; return 1; }
-    printf 'Types: deb-src\nURIs: %s\nSuites: bookworm\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
-      "$uri" >"$file"
+    : >"$file.tmp"
+    while read -r uri suite; do
+      printf 'Types: deb-src\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n' \
+        "$uri" "$suite" >>"$file.tmp"
+    done < <(apt-get indextargets --format '$(REPO_URI) $(RELEASE) $(TARGET_OF)' 2>/dev/null |
+      awk '$3 == "deb" && $2 ~ /^bookworm/ { print $1, $2 }' | sort -u)
+    [ -s "$file.tmp" ] || { rm -f "$file.tmp"; echo "no configured apt source for bookworm" >&2; return 1; }
+    mv "$file.tmp" "$file"
+    rm -f /etc/apt/sources.list.d/lucid-bookworm-src.sources
     LUCID_APT_UPDATED=0
   fi
   apt_update_once

@@ -11,7 +11,6 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=tests/harness/apt.sh
 . "$here/apt.sh"
-REDIS_DEB_VERSION="${REDIS_DEB_VERSION:-7.0.15-1~deb12u7}"
 NX_VERSION=0.8.1
 key="$(cat "$0" "$here/node-images/pause.c" | sha256sum | cut -c1-12)"
 OUT="${LUCID_NODE_IMAGES:-/var/cache/lucid-node-images}/$key"
@@ -55,10 +54,11 @@ mkdir -p "$work/pause/usr/local/bin"
 gcc -Os -static -o "$work/pause/usr/local/bin/pause" "$here/node-images/pause.c"
 make_image pause "$work/pause" '["/usr/local/bin/pause"]'
 
-log "redis $REDIS_DEB_VERSION from Debian's source, MALLOC=libc"
 apt_enable_source_packages
-(cd "$work" && apt-get source --download-only "redis=$REDIS_DEB_VERSION" >/dev/null 2>&1 &&
+# The current bookworm source (security updates included), whatever its Debian revision.
+(cd "$work" && apt-get source --download-only redis >/dev/null 2>&1 &&
   dpkg-source --no-check -x ./redis_*.dsc redis-src >/dev/null)
+log "redis $(cd "$work" && ls redis_*.dsc) from Debian's source, MALLOC=libc"
 make -C "$work/redis-src/src" -j"$(nproc)" redis-server MALLOC=libc USE_SYSTEMD=no BUILD_TLS=no \
   >"$work/redis-build.log" 2>&1 || { tail -40 "$work/redis-build.log" >&2; exit 1; }
 install -D -m 0755 "$work/redis-src/src/redis-server" "$work/redis/usr/local/bin/redis-server"

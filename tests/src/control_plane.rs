@@ -255,7 +255,10 @@ pub fn start(options: &Options) -> (ControlPlane, Vec<Child>) {
         extra_args.push(format!("--enable-admission-plugins={admission}"));
     }
     if options.kubelets {
-        extra_args.push(format!("--kubelet-client-certificate={}", f("kubelet-client.crt")));
+        extra_args.push(format!(
+            "--kubelet-client-certificate={}",
+            f("kubelet-client.crt")
+        ));
         extra_args.push(format!("--kubelet-client-key={}", f("kubelet-client.key")));
         // Reach kubelets by the node's IP: never resolve a node name through the machine's
         // resolver.
@@ -281,7 +284,10 @@ pub fn start(options: &Options) -> (ControlPlane, Vec<Child>) {
                 "--service-account-signing-key-file={}",
                 f("sa.key")
             ))
-            .arg(format!("--service-cluster-ip-range={}", options.service_cidr))
+            .arg(format!(
+                "--service-cluster-ip-range={}",
+                options.service_cidr
+            ))
             .arg(format!("--cert-dir={}", f("certs")))
             .arg("--enable-priority-and-fairness=false")
             .args(&extra_args)
@@ -307,7 +313,10 @@ pub fn start(options: &Options) -> (ControlPlane, Vec<Child>) {
             .arg(format!("--controllers={}", options.controllers))
             // Signs service account token Secrets (the serviceaccount-token controller) and
             // puts the CA beside them, so pods can reach the API server.
-            .arg(format!("--service-account-private-key-file={}", f("sa.key")))
+            .arg(format!(
+                "--service-account-private-key-file={}",
+                f("sa.key")
+            ))
             .arg(format!("--root-ca-file={}", f("ca.crt")))
             .arg("--leader-elect=false")
             .arg("--port=0")
@@ -330,8 +339,19 @@ pub fn start(options: &Options) -> (ControlPlane, Vec<Child>) {
 fn make_certs(dir: &Path, sans: &[String], kubelet_client: bool) {
     let openssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(dir));
     openssl(&[
-        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
-        "-days", "3", "-subj", "/CN=lucid-e2e-ca",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "3",
+        "-subj",
+        "/CN=lucid-e2e-ca",
     ]);
     sign(
         dir,
@@ -369,8 +389,21 @@ pub(crate) fn sign(dir: &Path, name: &str, subject: &str, extensions: &str) {
     ]);
     std::fs::write(dir.join(&ext), extensions).expect("ext file");
     openssl(&[
-        "x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", &crt, "-days", "3", "-extfile", &ext,
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        &crt,
+        "-days",
+        "3",
+        "-extfile",
+        &ext,
     ]);
 }
 

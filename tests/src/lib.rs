@@ -189,10 +189,18 @@ pub async fn apply_documents(client: &Client, namespace: &str, text: &str) {
         let yaml = serde_yaml::to_string(&value).expect("yaml");
         let kind = value["kind"].as_str().unwrap_or_default().to_string();
         let applied = match kind.as_str() {
-            "LucidService" => apply_yaml::<LucidService>(client, namespace, &yaml).await.map(drop),
-            "LucidPhase" => apply_yaml::<LucidPhase>(client, namespace, &yaml).await.map(drop),
-            "ConfigMap" => apply_yaml::<ConfigMap>(client, namespace, &yaml).await.map(drop),
-            "Secret" => apply_yaml::<Secret>(client, namespace, &yaml).await.map(drop),
+            "LucidService" => apply_yaml::<LucidService>(client, namespace, &yaml)
+                .await
+                .map(drop),
+            "LucidPhase" => apply_yaml::<LucidPhase>(client, namespace, &yaml)
+                .await
+                .map(drop),
+            "ConfigMap" => apply_yaml::<ConfigMap>(client, namespace, &yaml)
+                .await
+                .map(drop),
+            "Secret" => apply_yaml::<Secret>(client, namespace, &yaml)
+                .await
+                .map(drop),
             other => panic!("unexpected kind {other:?}"),
         };
         applied.unwrap_or_else(|e| panic!("apply {kind}: {e}"));

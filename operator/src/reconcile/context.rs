@@ -62,7 +62,10 @@ impl Context {
         let pods = self.pods.state();
         crate::status::pod_problem(pods.iter().map(|p| p.as_ref()).filter(|p| {
             p.metadata.namespace.as_deref() == Some(namespace)
-                && p.labels().get(crate::render::labels::SERVICE).map(String::as_str) == Some(service)
+                && p.labels()
+                    .get(crate::render::labels::SERVICE)
+                    .map(String::as_str)
+                    == Some(service)
         }))
     }
 

@@ -247,9 +247,7 @@ fn trim_pod(pod: &mut Pod) {
         };
         pod.spec = Some(PodSpec {
             containers: spec.containers.iter().map(trim).collect(),
-            init_containers: spec
-                .init_containers
-                .map(|cs| cs.iter().map(trim).collect()),
+            init_containers: spec.init_containers.map(|cs| cs.iter().map(trim).collect()),
             ..Default::default()
         });
     }

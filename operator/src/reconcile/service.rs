@@ -228,8 +228,7 @@ async fn decide(
             message: format!("{ready}/{replicas} pods ready"),
         },
         // Pods that cannot start need the user now, not after the progress deadline.
-        Rollout::InProgress { message, .. } => match ctx.pod_problem(namespace, &ls.name_any())
-        {
+        Rollout::InProgress { message, .. } => match ctx.pod_problem(namespace, &ls.name_any()) {
             Some(problem) => Health::Degraded {
                 reason: problem.reason.into(),
                 message: problem.message,

@@ -57,7 +57,10 @@ fn problem_of(pod: &Pod) -> Option<PodProblem> {
         message: format!(
             "pod {} cannot be scheduled: {}",
             pod.metadata.name.as_deref().unwrap_or_default(),
-            unschedulable.message.as_deref().unwrap_or("no node fits it")
+            unschedulable
+                .message
+                .as_deref()
+                .unwrap_or("no node fits it")
         ),
     })
 }
@@ -156,9 +159,9 @@ mod tests {
         let problem = pod_problem([&p]).unwrap();
         assert_eq!(problem.reason, "ImagePullFailed");
         assert!(
-            problem
-                .message
-                .starts_with("image docker.io/lucid/lucid-api-gateway:nope cannot be pulled (ErrImageNeverPull)"),
+            problem.message.starts_with(
+                "image docker.io/lucid/lucid-api-gateway:nope cannot be pulled (ErrImageNeverPull)"
+            ),
             "{}",
             problem.message
         );

@@ -52,12 +52,21 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{cni}"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    # Every image is imported; a pull (an image the node lacks) goes to a closed local port
+    # instead of a registry, so it fails here and now, and nothing leaves the machine.
+    config_path = "{registries}"
 "#,
         root = root.display(),
         socket = socket.display(),
         cni = dir.join("cni/net.d").display(),
+        registries = root.join("registries").display(),
     );
     write(&root.join("config.toml"), &config);
+    write(
+        &root.join("registries/docker.io/hosts.toml"),
+        "server = \"http://127.0.0.1:9\"\n",
+    );
     // The bridge plugin attaches pods to the node's bridge; host-local hands out addresses,
     // its leases under the run's directory; no masquerading: pod traffic goes nowhere else.
     let cni = serde_json::json!({
@@ -84,7 +93,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     let child = spawn(
         dir,
         "containerd",
-        Command::new("containerd").arg("--config").arg(root.join("config.toml")),
+        Command::new("containerd")
+            .arg("--config")
+            .arg(root.join("config.toml")),
     );
     wait_for_path(&socket, "containerd's socket");
     (child, socket)
@@ -237,7 +248,12 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
 
 pub fn kube_scheduler(cp: &ControlPlane, dir: &Path) -> Child {
     let kubeconfig = dir.join("kube-scheduler.kubeconfig");
-    write_kubeconfig(&cp.dir, &cp.server, &kubeconfig, "system:kube-scheduler-token");
+    write_kubeconfig(
+        &cp.dir,
+        &cp.server,
+        &kubeconfig,
+        "system:kube-scheduler-token",
+    );
     spawn(
         dir,
         "kube-scheduler",
@@ -289,7 +305,11 @@ pub fn dnsmasq(dir: &Path, hosts_dir: &Path) -> Child {
 pub fn wait_for_path(path: &Path, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !path.exists() {
-        assert!(Instant::now() < deadline, "{what} did not appear: {}", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not appear: {}",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -61,7 +61,9 @@ impl Record {
         };
         for name in SYSCTLS {
             if let Ok(value) = std::fs::read_to_string(Path::new("/proc/sys").join(name)) {
-                record.sysctls.insert(name.to_string(), value.trim().to_string());
+                record
+                    .sysctls
+                    .insert(name.to_string(), value.trim().to_string());
             }
         }
         for bin in IPTABLES {
@@ -179,15 +181,37 @@ pub fn network_up() {
     must(
         "iptables",
         &[
-            "-A", ISOLATION_CHAIN, "-i", BRIDGE, "!", "-o", BRIDGE, "-j", "DROP", "-m", "comment",
-            "--comment", "lucid test node: pods reach nothing beyond the bridge",
+            "-A",
+            ISOLATION_CHAIN,
+            "-i",
+            BRIDGE,
+            "!",
+            "-o",
+            BRIDGE,
+            "-j",
+            "DROP",
+            "-m",
+            "comment",
+            "--comment",
+            "lucid test node: pods reach nothing beyond the bridge",
         ],
     );
     must(
         "iptables",
         &[
-            "-A", ISOLATION_CHAIN, "-o", BRIDGE, "!", "-i", BRIDGE, "-j", "DROP", "-m", "comment",
-            "--comment", "lucid test node: nothing forwarded reaches pods",
+            "-A",
+            ISOLATION_CHAIN,
+            "-o",
+            BRIDGE,
+            "!",
+            "-i",
+            BRIDGE,
+            "-j",
+            "DROP",
+            "-m",
+            "comment",
+            "--comment",
+            "lucid test node: nothing forwarded reaches pods",
         ],
     );
     must("iptables", &["-I", "FORWARD", "1", "-j", ISOLATION_CHAIN]);
@@ -197,7 +221,10 @@ pub fn network_up() {
 /// unreachable or, worse, send pod traffic elsewhere: refuse to start.
 pub fn check_addresses_free() {
     let routes = sh("ip", &["-4", "route", "show"]).unwrap_or_default();
-    let prefix = POD_CIDR.rsplit_once('.').map(|(p, _)| p).unwrap_or(POD_CIDR);
+    let prefix = POD_CIDR
+        .rsplit_once('.')
+        .map(|(p, _)| p)
+        .unwrap_or(POD_CIDR);
     for line in routes.lines() {
         assert!(
             line.contains(BRIDGE) || !line.starts_with(prefix),
@@ -275,7 +302,11 @@ fn kill_and_wait(pids: &[i32]) {
 
 fn zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 
@@ -390,9 +421,7 @@ fn remove_chains(bin: &str, table: &str, before: &[String]) {
         let jumps_to_ours = made
             .iter()
             .any(|c| rule.contains(&format!("-j {c}")) || rule.contains(&format!("-g {c}")));
-        let in_ours = made
-            .iter()
-            .any(|c| rule.starts_with(&format!("-A {c} ")));
+        let in_ours = made.iter().any(|c| rule.starts_with(&format!("-A {c} ")));
         if jumps_to_ours && !in_ours {
             let spec = shell_words(&rule[3..]);
             let mut args = vec!["-t".to_string(), table.to_string(), "-D".to_string()];
@@ -442,8 +471,18 @@ mod tests {
     #[test]
     fn iptables_save_rules_split_like_a_shell() {
         assert_eq!(
-            super::shell_words(r#"FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD"#),
-            ["FORWARD", "-m", "comment", "--comment", "kubernetes forwarding rules", "-j", "KUBE-FORWARD"]
+            super::shell_words(
+                r#"FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD"#
+            ),
+            [
+                "FORWARD",
+                "-m",
+                "comment",
+                "--comment",
+                "kubernetes forwarding rules",
+                "-j",
+                "KUBE-FORWARD"
+            ]
         );
     }
 }

@@ -16,6 +16,7 @@
 mod components;
 pub mod host;
 mod services;
+pub mod stack;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -101,7 +102,10 @@ extern "C" fn teardown_at_exit() {
     let record = RECORD.lock().ok().and_then(|mut r| r.take());
     if let Some(record) = record {
         if std::env::var("LUCID_CLUSTER_KEEP_STATE").is_ok() {
-            eprintln!("[real-cluster] left running as asked: {}", record.dir.display());
+            eprintln!(
+                "[real-cluster] left running as asked: {}",
+                record.dir.display()
+            );
             return;
         }
         host::teardown(&record);
@@ -306,7 +310,12 @@ fn tool(name: &str, var: &str) -> PathBuf {
     if let Ok(path) = std::env::var(var) {
         return PathBuf::from(path);
     }
-    script_output("LUCID_TOOLS", &repo().join("tests/harness/install-tools.sh"), &[]).join(name)
+    script_output(
+        "LUCID_TOOLS",
+        &repo().join("tests/harness/install-tools.sh"),
+        &[],
+    )
+    .join(name)
 }
 
 /// The harness's own images (pause, Redis, the MongoDB wire-protocol server).

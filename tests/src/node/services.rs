@@ -167,7 +167,9 @@ pub async fn provision_volumes(client: Client, volumes_dir: PathBuf) {
         match volumes.create(&PostParams::default(), &volume).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => tracing::warn!(claim = %claim.name_any(), error = %e, "cannot create a volume"),
+            Err(e) => {
+                tracing::warn!(claim = %claim.name_any(), error = %e, "cannot create a volume")
+            }
         }
     }
 }

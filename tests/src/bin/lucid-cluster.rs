@@ -1,0 +1,81 @@
+//! `lucid-cluster`: a real single-node Kubernetes cluster on this machine (kubelet,
+//! containerd, runc), the operator installed into it by Helm from its image, and the session
+//! pipeline rolled out as LucidServices in real pods. Prints what runs; with `--keep`, stays
+//! up for `kubectl` until Ctrl-C. Everything it changed on the machine is undone when it
+//! exits. Needs root.
+//!
+//!   cargo run -p lucid-e2e --bin lucid-cluster [-- --keep]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kube::Api;
+use lucid_e2e::node::stack::{PIPELINE, create_namespace, install_operator, pipeline_documents};
+use lucid_e2e::node::{self, real_cluster};
+use lucid_e2e::{apply_documents, is_ready};
+use lucid_operator::api::LucidService;
+
+const NAMESPACE: &str = "lucid";
+
+fn show(mut cmd: Command) {
+    if let Ok(out) = cmd.output() {
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let keep = std::env::args().any(|a| a == "--keep");
+    let started = Instant::now();
+    let cluster = real_cluster();
+    println!(
+        "node Ready after {:.1} s; installing the operator with helm",
+        started.elapsed().as_secs_f64()
+    );
+    install_operator(cluster);
+    let client = cluster.client().await;
+    create_namespace(&client, NAMESPACE).await;
+    apply_documents(&client, NAMESPACE, &pipeline_documents()).await;
+    println!(
+        "operator Ready after {:.1} s; session pipeline applied to namespace {NAMESPACE}",
+        started.elapsed().as_secs_f64()
+    );
+
+    let services: Api<LucidService> = Api::namespaced(client.clone(), NAMESPACE);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let list = services.list(&Default::default()).await.expect("list");
+        let ready = list.items.iter().filter(|ls| is_ready(ls)).count();
+        if ready == PIPELINE.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            eprintln!("not every service turned Ready in 5 minutes");
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    println!(
+        "\n--- {:.1} s after start ---\n",
+        started.elapsed().as_secs_f64()
+    );
+    let mut get = cluster.kubectl();
+    get.args(["get", "pods", "-A", "-o", "wide"]);
+    show(get);
+    println!();
+    let mut get = cluster.kubectl();
+    get.args(["get", "-n", NAMESPACE, "lucidphases,lucidservices"]);
+    show(get);
+
+    if keep {
+        println!(
+            "\nThe cluster stays up until Ctrl-C:\n  export KUBECONFIG={}\n  {} get pods -n {NAMESPACE}",
+            cluster.control_plane.kubeconfig.display(),
+            cluster.kubectl().get_program().to_string_lossy()
+        );
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    println!("tearing down");
+    node::teardown();
+}
