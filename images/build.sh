@@ -94,10 +94,12 @@ verify_binary() { # path arch
   kind="$(file -b "$exe")"
   [[ "$kind" == *"$(machine "$arch")"* ]] || { echo "$exe is not $arch: $kind" >&2; return 1; }
   [[ "$kind" == *"static"* ]] || { echo "$exe is not static: $kind" >&2; return 1; }
-  if [ "$arch" = arm64 ] && [ "$(uname -m)" != aarch64 ]; then
+  if [ "$arch" = "$(dpkg --print-architecture)" ]; then
+    "$exe" --version >&2
+  elif [ "$arch" = arm64 ]; then
     qemu-aarch64-static "$exe" --version >&2
   else
-    "$exe" --version >&2
+    qemu-x86_64-static "$exe" --version >&2
   fi
 }
 

@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Runs every test: the operator workspace (unit tests, generated-file checks, end-to-end
-# tests against a real kube-apiserver) and the services workspace (against real Redis and a
-# MongoDB wire-protocol server). Installs what they need first (cached after the first run).
+# tests against a real kube-apiserver, and the real single-node cluster's tests with pods
+# under a real kubelet) and the services workspace (against real Redis and a MongoDB
+# wire-protocol server). Installs and builds what they need first (cached after the first
+# run, outside the repo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LUCID_K8S_BIN="$(bash tests/harness/install-control-plane.sh | tail -n 1)"
 export LUCID_KUBECTL="$(bash tests/harness/install-tools.sh | tail -n 1)/kubectl"
 export LUCID_HELM="$(dirname "$LUCID_KUBECTL")/helm"
 export LUCID_NX27017="$(bash tests/harness/install-service-deps.sh | tail -n 1)"
+bash tests/harness/install-node.sh
 command -v openssl >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null; }
+# The images the real cluster runs: this machine's architecture at least (.ci/run builds
+# arm64 too and passes them in LUCID_IMAGES).
+host_arch="$(dpkg --print-architecture)"
+export LUCID_IMAGES="${LUCID_IMAGES:-$(LUCID_IMAGE_ARCHES="$host_arch" bash images/build.sh | tail -n 1)}"
+export LUCID_NODE_IMAGES="$(bash tests/harness/build-node-images.sh | tail -n 1)"
 cargo test --workspace --locked
 cargo test --manifest-path services/Cargo.toml --workspace --locked

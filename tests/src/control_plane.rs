@@ -237,7 +237,10 @@ pub fn start(options: &Options) -> (ControlPlane, Vec<Child>) {
     let f = |name: &str| dir.join(name).display().to_string();
     let mut tokens = format!("{TOKEN},lucid-admin,lucid-admin,\"system:masters\"\n");
     for (user, groups) in &options.users {
-        tokens.push_str(&format!("{user}-token,{user},{user},\"{groups}\"\n"));
+        match groups.as_str() {
+            "" => tokens.push_str(&format!("{user}-token,{user},{user}\n")),
+            groups => tokens.push_str(&format!("{user}-token,{user},{user},\"{groups}\"\n")),
+        }
     }
     std::fs::write(dir.join("tokens.csv"), tokens).expect("token file");
     // LUCID_E2E_AUDIT=1 records every request (metadata only), to count them per user.

@@ -26,6 +26,18 @@ fn show(mut cmd: Command) {
 
 #[tokio::main]
 async fn main() {
+    // Ctrl-C or SIGTERM at any point tears the node down (an exit does too).
+    tokio::spawn(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        eprintln!("tearing down");
+        node::teardown();
+        std::process::exit(130);
+    });
     let keep = std::env::args().any(|a| a == "--keep");
     let started = Instant::now();
     let cluster = real_cluster();
@@ -74,7 +86,7 @@ async fn main() {
             cluster.control_plane.kubeconfig.display(),
             cluster.kubectl().get_program().to_string_lossy()
         );
-        let _ = tokio::signal::ctrl_c().await;
+        std::future::pending::<()>().await;
     }
     println!("tearing down");
     node::teardown();

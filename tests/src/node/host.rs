@@ -50,6 +50,9 @@ pub struct Record {
     /// iptables chains that existed before (never touched), per binary and table.
     chains_before: BTreeMap<String, Vec<String>>,
     logs_before: BTreeMap<String, Vec<String>>,
+    /// Log directories that did not exist before (removed whole on teardown).
+    #[serde(default)]
+    logs_created: Vec<String>,
 }
 
 impl Record {
@@ -74,7 +77,11 @@ impl Record {
             }
         }
         for dir in LOG_DIRS {
-            record.logs_before.insert(dir.to_string(), entries(dir));
+            if Path::new(dir).exists() {
+                record.logs_before.insert(dir.to_string(), entries(dir));
+            } else {
+                record.logs_created.push(dir.to_string());
+            }
         }
         record
     }
@@ -313,6 +320,7 @@ fn zombie(pid: i32) -> bool {
 /// Undoes everything in `record`, whatever state the run left. Best effort throughout: a
 /// teardown that stops at the first failure would leave the rest behind.
 pub fn teardown(record: &Record) {
+    keep_logs(&record.dir);
     // 1. The processes the run started, kubelet first so it restarts nothing; only while
     //    they are still ours (a PID reused since would not name the run's directory or
     //    binaries).
@@ -376,7 +384,11 @@ pub fn teardown(record: &Record) {
             remove_chains(bin, table, &before);
         }
     }
-    // 6. Pod logs the kubelet wrote outside the run's directory.
+    // 6. Pod logs the kubelet wrote outside the run's directory (kept for a post-mortem).
+    let _ = Command::new("cp")
+        .args(["-r", "/var/log/pods"])
+        .arg(Path::new(LOGS_DIR).join("pods"))
+        .status();
     for (dir, before) in &record.logs_before {
         for entry in entries(dir) {
             if !before.contains(&entry) {
@@ -384,6 +396,9 @@ pub fn teardown(record: &Record) {
                 let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
             }
         }
+    }
+    for dir in &record.logs_created {
+        let _ = std::fs::remove_dir_all(dir);
     }
     // 7. Sysctls, last: forwarding stays on until nothing forwards any more.
     for (name, value) in &record.sysctls {
@@ -394,6 +409,26 @@ pub fn teardown(record: &Record) {
         .arg(&record.dir)
         .status();
     let _ = std::fs::remove_file(Path::new(RUN_DIR).join("record.json"));
+}
+
+/// The components' logs of the last run, kept for a post-mortem: `LOGS_DIR`.
+pub const LOGS_DIR: &str = "/var/log/lucid-cluster/last";
+
+fn keep_logs(dir: &Path) {
+    let _ = std::fs::remove_dir_all(LOGS_DIR);
+    let _ = std::fs::create_dir_all(LOGS_DIR);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() && path.parent() == Some(dir) {
+                stack.push(path); // the control plane's directory, one level down
+            } else if kind.is_file() && path.extension().is_some_and(|e| e == "log") {
+                let _ = std::fs::copy(&path, Path::new(LOGS_DIR).join(entry.file_name()));
+            }
+        }
+    }
 }
 
 fn remove_cgroup_tree(dir: &Path) {

@@ -163,7 +163,7 @@ fn start() -> (RealCluster, Vec<Child>) {
     options.admission = Some("NodeRestriction");
     options.controllers = "deployment,replicaset,garbagecollector,namespace,serviceaccount,\
         serviceaccount-token,endpoint,endpointslice,persistentvolume-binder,pvc-protection,\
-        pv-protection,job,ttl-after-finished";
+        pv-protection,job,nodelifecycle";
     options.users = vec![
         (format!("system:node:{NODE_NAME}"), "system:nodes".into()),
         ("system:kube-proxy".into(), String::new()),

@@ -114,7 +114,7 @@ spec:
   image: {repository: lucid/redis, tag: harness, pullPolicy: Never}
   phase: foundation
   ports: [{name: redis, port: 6379}]
-  args: [--port, "6379", --bind, 0.0.0.0, --dir, /app/data, --save, "", --appendonly, "no", --protected-mode, "no"]
+  args: [--port, "6379", --bind, 0.0.0.0, --dir, /app/data, --protected-mode, "no"]
   healthCheck: {kind: Tcp, intervalSeconds: 5}
 "#;
 
