@@ -173,35 +173,33 @@ async fn helm_installs_the_operator_which_runs_from_its_image_under_the_charts_r
 
     // Not an admin: what the chart grants, no more.
     let as_operator = "system:serviceaccount:lucid-system:lucid-operator";
-    for (verb, resource, allowed) in [
-        ("patch", "deployments.apps", "yes"),
-        ("watch", "lucidservices.lucid.io", "yes"),
-        ("patch", "lucidservices.lucid.io/status", "yes"),
-        ("watch", "pods", "yes"),
-        ("delete", "pods", "no"),
+    for (verb, resource, subresource, allowed) in [
+        ("patch", "deployments.apps", "", "yes"),
+        ("watch", "lucidservices.lucid.io", "", "yes"),
+        ("patch", "lucidservices.lucid.io", "status", "yes"),
+        ("watch", "pods", "", "yes"),
+        ("delete", "pods", "", "no"),
         (
             "create",
             "clusterrolebindings.rbac.authorization.k8s.io",
+            "",
             "no",
         ),
-        ("update", "secrets", "no"),
-        ("create", "lucidservices.lucid.io", "no"),
+        ("update", "secrets", "", "no"),
+        ("create", "lucidservices.lucid.io", "", "no"),
+        ("patch", "lucidservices.lucid.io", "", "no"),
     ] {
         let mut kubectl = cluster.kubectl();
-        kubectl.args([
-            "auth",
-            "can-i",
-            verb,
-            resource,
-            "--all-namespaces",
-            "--as",
-            as_operator,
-        ]);
+        kubectl.args(["auth", "can-i", verb, resource, "--all-namespaces"]);
+        kubectl.args(["--as", as_operator]);
+        if !subresource.is_empty() {
+            kubectl.arg(format!("--subresource={subresource}"));
+        }
         let out = kubectl.output().expect("kubectl");
         assert_eq!(
             stdout(&out),
             allowed,
-            "can the operator {verb} {resource}? {}",
+            "can the operator {verb} {resource} {subresource}? {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }

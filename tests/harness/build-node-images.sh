@@ -29,7 +29,8 @@ add_libraries() {
   local root=$1 elf lib
   while IFS= read -r elf; do
     for lib in $(ldd "$elf" 2>/dev/null | awk '$3 ~ /^\// {print $3} $1 ~ /^\/.*ld-linux/ {print $1}'); do
-      [ -e "$root$lib" ] || install -D -m 0644 "$(readlink -f "$lib")" "$root$lib"
+      # 0755: the kernel execs the dynamic loader, and libraries are mapped executable.
+      [ -e "$root$lib" ] || install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
     done
   done < <(find "$root" -type f -exec sh -c 'file -b "$1" | grep -q "ELF.*dynamic"' _ {} \; -print)
 }

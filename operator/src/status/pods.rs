@@ -24,14 +24,21 @@ const IMAGE_REASONS: &[&str] = &[
 ];
 const CONFIG_REASONS: &[&str] = &["CreateContainerConfigError", "CreateContainerError"];
 
-/// The first problem among `pods` that only the user can fix, in a stable order (by pod
-/// name) so the message does not flap between pods with the same problem.
+/// The problem among `pods` that only the user can fix, from the newest pod that has one:
+/// during a rollout the old ReplicaSet's pod may still be stuck on the image the user has
+/// since fixed, and what matters is the current template. Ties go by name, so the message
+/// does not flap between pods with the same problem.
 pub fn pod_problem<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Option<PodProblem> {
     let mut pods: Vec<&Pod> = pods
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
-    pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    pods.sort_by(|a, b| {
+        let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        created(b)
+            .cmp(&created(a))
+            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    });
     pods.into_iter().find_map(problem_of)
 }
 
@@ -206,7 +213,21 @@ mod tests {
     }
 
     #[test]
-    fn the_same_problem_on_several_pods_is_reported_from_the_first_by_name() {
+    fn the_newest_pod_speaks_for_the_rollout_and_ties_go_by_name() {
+        let at = |p: &mut Pod, s: &str| {
+            p.metadata.creation_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(s.parse().unwrap()),
+            );
+        };
+        let mut old = pod("a-old", waiting("ErrImageNeverPull", "the old tag"));
+        at(&mut old, "2026-01-01T00:00:00Z");
+        let mut new = pod("z-new", waiting("CrashLoopBackOff", "back-off"));
+        at(&mut new, "2026-01-01T00:01:00Z");
+        assert_eq!(
+            pod_problem([&old, &new]).unwrap().reason,
+            "CrashLoopBackOff"
+        );
+
         let b = pod("b", waiting("ImagePullBackOff", "from b"));
         let a = pod("a", waiting("ImagePullBackOff", "from a"));
         assert!(pod_problem([&b, &a]).unwrap().message.ends_with("from a"));

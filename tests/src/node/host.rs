@@ -421,7 +421,9 @@ fn keep_logs(dir: &Path) {
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let path = entry.path();
-            let Ok(kind) = entry.file_type() else { continue };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
             if kind.is_dir() && path.parent() == Some(dir) {
                 stack.push(path); // the control plane's directory, one level down
             } else if kind.is_file() && path.extension().is_some_and(|e| e == "log") {
