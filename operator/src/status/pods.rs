@@ -24,22 +24,38 @@ const IMAGE_REASONS: &[&str] = &[
 ];
 const CONFIG_REASONS: &[&str] = &["CreateContainerConfigError", "CreateContainerError"];
 
-/// The problem among `pods` that only the user can fix, from the newest pod that has one:
-/// during a rollout the old ReplicaSet's pod may still be stuck on the image the user has
-/// since fixed, and what matters is the current template. Ties go by name, so the message
-/// does not flap between pods with the same problem.
+/// The problem, among the pods of the current ReplicaSet, that only the user can fix. The
+/// current ReplicaSet is the newest pod's (`pod-template-hash`): during a rollout the old
+/// ReplicaSet's pod may still be stuck on the image the user has since fixed, and what
+/// matters is the current template. Pods go by name, so the message does not flap between
+/// pods with the same problem.
 pub fn pod_problem<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Option<PodProblem> {
-    let mut pods: Vec<&Pod> = pods
+    let pods: Vec<&Pod> = pods
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
-    pods.sort_by(|a, b| {
-        let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-        created(b)
-            .cmp(&created(a))
-            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
-    });
-    pods.into_iter().find_map(problem_of)
+    let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let newest = pods.iter().max_by(|a, b| {
+        created(a)
+            .cmp(&created(b))
+            .then_with(|| b.metadata.name.cmp(&a.metadata.name))
+    })?;
+    let current = template_hash(newest);
+    let mut current: Vec<&Pod> = pods
+        .iter()
+        .copied()
+        .filter(|p| template_hash(p) == current)
+        .collect();
+    current.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    current.into_iter().find_map(problem_of)
+}
+
+fn template_hash(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .labels
+        .as_ref()?
+        .get("pod-template-hash")
+        .map(String::as_str)
 }
 
 fn problem_of(pod: &Pod) -> Option<PodProblem> {
@@ -213,23 +229,30 @@ mod tests {
     }
 
     #[test]
-    fn the_newest_pod_speaks_for_the_rollout_and_ties_go_by_name() {
-        let at = |p: &mut Pod, s: &str| {
+    fn the_current_replica_sets_pods_speak_for_the_rollout_by_name() {
+        let at = |p: &mut Pod, hash: &str, s: &str| {
             p.metadata.creation_timestamp = Some(
                 k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(s.parse().unwrap()),
             );
+            p.metadata.labels = Some([("pod-template-hash".to_string(), hash.to_string())].into());
         };
         let mut old = pod("a-old", waiting("ErrImageNeverPull", "the old tag"));
-        at(&mut old, "2026-01-01T00:00:00Z");
-        let mut new = pod("z-new", waiting("CrashLoopBackOff", "back-off"));
-        at(&mut new, "2026-01-01T00:01:00Z");
+        at(&mut old, "old", "2026-01-01T00:00:00Z");
+        let mut new = pod("z-new", waiting("ContainerCreating", ""));
+        at(&mut new, "new", "2026-01-01T00:01:00Z");
+        // The fixed template's pod is still starting: nothing to report, whatever the old one says.
+        assert_eq!(pod_problem([&old, &new]), None);
+        new = pod("z-new", waiting("CrashLoopBackOff", "back-off"));
+        at(&mut new, "new", "2026-01-01T00:01:00Z");
         assert_eq!(
             pod_problem([&old, &new]).unwrap().reason,
             "CrashLoopBackOff"
         );
 
-        let b = pod("b", waiting("ImagePullBackOff", "from b"));
-        let a = pod("a", waiting("ImagePullBackOff", "from a"));
+        let mut b = pod("b", waiting("ImagePullBackOff", "from b"));
+        at(&mut b, "new", "2026-01-01T00:02:00Z");
+        let mut a = pod("a", waiting("ImagePullBackOff", "from a"));
+        at(&mut a, "new", "2026-01-01T00:01:30Z");
         assert!(pod_problem([&b, &a]).unwrap().message.ends_with("from a"));
     }
 }

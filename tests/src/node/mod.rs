@@ -140,6 +140,12 @@ fn start() -> (RealCluster, Vec<Child>) {
         host::teardown(&previous);
     }
     host::check_addresses_free();
+    // containerd, runc, the CNI plugins, iptables, dnsmasq: installed unless present.
+    let installed = Command::new("bash")
+        .arg(repo().join("tests/harness/install-node.sh"))
+        .status()
+        .expect("run install-node.sh");
+    assert!(installed.success(), "tests/harness/install-node.sh failed");
     let node_images = node_images();
     let lucid_images = lucid_images();
 

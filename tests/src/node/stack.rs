@@ -40,6 +40,8 @@ pub fn install_operator(cluster: &RealCluster) {
         helm.args(["install", "lucid-operator"])
             .arg(format!("{ROOT}/charts/lucid-operator"))
             .args(["-n", OPERATOR_NAMESPACE, "--create-namespace"])
+            // Each reconcile's outcome in the operator's log (kept after teardown).
+            .args(["--set", "logLevel=info\\,lucid_operator=debug"])
             .args(["--wait", "--timeout", "3m"]);
         let out = helm.output().expect("helm");
         if !out.status.success() {
