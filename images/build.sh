@@ -24,7 +24,7 @@ repo="$PWD"
 
 ZIG_VERSION=0.15.2
 ZIGBUILD_VERSION=0.24.1
-TOOLS=/opt/lucid-zig
+TOOLS="${LUCID_IMAGE_TOOLS:-/opt/lucid-zig}"
 TAG="$(awk -F'"' '/^appVersion:/ {print $2}' charts/lucid-operator/Chart.yaml)"
 OUT="${LUCID_IMAGE_OUT:-$repo/target/images}"
 # Cargo target dirs for the musl builds: outside the repo, so a warm CI run rebuilds little.
@@ -42,7 +42,7 @@ declare -A SOURCES=(
 ORDER=(lucid-operator lucid-session-storage lucid-session-recorder lucid-api-gateway)
 if [ $# -gt 0 ]; then ORDER=("$@"); fi
 
-log() { printf '[images] %s\n' "$*" >&2; }
+log() { printf '[images] %s  %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 # shellcheck source=tests/harness/apt.sh
 . "$repo/tests/harness/apt.sh"
 

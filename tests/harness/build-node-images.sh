@@ -13,7 +13,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/apt.sh"
 NX_VERSION=0.8.1
 key="$(cat "$0" "$here/node-images/pause.c" | sha256sum | cut -c1-12)"
-OUT="${LUCID_NODE_IMAGES:-/var/cache/lucid-node-images}/$key"
+OUT="${LUCID_NODE_IMAGE_CACHE:-/var/cache/lucid-node-images}/$key"
 log() { printf '[node-images] %s\n' "$*" >&2; }
 if [ -f "$OUT/pause.tar" ] && [ -f "$OUT/redis.tar" ] && [ -f "$OUT/mongo-wire.tar" ]; then
   echo "$OUT"; exit 0
