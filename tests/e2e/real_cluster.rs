@@ -68,37 +68,8 @@ async fn service_pod(client: &Client, namespace: &str, name: &str) -> Pod {
 /// What the kernel says of a pod's main process: (uid line, effective capabilities,
 /// no_new_privs, seccomp mode, root mount read-only).
 fn process_facts(cluster: &RealCluster, pod: &Pod) -> (String, String, String, String, bool) {
-    let id = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|c| c.first())
-        .and_then(|c| c.container_id.clone())
-        .expect("container id");
-    let id = id.trim_start_matches("containerd://");
-    let tasks = run({
-        let mut c = Command::new("ctr");
-        c.arg("--address")
-            .arg(&cluster.containerd_socket)
-            .args(["-n", "k8s.io", "tasks", "ls"]);
-        c
-    });
-    let pid = stdout(&tasks)
-        .lines()
-        .find(|l| l.starts_with(id))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or_else(|| panic!("no task for container {id}"))
-        .to_string();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}:")))
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    let pid = cluster.main_process(pod).expect("the pod's main process");
+    let field = |name: &str| RealCluster::proc_status(pid, name).expect("a /proc status field");
     let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
     let root_read_only = mounts.lines().any(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();

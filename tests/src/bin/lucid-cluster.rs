@@ -80,6 +80,22 @@ async fn main() {
     get.args(["get", "-n", NAMESPACE, "lucidphases,lucidservices"]);
     show(get);
 
+    // What each pod's main process holds in memory, as the kernel counts it.
+    println!("\nmemory of each pod's main process (VmRSS now / VmHWM peak):");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::all(client.clone());
+    let mut pods = pods.list(&Default::default()).await.expect("pods").items;
+    pods.sort_by_key(|p| p.metadata.name.clone());
+    for pod in &pods {
+        if let Some(pid) = cluster.main_process(pod) {
+            println!(
+                "  {:<36} {:>10} / {:>10}",
+                pod.metadata.name.as_deref().unwrap_or_default(),
+                node::RealCluster::proc_status(pid, "VmRSS").unwrap_or_default(),
+                node::RealCluster::proc_status(pid, "VmHWM").unwrap_or_default()
+            );
+        }
+    }
+
     if keep {
         println!(
             "\nThe cluster stays up until Ctrl-C:\n  export KUBECONFIG={}\n  {} get pods -n {NAMESPACE}",

@@ -56,10 +56,12 @@ pub struct RealCluster {
 
 static RECORD: Mutex<Option<host::Record>> = Mutex::new(None);
 
-/// The real cluster of this process, started on first use and torn down at exit.
+/// The real cluster of this process, started on first use and torn down at exit. A start
+/// that failed fails every later caller at once with the same message (it is not retried:
+/// the first attempt still holds the machine's lock).
 pub fn real_cluster() -> &'static RealCluster {
-    static CLUSTER: OnceLock<RealCluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
+    static CLUSTER: OnceLock<Result<RealCluster, String>> = OnceLock::new();
+    let started = CLUSTER.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel();
         // Children die with the thread that spawned them (PDEATHSIG): this one lives as long
         // as the process and also runs the harness's DNS and volume tasks.
@@ -85,8 +87,18 @@ pub fn real_cluster() -> &'static RealCluster {
                 });
             })
             .expect("spawn cluster thread");
-        rx.recv().expect("real cluster started")
-    })
+        rx.recv().map_err(|_| {
+            format!(
+                "the real cluster did not start: see the first panic above and the components' \
+                 logs in {}",
+                host::LOGS_DIR
+            )
+        })
+    });
+    match started {
+        Ok(cluster) => cluster,
+        Err(message) => panic!("{message}"),
+    }
 }
 
 async fn client_for(kubeconfig: &Path) -> Client {
@@ -273,6 +285,39 @@ impl RealCluster {
             .env("HELM_CONFIG_HOME", self.dir.join("helm/config"))
             .env("HELM_DATA_HOME", self.dir.join("helm/data"));
         cmd
+    }
+
+    /// The host PID of a pod's first container's main process, from containerd's tasks.
+    pub fn main_process(&self, pod: &k8s_openapi::api::core::v1::Pod) -> Option<u32> {
+        let id = pod
+            .status
+            .as_ref()?
+            .container_statuses
+            .as_ref()?
+            .first()?
+            .container_id
+            .clone()?;
+        let id = id.trim_start_matches("containerd://").to_string();
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(&self.containerd_socket)
+            .args(["-n", "k8s.io", "tasks", "ls"])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with(&id))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|pid| pid.parse().ok())
+    }
+
+    /// A field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, `Uid`, …), whitespace-normalised.
+    pub fn proc_status(pid: u32, field: &str) -> Option<String> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
     }
 
     /// The address cluster DNS gives `<service>.<namespace>.svc.cluster.local`.

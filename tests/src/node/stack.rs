@@ -34,8 +34,9 @@ pub fn host_arch() -> &'static str {
 /// `helm install` of `charts/lucid-operator` with its defaults (the image `images/build.sh`
 /// makes), once per process; waits for the operator to be Ready by its probes.
 pub fn install_operator(cluster: &RealCluster) {
-    static INSTALLED: OnceLock<()> = OnceLock::new();
-    INSTALLED.get_or_init(|| {
+    // A failed install fails every later caller with the same message, not a second install.
+    static INSTALLED: OnceLock<Result<(), String>> = OnceLock::new();
+    let installed = INSTALLED.get_or_init(|| {
         let mut helm = cluster.helm();
         helm.args(["install", "lucid-operator"])
             .arg(format!("{ROOT}/charts/lucid-operator"))
@@ -44,21 +45,25 @@ pub fn install_operator(cluster: &RealCluster) {
             .args(["--set", "logLevel=info\\,lucid_operator=debug"])
             .args(["--wait", "--timeout", "3m"]);
         let out = helm.output().expect("helm");
-        if !out.status.success() {
-            let describe = cluster
-                .kubectl()
-                .args(["-n", OPERATOR_NAMESPACE, "describe", "pods"])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
-            panic!(
-                "helm install failed:\n{}\n{}\noperator pods:\n{describe}\nkubelet:\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr),
-                cluster.log_tail("kubelet", 30)
-            );
+        if out.status.success() {
+            return Ok(());
         }
+        let describe = cluster
+            .kubectl()
+            .args(["-n", OPERATOR_NAMESPACE, "describe", "pods"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        Err(format!(
+            "helm install failed:\n{}\n{}\noperator pods:\n{describe}\nkubelet:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            cluster.log_tail("kubelet", 30)
+        ))
     });
+    if let Err(message) = installed {
+        panic!("{message}");
+    }
 }
 
 pub async fn create_namespace(client: &Client, name: &str) {
