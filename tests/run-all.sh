@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test: the operator workspace (unit tests, generated-file checks, end-to-end
+# Runs every test: static checks of the charts and k3s scripts (tests/charts/check.sh), the
+# operator workspace (unit tests, generated-file checks, end-to-end
 # tests against a real kube-apiserver, and the real single-node cluster's tests with pods
 # under a real kubelet) and the services workspace (against real Redis and a MongoDB
 # wire-protocol server). Installs and builds what they need first (cached after the first
@@ -17,5 +18,6 @@ command -v openssl >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=nonintera
 host_arch="$(dpkg --print-architecture)"
 export LUCID_IMAGES="${LUCID_IMAGES:-$(LUCID_IMAGE_ARCHES="$host_arch" bash images/build.sh | tail -n 1)}"
 export LUCID_NODE_IMAGES="$(bash tests/harness/build-node-images.sh | tail -n 1)"
+bash tests/charts/check.sh
 cargo test --workspace --locked
 cargo test --manifest-path services/Cargo.toml --workspace --locked

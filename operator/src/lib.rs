@@ -5,6 +5,7 @@
 //! - [`reconcile`]: the controllers: dereference, validate, render, apply, report status;
 //! - [`status`]: conditions and readiness rules shared by both controllers.
 pub mod api;
+pub mod check;
 pub mod error;
 pub mod graph;
 pub mod http;

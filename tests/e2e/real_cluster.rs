@@ -157,6 +157,9 @@ async fn helm_installs_the_operator_which_runs_from_its_image_under_the_charts_r
             "no",
         ),
         ("update", "secrets", "", "no"),
+        ("update", "deployments.apps", "", "no"),
+        ("get", "deployments.apps", "", "no"),
+        ("watch", "secrets", "", "yes"),
         ("create", "lucidservices.lucid.io", "", "no"),
         ("patch", "lucidservices.lucid.io", "", "no"),
     ] {
@@ -174,6 +177,25 @@ async fn helm_installs_the_operator_which_runs_from_its_image_under_the_charts_r
             String::from_utf8_lossy(&out.stderr)
         );
     }
+
+    // `helm test`: a real pod from the operator's image, under its ServiceAccount, reaches
+    // the operator through its Service by cluster DNS and lists both custom resources.
+    let out = cluster
+        .helm()
+        .args(["test", "lucid-operator", "-n", OPERATOR_NAMESPACE, "--logs"])
+        .args(["--timeout", "2m"])
+        .output()
+        .expect("helm test");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "helm test failed:\n{printed}");
+    assert!(
+        printed.contains("is ready") && printed.contains("are served in the cluster"),
+        "helm test output: {printed}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

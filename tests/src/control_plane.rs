@@ -132,6 +132,39 @@ impl ControlPlane {
         out
     }
 
+    /// kubectl as the cluster admin.
+    pub fn kubectl(&self) -> Command {
+        let mut cmd = Command::new(crate::tools::tool("kubectl", "LUCID_KUBECTL"));
+        cmd.env("KUBECONFIG", &self.kubeconfig);
+        cmd
+    }
+
+    /// Helm 4 as the cluster admin, its state in this control plane's directory.
+    pub fn helm(&self) -> Command {
+        let mut cmd = Command::new(crate::tools::tool("helm", "LUCID_HELM"));
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .env("HELM_CACHE_HOME", self.dir.join("helm/cache"))
+            .env("HELM_CONFIG_HOME", self.dir.join("helm/config"))
+            .env("HELM_DATA_HOME", self.dir.join("helm/data"));
+        cmd
+    }
+
+    /// A client acting as a ServiceAccount (the admin impersonates it): what a pod running
+    /// under that account may do, RBAC included, without a kubelet.
+    pub async fn client_as_service_account(&self, namespace: &str, name: &str) -> Client {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
+        let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("kubeconfig");
+        config.auth_info.impersonate = Some(format!("system:serviceaccount:{namespace}:{name}"));
+        config.auth_info.impersonate_groups = Some(vec![
+            "system:serviceaccounts".into(),
+            format!("system:serviceaccounts:{namespace}"),
+            "system:authenticated".into(),
+        ]);
+        Client::try_from(config).expect("client")
+    }
+
     pub async fn client(&self) -> Client {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
         let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())

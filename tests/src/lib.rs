@@ -9,6 +9,7 @@
 pub mod control_plane;
 pub mod kubelet;
 pub mod node;
+pub mod tools;
 
 use std::sync::{Arc, Once};
 use std::time::Duration;

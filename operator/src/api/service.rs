@@ -123,7 +123,8 @@ pub struct LucidServiceSpec {
     pub service: ServiceExposure,
 
     /// Networks this service joins (the compose `networks`). A pod accepts traffic only
-    /// from pods sharing one of its networks.
+    /// from pods sharing one of its networks and, on its ports, from the services that
+    /// depend on it (and from anywhere when its Service is external).
     #[serde(default = "default_networks")]
     #[schemars(
         inner(pattern(DNS_LABEL_PATTERN), length(max = 63)),

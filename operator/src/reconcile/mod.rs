@@ -254,7 +254,7 @@ fn trim_pod(pod: &mut Pod) {
 }
 
 /// Which namespaces the operator watches.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Scope {
     /// The whole cluster (the chart's default).
     #[default]
@@ -262,6 +262,27 @@ pub enum Scope {
     /// One namespace: for a namespaced install, and for tests that run several operators side
     /// by side on one API server.
     Namespace(String),
+}
+
+impl Scope {
+    /// Scopes from a comma-separated namespace list (`LUCID_WATCH_NAMESPACES`): empty means the
+    /// whole cluster; duplicates and blanks are dropped.
+    pub fn from_list(list: &str) -> Vec<Scope> {
+        let mut namespaces: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|ns| !ns.is_empty())
+            .collect();
+        namespaces.sort_unstable();
+        namespaces.dedup();
+        if namespaces.is_empty() {
+            return vec![Scope::Cluster];
+        }
+        namespaces
+            .into_iter()
+            .map(|ns| Scope::Namespace(ns.to_string()))
+            .collect()
+    }
 }
 
 struct ScopedApi {
@@ -394,4 +415,26 @@ fn dependents_to_wake(
         })
         .map(service_ref)
         .collect()
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::Scope;
+
+    #[test]
+    fn an_empty_namespace_list_is_the_whole_cluster() {
+        assert_eq!(Scope::from_list(""), vec![Scope::Cluster]);
+        assert_eq!(Scope::from_list(" , "), vec![Scope::Cluster]);
+    }
+
+    #[test]
+    fn a_namespace_list_is_one_scope_per_distinct_namespace() {
+        assert_eq!(
+            Scope::from_list("b, a,b,"),
+            vec![
+                Scope::Namespace("a".into()),
+                Scope::Namespace("b".into())
+            ]
+        );
+    }
 }

@@ -255,7 +255,7 @@ async fn run(
 
     let mut operator = Command::new(operator_bin)
         .env("KUBECONFIG", cp.kubeconfig_for("lucid-operator"))
-        .env("LUCID_WATCH_NAMESPACE", &ns)
+        .env("LUCID_WATCH_NAMESPACES", &ns)
         .env("LUCID_HTTP_ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

@@ -20,7 +20,7 @@ pub mod stack;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,8 @@ use k8s_openapi::api::core::v1::Node;
 use kube::{Api, Client};
 
 pub use services::resolve;
+
+use crate::tools::{repo, script_output};
 
 use crate::control_plane::{self, ControlPlane, Options};
 
@@ -272,19 +274,12 @@ impl RealCluster {
 
     /// `kubectl` (1.37, from `tests/harness/install-tools.sh`) as the cluster admin.
     pub fn kubectl(&self) -> Command {
-        let mut cmd = Command::new(tool("kubectl", "LUCID_KUBECTL"));
-        cmd.env("KUBECONFIG", &self.control_plane.kubeconfig);
-        cmd
+        self.control_plane.kubectl()
     }
 
     /// Helm 4 as the cluster admin.
     pub fn helm(&self) -> Command {
-        let mut cmd = Command::new(tool("helm", "LUCID_HELM"));
-        cmd.env("KUBECONFIG", &self.control_plane.kubeconfig)
-            .env("HELM_CACHE_HOME", self.dir.join("helm/cache"))
-            .env("HELM_CONFIG_HOME", self.dir.join("helm/config"))
-            .env("HELM_DATA_HOME", self.dir.join("helm/data"));
-        cmd
+        self.control_plane.helm()
     }
 
     /// The host PID of a pod's first container's main process, from containerd's tasks.
@@ -327,46 +322,6 @@ impl RealCluster {
             &format!("{service}.{namespace}.svc.{CLUSTER_DOMAIN}"),
         )
     }
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_path_buf()
-}
-
-/// What an install script prints last (a directory), running it if `var` is unset.
-fn script_output(var: &str, script: &Path, envs: &[(&str, &str)]) -> PathBuf {
-    if let Ok(dir) = std::env::var(var) {
-        return PathBuf::from(dir);
-    }
-    let out = Command::new("bash")
-        .arg(script)
-        .envs(envs.iter().copied())
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
-    assert!(out.status.success(), "{} failed", script.display());
-    PathBuf::from(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .expect("the script prints a directory")
-            .trim(),
-    )
-}
-
-fn tool(name: &str, var: &str) -> PathBuf {
-    if let Ok(path) = std::env::var(var) {
-        return PathBuf::from(path);
-    }
-    script_output(
-        "LUCID_TOOLS",
-        &repo().join("tests/harness/install-tools.sh"),
-        &[],
-    )
-    .join(name)
 }
 
 /// The harness's own images (pause, Redis, the MongoDB wire-protocol server).
