@@ -3,7 +3,7 @@
 # cluster (README.md, step 6), and waits until every LucidService is Ready. It refuses to run
 # without a real Secret: the example's placeholders never reach a cluster.
 #   LUCID_NAMESPACE      namespace of the stack (lucid)
-#   LUCID_SECRET         Secret the stack reads (lucid-secrets, the stack chart's secretName)
+#   LUCID_SECRET         Secret the stack reads (lucid-secrets, the stack chart's envFiles.secrets.name)
 #   LUCID_ENVIRONMENT    your ConfigMaps (and Secret, if you keep it there) applied as they are;
 #                        default: the ConfigMaps of crds/examples/environment.yaml, not its Secret
 #   LUCID_STORAGE_CLASS  class of the stack's data claims (lucid-ssd; empty: the chart's own)
@@ -79,6 +79,7 @@ if [[ -n "${class}" ]]; then
   fi
   overrides=(--set "storage.storageClassName=${class}")
 fi
+overrides+=(--set "envFiles.secrets.name=${secret}")
 values=()
 if [[ -n "${LUCID_VALUES:-}" ]]; then values=(-f "${LUCID_VALUES}"); fi
 

@@ -3,7 +3,7 @@
 # again after each reboot it asks for (README.md, step 1). It checks, and fixes what it can:
 #   - cgroup v2 with the memory controller on (the kernel flags are added when missing; when
 #     the running kernel ignores them it stops and says why)
-#   - swap off
+#   - swap off; vm.max_map_count for Elasticsearch
 #   - the kernel's page size (16K by default on a Pi 5; LUCID_4K_KERNEL=yes switches to 4K)
 #   - the SSD at /mnt/myssd, the default route, the clock
 # Exit status: 0 ready for k3s, 2 reboot and run it again, 1 something to fix by hand.
@@ -61,6 +61,11 @@ kernel knows cgroup_enable=memory. Fix:
   - a kernel that is not Raspberry Pi's (Debian's, Ubuntu's): boot Raspberry Pi's kernel.
 Then reboot and run prepare-node.sh again."
 fi
+
+# Elasticsearch (lucid-elasticsearch) maps its indices into memory and refuses to start with
+# fewer than 262144 memory map areas; a pod cannot raise this host-wide sysctl itself.
+printf 'vm.max_map_count = 262144\n' >/etc/sysctl.d/60-lucid-elasticsearch.conf
+sysctl -q -w vm.max_map_count=262144
 
 # Swap off: the kubelet's memory accounting and eviction count RAM only, and swapping to an
 # SD card wears it out.

@@ -286,6 +286,40 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_required_config_map_holds_the_rollout_and_optional_ones_do_not() {
+        // What the stack chart renders for a foundation service: the env file carrying
+        // MONGODB_URL is required, the others optional.
+        let ls = crate::render::fixtures::service(
+            "lucid-redis",
+            r#"
+image: {repository: x}
+phase: foundation
+envFrom:
+  - configMapRef: {name: lucid-env-foundation}
+  - configMapRef: {name: lucid-env-distroless, optional: true}
+  - configMapRef: {name: lucid-env-core, optional: true}
+  - secretRef: {name: lucid-secrets}
+"#,
+        );
+        let refs = references(&ls);
+        let secret = (Kind::Secret, "lucid-secrets", Some(&[("JWT", "x")][..]));
+        let missing = check_and_hash(&refs, &contents(&[secret])).unwrap_err();
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert_eq!(missing[0].reason, "MissingConfigMap");
+        assert!(
+            missing[0]
+                .message
+                .contains("ConfigMap lucid-env-foundation not found")
+        );
+        let foundation = (
+            Kind::ConfigMap,
+            "lucid-env-foundation",
+            Some(&[("MONGODB_URL", "mongodb://lucid-mongodb:27017/lucid")][..]),
+        );
+        assert!(check_and_hash(&refs, &contents(&[foundation, secret])).is_ok());
+    }
+
+    #[test]
     fn a_missing_key_is_reported_unless_optional() {
         let mut refs = vec![Reference {
             kind: Kind::Secret,

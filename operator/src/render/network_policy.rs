@@ -1,7 +1,14 @@
-//! NetworkPolicies from the compose networks: a pod accepts traffic only from pods that share
-//! one of its networks, plus from anywhere on its ports when its Service is external. Pods on
-//! an isolated network (`lucid-tron-isolated`) may reach only DNS and the services they
-//! depend on.
+//! NetworkPolicies from the compose networks and `dependsOn`. A pod accepts traffic
+//! - from pods that share one of its networks (compose: containers on one network talk);
+//! - on its ports, from pods that depend on it (they carry `uses.lucid.io/<it>`), so a
+//!   TRON service reaches the databases it names in `dependsOn` without them being open to
+//!   every source; services on an isolated network admit no dependents from outside it;
+//! - on its ports, from anywhere when its Service is external (NodePort, LoadBalancer).
+//!
+//! Pods on an isolated network (`lucid-tron-isolated`) may reach only DNS, their network and
+//! the services they depend on. The paths are explicit in each policy and need nothing but
+//! the service itself to render: the dependent names the dependency, the dependency admits
+//! whoever names it.
 
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
@@ -9,6 +16,7 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
 
 use super::labels;
 use crate::api::LucidService;
@@ -33,6 +41,19 @@ pub fn is_isolated(ls: &LucidService) -> bool {
         .any(|n| ISOLATED_NETWORKS.contains(&n.as_str()))
 }
 
+/// The service's own ports, as policy ports.
+fn service_ports(ls: &LucidService) -> Vec<NetworkPolicyPort> {
+    ls.spec
+        .ports
+        .iter()
+        .map(|p| NetworkPolicyPort {
+            port: Some(IntOrString::Int(p.port)),
+            protocol: Some(p.protocol.as_str().into()),
+            ..Default::default()
+        })
+        .collect()
+}
+
 pub fn network_policy(ls: &LucidService, namespace: &str, owner: &OwnerReference) -> NetworkPolicy {
     let from_networks: Vec<NetworkPolicyPeer> = ls
         .spec
@@ -44,21 +65,19 @@ pub fn network_policy(ls: &LucidService, namespace: &str, owner: &OwnerReference
         from: Some(from_networks),
         ports: None,
     }];
+    if !ls.spec.ports.is_empty() && !is_isolated(ls) {
+        // Dependents may reach its ports, whatever network they are on. An isolated service
+        // admits only its own network: depending on a TRON service does not open TRON.
+        ingress.push(NetworkPolicyIngressRule {
+            from: Some(vec![peer(labels::uses_label(&ls.name_any()))]),
+            ports: Some(service_ports(ls)),
+        });
+    }
     if ls.spec.service.type_.is_external() && !ls.spec.ports.is_empty() {
         // Exposed on a node port or load balancer: anyone may reach the service's ports.
-        let ports = ls
-            .spec
-            .ports
-            .iter()
-            .map(|p| NetworkPolicyPort {
-                port: Some(IntOrString::Int(p.port)),
-                protocol: Some(p.protocol.as_str().into()),
-                ..Default::default()
-            })
-            .collect();
         ingress.push(NetworkPolicyIngressRule {
             from: None,
-            ports: Some(ports),
+            ports: Some(service_ports(ls)),
         });
     }
     let mut policy_types = vec!["Ingress".to_string()];

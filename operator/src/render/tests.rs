@@ -486,10 +486,11 @@ fn the_applied_hash_changes_with_the_spec_and_the_config_hash_only() {
         render(&redis(), &other_config).unwrap().applied_hash(),
         a.applied_hash()
     );
-    // dependsOn orders the rollout but changes no object.
+    // dependsOn labels the pods (`uses.lucid.io/<dependency>`: the dependency's policy admits
+    // them), so it changes the pod template and the hash.
     let mut deps = redis();
     deps.spec.depends_on.push("x".into());
-    assert_eq!(
+    assert_ne!(
         render(&deps, &inputs()).unwrap().applied_hash(),
         a.applied_hash()
     );
@@ -530,10 +531,19 @@ fn network_policy_admits_only_pods_sharing_a_network_plus_external_ports() {
         policy_peers(&ingress[0]),
         vec!["network.lucid.io/lucid-pi-network".to_string()]
     );
-    // NodePort: its port is open to anyone, nothing else is.
-    assert!(ingress[1].from.is_none());
+    // Its dependents, on its port.
+    assert_eq!(
+        policy_peers(&ingress[1]),
+        vec!["uses.lucid.io/lucid-redis".to_string()]
+    );
     assert_eq!(
         ingress[1].ports.as_ref().unwrap()[0].port,
+        Some(IntOrString::Int(6379))
+    );
+    // NodePort: its port is open to anyone, nothing else is.
+    assert!(ingress[2].from.is_none());
+    assert_eq!(
+        ingress[2].ports.as_ref().unwrap()[0].port,
         Some(IntOrString::Int(6379))
     );
     assert_eq!(
@@ -598,4 +608,207 @@ fn isolated_tron_pods_reach_only_their_network_their_dependencies_and_dns() {
         .clone()
         .unwrap();
     assert!(!pod_labels.contains_key("network.lucid.io/lucid-pi-network"));
+}
+
+/// Pod labels of a rendered service, as its Deployment's template carries them.
+fn pod_labels(ls: &LucidService) -> std::collections::BTreeMap<String, String> {
+    render(ls, &inputs())
+        .unwrap()
+        .deployment
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .labels
+        .unwrap()
+}
+
+fn selects(
+    selector: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    let selector = selector.as_ref().unwrap();
+    assert!(
+        selector.match_expressions.is_none(),
+        "not rendered, not evaluated"
+    );
+    selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// Whether `target`'s policy admits a connection from a pod labelled `from` to `port`: some
+/// ingress rule has a peer selecting `from` (or no peers) and lists `port` (or no ports).
+/// Only what the operator renders is evaluated: pod selectors with matchLabels, numeric ports.
+fn admits(target: &LucidService, from: &LucidService, port: i32) -> bool {
+    let policy = render(target, &inputs()).unwrap().network_policy;
+    let from = pod_labels(from);
+    policy.spec.unwrap().ingress.unwrap().iter().any(|rule| {
+        let peer_ok = rule.from.as_ref().is_none_or(|peers| {
+            peers.iter().any(|p| {
+                assert!(p.namespace_selector.is_none() && p.ip_block.is_none());
+                selects(&p.pod_selector, &from)
+            })
+        });
+        let port_ok = rule
+            .ports
+            .as_ref()
+            .is_none_or(|ports| ports.iter().any(|p| p.port == Some(IntOrString::Int(port))));
+        peer_ok && port_ok
+    })
+}
+
+/// Whether `source`'s policy lets it open a connection to a pod labelled `to` on `port`.
+fn may_reach(source: &LucidService, to: &LucidService, port: i32) -> bool {
+    let spec = render(source, &inputs())
+        .unwrap()
+        .network_policy
+        .spec
+        .unwrap();
+    if !spec.policy_types.unwrap().contains(&"Egress".to_string()) {
+        return true;
+    }
+    let to = pod_labels(to);
+    spec.egress.unwrap().iter().any(|rule| {
+        let peer_ok = rule
+            .to
+            .as_ref()
+            .is_none_or(|peers| peers.iter().any(|p| selects(&p.pod_selector, &to)));
+        let port_ok = rule
+            .ports
+            .as_ref()
+            .is_none_or(|ports| ports.iter().any(|p| p.port == Some(IntOrString::Int(port))));
+        peer_ok && port_ok
+    })
+}
+
+fn database(name: &str, port: i32, service_type: &str) -> LucidService {
+    service(
+        name,
+        &format!(
+            "image: {{repository: x}}\nphase: foundation\nports: [{{name: db, port: {port}}}]\nhealthCheck: {{kind: Tcp}}\nservice: {{type: {service_type}}}"
+        ),
+    )
+}
+
+fn tron(name: &str, depends_on: &str) -> LucidService {
+    service(
+        name,
+        &format!(
+            "image: {{repository: x}}\nphase: support\nnetworks: [lucid-tron-isolated]\ndependsOn: [{depends_on}]\nports: [{{name: http, port: 8094}}]"
+        ),
+    )
+}
+
+#[test]
+fn a_cluster_ip_database_admits_its_tron_dependents_and_no_other_tron_service() {
+    let mongodb = database("lucid-mongodb", 27017, "ClusterIP");
+    let client = tron("tron-client", "lucid-mongodb, lucid-redis");
+    let staking = tron("tron-staking", "lucid-redis");
+    assert!(admits(&mongodb, &client, 27017));
+    assert!(may_reach(&client, &mongodb, 27017));
+    // Only its port: a dependent gets the service, not the pod.
+    assert!(!admits(&mongodb, &client, 22));
+    // A TRON service that does not depend on the database is not admitted, and may not try.
+    assert!(!admits(&mongodb, &staking, 27017));
+    assert!(!may_reach(&staking, &mongodb, 27017));
+    // The main network still reaches it, as compose's shared network did.
+    let gateway = service(
+        "api-gateway",
+        "image: {repository: x}\nphase: core\nports: [{name: http, port: 8080}]",
+    );
+    assert!(admits(&mongodb, &gateway, 27017));
+}
+
+#[test]
+fn tron_services_reach_their_dependencies_and_dns_and_nothing_else() {
+    let client = tron("tron-client", "lucid-mongodb, lucid-redis");
+    let redis = database("lucid-redis", 6379, "ClusterIP");
+    let elasticsearch = database("lucid-elasticsearch", 9200, "ClusterIP");
+    let gateway = service(
+        "api-gateway",
+        "image: {repository: x}\nphase: core\nports: [{name: http, port: 8080}]\nservice: {type: NodePort}",
+    );
+    assert!(may_reach(&client, &redis, 6379));
+    assert!(!may_reach(&client, &elasticsearch, 9200));
+    assert!(
+        !may_reach(&client, &gateway, 8080),
+        "external is not a dependency"
+    );
+    // DNS: port 53 anywhere (CoreDNS is not a LucidService).
+    let dns = service("coredns", "image: {repository: x}\nphase: kube-system");
+    assert!(may_reach(&client, &dns, 53));
+    // Its own network, as compose's isolated network allowed.
+    let router = tron("tron-payout-router", "lucid-mongodb");
+    assert!(may_reach(&client, &router, 8094));
+    assert!(admits(&router, &client, 8094));
+}
+
+#[test]
+fn depending_on_an_isolated_service_does_not_open_its_network() {
+    let client = tron("tron-client", "lucid-mongodb");
+    let admin = service(
+        "admin-interface",
+        "image: {repository: x}\nphase: support\ndependsOn: [tron-client]\nports: [{name: http, port: 8120}]",
+    );
+    assert!(!admits(&client, &admin, 8094));
+    let policy = render(&client, &inputs()).unwrap().network_policy;
+    assert_eq!(
+        policy.spec.unwrap().ingress.unwrap().len(),
+        1,
+        "only its own network: no dependents rule, no external port"
+    );
+}
+
+#[test]
+fn user_labels_cannot_claim_a_network_or_a_dependency() {
+    let mongodb = database("lucid-mongodb", 27017, "ClusterIP");
+    let mut sneaky = tron("tron-staking", "lucid-redis");
+    for key in [
+        "uses.lucid.io/lucid-mongodb",
+        "network.lucid.io/lucid-pi-network",
+    ] {
+        sneaky.spec.labels.insert(key.into(), "true".into());
+    }
+    let labels = pod_labels(&sneaky);
+    assert!(!labels.contains_key("uses.lucid.io/lucid-mongodb"));
+    assert!(!labels.contains_key("network.lucid.io/lucid-pi-network"));
+    assert!(!admits(&mongodb, &sneaky, 27017));
+}
+
+#[test]
+fn dependency_labels_are_on_the_pods_and_never_in_the_selector() {
+    let client = tron("tron-client", "lucid-mongodb, lucid-redis");
+    let children = render(&client, &inputs()).unwrap();
+    let deployment = children.deployment.spec.unwrap();
+    assert_eq!(
+        deployment.selector.match_labels.unwrap(),
+        [
+            (
+                "app.kubernetes.io/instance".to_string(),
+                "tron-client".to_string()
+            ),
+            (
+                "app.kubernetes.io/name".to_string(),
+                "tron-client".to_string()
+            ),
+        ]
+        .into()
+    );
+    let labels = deployment.template.metadata.unwrap().labels.unwrap();
+    assert_eq!(labels["uses.lucid.io/lucid-mongodb"], "true");
+    assert_eq!(labels["uses.lucid.io/lucid-redis"], "true");
+    // The other children carry no policy labels.
+    assert!(
+        !children
+            .deployment
+            .metadata
+            .labels
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with("uses.lucid.io/"))
+    );
 }
