@@ -34,6 +34,36 @@ pub enum CheckError {
     },
     #[error("no Kubernetes client: {0}")]
     Client(#[from] kube::Error),
+    #[error(
+        "the API server does not serve {missing} (lucid.io/v1alpha1): the CRDs are not installed \
+         or are out of date. Install or upgrade the operator chart (`helm upgrade --install \
+         lucid-operator charts/lucid-operator`, which installs the CRDs), or `kubectl apply -f \
+         crds/lucid.io.yaml` from this version of the repository, then start the operator again"
+    )]
+    CrdsMissing { missing: String },
+    #[error("cannot ask the API server which resources it serves: {0}")]
+    Discovery(kube::Error),
+}
+
+/// At start: both CRDs must be served, or the operator would wait for ever while looking
+/// healthy. Discovery is open to every authenticated client, so this needs no extra RBAC.
+pub async fn crds_served(client: &Client) -> Result<(), CheckError> {
+    let served = match client.list_api_group_resources("lucid.io/v1alpha1").await {
+        Ok(list) => list.resources.into_iter().map(|r| r.name).collect(),
+        Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
+        Err(error) => return Err(CheckError::Discovery(error)),
+    };
+    let missing: Vec<&str> = ["lucidservices", "lucidphases"]
+        .into_iter()
+        .filter(|r| !served.iter().any(|s| s == r))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(CheckError::CrdsMissing {
+            missing: missing.join(" and "),
+        })
+    }
 }
 
 /// `address` is `host:port` of the operator's metrics Service (empty: skip the HTTP check).

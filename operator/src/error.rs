@@ -10,4 +10,7 @@ pub enum Error {
     Startup(&'static str),
     #[error("could not render the objects: {0}")]
     Render(#[from] RenderError),
+    /// This replica does not hold the Lease (or its renew deadline passed): it must not write.
+    #[error("not the leader")]
+    NotLeader,
 }

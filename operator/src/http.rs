@@ -1,23 +1,48 @@
-//! The operator's own HTTP endpoints: `/metrics` (Prometheus), `/healthz` (alive), `/readyz`.
+//! The operator's own HTTP endpoints: `/metrics` (Prometheus), `/healthz` (alive: the
+//! watches work or are recovering), `/readyz` (caches synced, leadership known).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 
+use crate::health::Health;
 use crate::metrics::Metrics;
 
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+#[derive(Clone)]
+struct Endpoints {
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+}
+
+fn answer(result: Result<(), String>) -> (StatusCode, String) {
+    match result {
+        Ok(()) => (StatusCode::OK, "ok\n".into()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+    }
+}
+
+/// Serves on a listener already bound (a bind error is the caller's to report, and fatal).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+) -> std::io::Result<()> {
     let app = Router::new()
         .route(
             "/metrics",
-            get(|State(m): State<Arc<Metrics>>| async move { m.encode() }),
+            get(|State(e): State<Endpoints>| async move { e.metrics.encode() }),
         )
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ok" }))
-        .with_state(metrics);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+        .route(
+            "/healthz",
+            get(|State(e): State<Endpoints>| async move { answer(e.health.live()) }),
+        )
+        .route(
+            "/readyz",
+            get(|State(e): State<Endpoints>| async move { answer(e.health.ready()) }),
+        )
+        .with_state(Endpoints { metrics, health });
     axum::serve(listener, app).await
 }

@@ -1,16 +1,37 @@
 //! `lucid-operator`: runs the LucidService and LucidPhase controllers against the cluster in
-//! the ambient kubeconfig (in a pod: its service account).
+//! the ambient kubeconfig (in a pod: its service account). Configured by environment:
+//!
+//! - `LUCID_WATCH_NAMESPACES`: comma-separated namespaces (a Role in each); empty: the cluster;
+//! - `LUCID_HTTP_ADDR`: `/metrics`, `/healthz`, `/readyz` (default `0.0.0.0:8080`);
+//! - `LUCID_LEADER_ELECTION=true` with `LUCID_LEASE_NAMESPACE`, `LUCID_LEASE_NAME` and
+//!   `POD_NAME` (the identity): several replicas, one writer; optional
+//!   `LUCID_LEASE_DURATION_SECONDS` / `LUCID_RENEW_DEADLINE_SECONDS` / `LUCID_RETRY_PERIOD_SECONDS`;
+//! - `LUCID_WATCH_STALL_SECONDS`: a watch failing longer than this fails `/healthz` (120);
+//! - `RUST_LOG`, `LOG_FORMAT` (`json` or `text`).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::time::Duration;
 
-use futures::FutureExt;
+use lucid_operator::leader::ElectionConfig;
+use lucid_operator::reconcile::Scope;
+use lucid_operator::runtime::Replica;
+use lucid_operator::{http, telemetry};
 
-use lucid_operator::metrics::Metrics;
-use lucid_operator::{http, reconcile, telemetry};
+type Failure = Box<dyn std::error::Error>;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The message, not a Debug dump: it is what `kubectl logs` shows a user.
+            eprintln!("lucid-operator: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Failure> {
     // The operator is configured by environment; its only arguments are these.
     match std::env::args().nth(1).as_deref() {
         None => {}
@@ -29,7 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!(
                 "unknown argument {other:?}: lucid-operator takes no arguments but `--version` \
                  and `check`; it is configured by environment (LUCID_WATCH_NAMESPACES, \
-                 LUCID_HTTP_ADDR, RUST_LOG, LOG_FORMAT)"
+                 LUCID_HTTP_ADDR, LUCID_LEADER_ELECTION, RUST_LOG, LOG_FORMAT)"
             )
             .into());
         }
@@ -37,29 +58,85 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     telemetry::init();
     let addr: SocketAddr = std::env::var("LUCID_HTTP_ADDR")
         .unwrap_or_else(|_| "0.0.0.0:8080".into())
-        .parse()?;
+        .parse()
+        .map_err(|e| format!("LUCID_HTTP_ADDR is not an address: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} (LUCID_HTTP_ADDR): {e}"))?;
     let client = kube::Client::try_default().await?;
-    let metrics = Arc::new(Metrics::default());
-    let server = tokio::spawn(http::serve(addr, metrics.clone()));
-    tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "lucid-operator starting");
     let scopes = watched_scopes();
-    tracing::info!(?scopes, "watching");
-    // One pair of controllers per namespace: a namespaced Role grants no cluster-wide list,
-    // and phases and services never refer across namespaces.
-    let shutdown = shutdown_signal().shared();
-    let controllers = scopes.into_iter().map(|scope| {
-        reconcile::run(client.clone(), metrics.clone(), scope, shutdown.clone())
-    });
-    futures::future::try_join_all(controllers).await?;
-    server.abort();
+    lucid_operator::check::crds_served(&client).await?;
+
+    let election = election_config()?;
+    let elected = election.is_some();
+    let stall = Duration::from_secs(seconds("LUCID_WATCH_STALL_SECONDS", 120)?);
+    let replica = Replica::new(scopes.clone(), election, stall);
+    let server = tokio::spawn(http::serve(
+        listener,
+        replica.shared.metrics.clone(),
+        replica.shared.health.clone(),
+    ));
+    tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), ?scopes, election = elected, "lucid-operator starting");
+    tokio::select! {
+        result = replica.run(client, shutdown_signal()) => result?,
+        served = server => {
+            return Err(format!("the HTTP server on {addr} stopped: {served:?}").into());
+        }
+    }
     tracing::info!("lucid-operator stopped");
     Ok(())
 }
 
 /// LUCID_WATCH_NAMESPACES (comma-separated) limits the operator to those namespaces (the
 /// chart's namespaced mode, with a Role per namespace); unset or empty: the whole cluster.
-fn watched_scopes() -> Vec<reconcile::Scope> {
-    reconcile::Scope::from_list(&std::env::var("LUCID_WATCH_NAMESPACES").unwrap_or_default())
+fn watched_scopes() -> Vec<Scope> {
+    Scope::from_list(&std::env::var("LUCID_WATCH_NAMESPACES").unwrap_or_default())
+}
+
+fn seconds(var: &str, default: u64) -> Result<u64, Failure> {
+    match std::env::var(var) {
+        Ok(value) => value
+            .parse()
+            .map_err(|_| format!("{var}={value:?} is not a whole number of seconds").into()),
+        Err(_) => Ok(default),
+    }
+}
+
+fn election_config() -> Result<Option<ElectionConfig>, Failure> {
+    match std::env::var("LUCID_LEADER_ELECTION").as_deref() {
+        Ok("true") => {}
+        Ok("false") | Err(_) => return Ok(None),
+        Ok(other) => {
+            return Err(format!("LUCID_LEADER_ELECTION={other:?}: expected true or false").into());
+        }
+    }
+    let namespace = std::env::var("LUCID_LEASE_NAMESPACE")
+        .map_err(|_| "LUCID_LEADER_ELECTION=true needs LUCID_LEASE_NAMESPACE")?;
+    let name = std::env::var("LUCID_LEASE_NAME").unwrap_or_else(|_| "lucid-operator".into());
+    let identity = std::env::var("POD_NAME")
+        .map_err(|_| "LUCID_LEADER_ELECTION=true needs POD_NAME (this replica's identity)")?;
+    let mut config = ElectionConfig::new(namespace, name, identity);
+    config.lease_duration = Duration::from_secs(seconds(
+        "LUCID_LEASE_DURATION_SECONDS",
+        config.lease_duration.as_secs(),
+    )?);
+    config.renew_deadline = Duration::from_secs(seconds(
+        "LUCID_RENEW_DEADLINE_SECONDS",
+        config.renew_deadline.as_secs(),
+    )?);
+    config.retry_period = Duration::from_secs(seconds(
+        "LUCID_RETRY_PERIOD_SECONDS",
+        config.retry_period.as_secs(),
+    )?);
+    if config.renew_deadline >= config.lease_duration || config.retry_period >= config.renew_deadline
+    {
+        return Err(format!(
+            "leader election needs retry period < renew deadline < lease duration, got {:?} / {:?} / {:?}",
+            config.retry_period, config.renew_deadline, config.lease_duration
+        )
+        .into());
+    }
+    Ok(Some(config))
 }
 
 /// SIGTERM (what the kubelet sends) or Ctrl-C.

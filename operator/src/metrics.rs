@@ -3,6 +3,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -15,6 +16,10 @@ pub struct Metrics {
     pub reconciles: Family<ControllerLabel, Counter>,
     pub failures: Family<ControllerLabel, Counter>,
     pub duration: Family<ControllerLabel, Histogram>,
+    /// 1 while this replica leads (or runs without election), 0 on standby.
+    pub leader: Gauge,
+    /// Times this replica started or stopped leading.
+    pub leader_transitions: Counter,
     pub registry: Registry,
 }
 
@@ -37,10 +42,24 @@ impl Default for Metrics {
             "Time spent in one reconcile",
             duration.clone(),
         );
+        let leader = Gauge::default();
+        let leader_transitions = Counter::default();
+        registry.register(
+            "leader",
+            "1 while this replica leads, 0 on standby",
+            leader.clone(),
+        );
+        registry.register(
+            "leader_transitions",
+            "Times this replica started or stopped leading",
+            leader_transitions.clone(),
+        );
         Self {
             reconciles,
             failures,
             duration,
+            leader,
+            leader_transitions,
             registry,
         }
     }

@@ -11,7 +11,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -24,8 +23,7 @@ use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use lucid_e2e::{Kubelet, apply_documents, control_plane, init_tracing, is_ready, wait_for};
 use lucid_operator::api::{LucidPhase, LucidService};
-use lucid_operator::metrics::Metrics;
-use lucid_operator::reconcile::{self, Scope};
+use lucid_operator::reconcile::{self, Scope, Shared};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
@@ -70,9 +68,9 @@ impl Operator {
         let shutdown = stopped.map(drop).shared();
         let scopes = Scope::from_list(watch);
         let task = tokio::spawn(async move {
-            let metrics = Arc::new(Metrics::default());
+            let shared = Shared::standalone();
             let runs = scopes.into_iter().map(|scope| {
-                reconcile::run(client.clone(), metrics.clone(), scope, shutdown.clone())
+                reconcile::run(client.clone(), shared.clone(), scope, shutdown.clone())
             });
             if let Err(e) = futures::future::try_join_all(runs).await {
                 panic!("operator failed under the chart's RBAC: {e}");

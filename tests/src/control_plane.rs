@@ -16,7 +16,7 @@ use kube::{Api, Client, Config};
 
 const TOKEN: &str = "lucid-e2e-admin-token";
 /// Users besides the admin, each with its own token, so the audit log can tell who asked.
-pub const USERS: &[&str] = &["lucid-operator", "baseline-kubectl"];
+pub const USERS: &[&str] = &["lucid-operator", "lucid-operator-b", "baseline-kubectl"];
 
 pub struct ControlPlane {
     pub dir: PathBuf,
@@ -64,7 +64,11 @@ impl Options {
                 .map(|u| (u.to_string(), "system:masters".to_string()))
                 .collect(),
             kubelets: false,
-            service_cidr: "10.96.0.0/16",
+            // LUCID_E2E_SERVICE_CIDR: a test binary that needs a tiny range (to fill it).
+            service_cidr: match std::env::var("LUCID_E2E_SERVICE_CIDR") {
+                Ok(cidr) => Box::leak(cidr.into_boxed_str()),
+                Err(_) => "10.96.0.0/16",
+            },
             base,
         }
     }
@@ -130,6 +134,28 @@ impl ControlPlane {
             }
         }
         out
+    }
+
+    /// Writes (create, update, patch, delete) by `user` from the audit log, as (time the API
+    /// server answered, verb, resource), Leases left out (needs `LUCID_E2E_AUDIT=1`).
+    pub fn writes_by(&self, user: &str) -> Vec<(String, String, String)> {
+        let log = std::fs::read_to_string(self.dir.join("audit.log")).unwrap_or_default();
+        let needle = format!("\"username\":\"{user}\"");
+        let field = |line: &str, name: &str| {
+            line.split(&format!("\"{name}\":\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("")
+                .to_string()
+        };
+        log.lines()
+            .filter(|l| l.contains(&needle) && l.contains("\"stage\":\"ResponseComplete\""))
+            .map(|l| (field(l, "stageTimestamp"), field(l, "verb"), field(l, "resource")))
+            .filter(|(_, verb, resource)| {
+                matches!(verb.as_str(), "create" | "update" | "patch" | "delete")
+                    && resource != "leases"
+            })
+            .collect()
     }
 
     /// kubectl as the cluster admin.

@@ -22,7 +22,7 @@ use kube::runtime::wait::{await_condition, conditions};
 use kube::{Api, Client, Resource};
 use lucid_operator::api::{LucidPhase, LucidService};
 use lucid_operator::metrics::Metrics;
-use lucid_operator::reconcile::{self, Scope};
+use lucid_operator::reconcile::{self, Scope, Shared};
 use serde::de::DeserializeOwned;
 
 pub use control_plane::{ControlPlane, control_plane};
@@ -69,16 +69,13 @@ impl TestEnv {
             .await
             .expect("create namespace");
 
-        let metrics = Arc::new(Metrics::default());
+        let shared = Shared::standalone();
+        let metrics = shared.metrics.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let operator = tokio::spawn({
-            let (client, metrics, scope) = (
-                client.clone(),
-                metrics.clone(),
-                Scope::Namespace(namespace.clone()),
-            );
+            let (client, scope) = (client.clone(), Scope::Namespace(namespace.clone()));
             async move {
-                if let Err(e) = reconcile::run(client, metrics, scope, stopped.map(|_| ())).await {
+                if let Err(e) = reconcile::run(client, shared, scope, stopped.map(|_| ())).await {
                     panic!("operator failed: {e}");
                 }
             }

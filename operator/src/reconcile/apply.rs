@@ -50,6 +50,40 @@ fn merge(into: &mut serde_json::Value, from: serde_json::Value) {
     }
 }
 
+/// An apply the API server refused or failed, with the child it was for.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} {name}: {}", api_message(source))]
+pub struct ChildError {
+    pub kind: String,
+    pub name: String,
+    pub source: kube::Error,
+}
+
+/// The API server's own words when it answered, else the client's error.
+pub fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if !status.message.is_empty() => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn apply_child<K>(client: &Client, namespace: &str, object: &K) -> Result<K, ChildError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    apply(client, namespace, object)
+        .await
+        .map_err(|source| ChildError {
+            kind: K::kind(&()).into_owned(),
+            name: object.name_any(),
+            source,
+        })
+}
+
 /// Applies every child, claims and Service first so the pods find them. Returns the stored
 /// Deployment, whose status tells how the rollout goes.
 pub async fn apply_children(
@@ -57,14 +91,14 @@ pub async fn apply_children(
     namespace: &str,
     children: &Children,
     existing: Option<&Deployment>,
-) -> Result<Deployment, kube::Error> {
+) -> Result<Deployment, ChildError> {
     for claim in &children.claims {
-        apply(client, namespace, claim).await?;
+        apply_child(client, namespace, claim).await?;
     }
     if let Some(service) = &children.service {
-        apply(client, namespace, service).await?;
+        apply_child(client, namespace, service).await?;
     }
-    apply(client, namespace, &children.network_policy).await?;
+    apply_child(client, namespace, &children.network_policy).await?;
     if let Some(patch) = existing.and_then(|e| dropped_probes_patch(e, &children.deployment)) {
         let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
         api.patch(
@@ -72,9 +106,14 @@ pub async fn apply_children(
             &PatchParams::default(),
             &Patch::Strategic(patch),
         )
-        .await?;
+        .await
+        .map_err(|source| ChildError {
+            kind: "Deployment".into(),
+            name: children.deployment.name_any(),
+            source,
+        })?;
     }
-    apply(client, namespace, &children.deployment).await
+    apply_child(client, namespace, &children.deployment).await
 }
 
 /// Kubernetes 1.20's server-side apply leaves an emptied probe behind when the applied object

@@ -14,10 +14,13 @@ use kube::{Client, ResourceExt};
 
 use crate::api::{LucidPhase, LucidService};
 use crate::graph::Snapshot;
+use crate::leader::Leadership;
 use crate::metrics::Metrics;
 
 pub struct Context {
     pub client: Client,
+    /// The fence: every write asks it first.
+    pub leadership: Leadership,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub services: Store<DeserializeGuard<LucidService>>,
@@ -35,6 +38,7 @@ impl Context {
     pub fn new(
         client: Client,
         metrics: Arc<Metrics>,
+        leadership: Leadership,
         services: Store<DeserializeGuard<LucidService>>,
         phases: Store<DeserializeGuard<LucidPhase>>,
         deployments: Store<Deployment>,
@@ -47,6 +51,7 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            leadership,
             metrics,
             services,
             phases,
@@ -73,12 +78,12 @@ impl Context {
         NamespaceView::read(&self.services, &self.phases, namespace)
     }
 
-    /// Exponential backoff per object: 1 s, 2 s, 4 s ... capped at 5 minutes.
+    /// Exponential backoff per object: 1 s, 2 s, 4 s ... 256 s, then 5 minutes.
     pub fn backoff(&self, key: String) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let n = failures.entry(key).or_insert(0);
         *n = n.saturating_add(1);
-        Duration::from_secs(1u64 << (*n - 1).min(8)).min(Duration::from_secs(300))
+        Duration::from_secs(1u64 << (*n - 1).min(9)).min(Duration::from_secs(300))
     }
 
     pub fn succeeded(&self, key: &str) {

@@ -39,20 +39,47 @@ pub use references::{Reference, references};
 use crate::api::{LucidPhase, LucidService};
 use crate::error::Error;
 use crate::graph::service_ready;
+use crate::health::Health;
+use crate::leader::{Leadership, Role};
 use crate::metrics::Metrics;
 use crate::render::labels;
 
 type ServiceGuard = DeserializeGuard<LucidService>;
 type PhaseGuard = DeserializeGuard<LucidPhase>;
 
-/// Runs both controllers until `shutdown` resolves. `ready` is set once every cache has
-/// listed its objects.
+/// What every controller pair of one process shares: metrics, the health it reports, and
+/// whether it may write.
+#[derive(Clone)]
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub leadership: Leadership,
+}
+
+impl Shared {
+    /// One scope, no election: an operator that is the only writer (tests, the demo).
+    pub fn standalone() -> Self {
+        Self {
+            metrics: Arc::new(Metrics::default()),
+            health: Arc::new(Health::default()),
+            leadership: Leadership::sole(),
+        }
+    }
+}
+
+/// Runs both controllers until `shutdown` resolves. Reports to `shared.health` when every
+/// cache has listed its objects and when a watch fails or recovers.
 pub async fn run(
     client: Client,
-    metrics: Arc<Metrics>,
+    shared: Shared,
     scope: Scope,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
+    let Shared {
+        metrics,
+        health,
+        leadership,
+    } = shared;
     let api = ScopedApi {
         client: client.clone(),
         scope,
@@ -71,35 +98,51 @@ pub async fn run(
         service_events,
         service_events_for_dependents,
         service_events_for_phases,
-    ] = fan_out(reflector(
-        services_writer,
-        watcher(api.of::<ServiceGuard>(), all()).default_backoff(),
-    ));
+    ] = fan_out(
+        "lucidservices",
+        &health,
+        reflector(
+            services_writer,
+            watcher(api.of::<ServiceGuard>(), all()).default_backoff(),
+        ),
+    );
     let [
         phase_events,
         phase_events_for_services,
         phase_events_for_peers,
-    ] = fan_out(reflector(
-        phases_writer,
-        watcher(api.of::<PhaseGuard>(), all()).default_backoff(),
-    ));
-    let [deployment_events] = fan_out(reflector(
-        deployments_writer,
-        // Managed fields are a third of a Deployment's size and nothing here reads them.
-        watcher(api.of::<Deployment>(), managed.clone())
-            .default_backoff()
-            .modify(|d| d.managed_fields_mut().clear()),
-    ));
+    ] = fan_out(
+        "lucidphases",
+        &health,
+        reflector(
+            phases_writer,
+            watcher(api.of::<PhaseGuard>(), all()).default_backoff(),
+        ),
+    );
+    let [deployment_events] = fan_out(
+        "deployments",
+        &health,
+        reflector(
+            deployments_writer,
+            // Managed fields are a third of a Deployment's size and nothing here reads them.
+            watcher(api.of::<Deployment>(), managed.clone())
+                .default_backoff()
+                .modify(|d| d.managed_fields_mut().clear()),
+        ),
+    );
 
     // Pods of managed Deployments, for what stops a rollout (image pulls, crash loops,
     // scheduling): kept trimmed to their container names and images, status and labels.
     let (pods, pods_writer) = reflector::store::<Pod>();
-    let [pod_events] = fan_out(reflector(
-        pods_writer,
-        watcher(api.of::<Pod>(), managed.clone())
-            .default_backoff()
-            .modify(trim_pod),
-    ));
+    let [pod_events] = fan_out(
+        "pods",
+        &health,
+        reflector(
+            pods_writer,
+            watcher(api.of::<Pod>(), managed.clone())
+                .default_backoff()
+                .modify(trim_pod),
+        ),
+    );
 
     // Gating on a half-filled cache would report dependencies as missing, so the controllers
     // start once every cache has listed. Waited for here, once: in kube-runtime 5.0.0 several
@@ -110,9 +153,11 @@ pub async fn run(
         deployments.wait_until_ready(),
         pods.wait_until_ready()
     );
+    health.caches_synced();
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics,
+        leadership.clone(),
         services.clone(),
         phases.clone(),
         deployments,
@@ -170,6 +215,8 @@ pub async fn run(
                 )
             },
         )
+        // A replica that starts leading looks at everything: as a standby it wrote nothing.
+        .reconcile_all_on(became_leader(&leadership))
         .graceful_shutdown_on(shutdown.clone())
         .run(service::reconcile, service::error_policy, ctx.clone())
         .for_each(|_| async {});
@@ -193,6 +240,7 @@ pub async fn run(
                 .map(|p| ObjectRef::from_obj(p.as_ref()))
                 .collect::<Vec<_>>()
         })
+        .reconcile_all_on(became_leader(&leadership))
         .graceful_shutdown_on(shutdown)
         .run(phase::reconcile, phase::error_policy, ctx)
         .for_each(|_| async {});
@@ -202,10 +250,25 @@ pub async fn run(
     Ok(())
 }
 
+/// Fires each time this replica starts leading.
+fn became_leader(leadership: &Leadership) -> impl futures::Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold(leadership.subscribe(), |mut role| async move {
+        loop {
+            role.changed().await.ok()?;
+            if *role.borrow_and_update() == Role::Leader {
+                return Some(((), role));
+            }
+        }
+    })
+}
+
 /// Copies each object a reflector yields to `N` consumers. The reflector writes its cache
 /// before it yields, so every consumer sees a trigger only once the cache has the change: a
 /// reconcile woken by "X is Ready" always finds X Ready in the cache.
+/// Every watch event also tells `health` whether the watch works (`name` says which).
 fn fan_out<K, const N: usize>(
+    name: &'static str,
+    health: &Arc<Health>,
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
 ) -> [futures::channel::mpsc::UnboundedReceiver<Result<K, watcher::Error>>; N]
 where
@@ -213,7 +276,12 @@ where
 {
     let (senders, receivers): (Vec<_>, Vec<_>) =
         (0..N).map(|_| futures::channel::mpsc::unbounded()).unzip();
+    let health = health.clone();
     tokio::spawn(async move {
+        let events = events.inspect(move |event| match event {
+            Ok(_) => health.watch_recovered(name),
+            Err(_) => health.watch_failed(name),
+        });
         // Deletions too: removing a member can complete a phase.
         let mut objects = std::pin::pin!(events.touched_objects());
         while let Some(event) = objects.next().await {
@@ -223,8 +291,8 @@ where
                         let _ = tx.unbounded_send(Ok(object.clone()));
                     }
                 }
-                // The watcher retries with backoff; the error is only worth a log line.
-                Err(error) => tracing::warn!(%error, "watch failed; retrying"),
+                // The watcher retries with backoff; `health` fails liveness if it never recovers.
+                Err(error) => tracing::warn!(watch = name, error = %error, "watch failed; retrying"),
             }
         }
     });

@@ -28,6 +28,9 @@ pub async fn reconcile(
     guard: Arc<DeserializeGuard<LucidPhase>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    if !ctx.leadership.is_leader() {
+        return Ok(Action::await_change());
+    }
     let started = Instant::now();
     ctx.metrics.reconciles.get_or_create(&LABEL).inc();
     tracing::debug!(phase = %guard.name_any(), readable = guard.0.is_ok(), "phase reconcile");
@@ -45,6 +48,7 @@ pub async fn reconcile(
     );
     tracing::debug!(phase = %phase.name_any(), %namespace, state = ?status.state, ready = ?status.ready, "phase summarised");
     if Some(&status) != phase.status.as_ref() {
+        ctx.leadership.ensure()?;
         let api: Api<LucidPhase> = Api::namespaced(ctx.client.clone(), &namespace);
         let body =
             json!({ "apiVersion": "lucid.io/v1alpha1", "kind": "LucidPhase", "status": status });
@@ -55,7 +59,16 @@ pub async fn reconcile(
         .duration
         .get_or_create(&LABEL)
         .observe(started.elapsed().as_secs_f64());
+    ctx.succeeded(&backoff_key(&guard));
     Ok(Action::requeue(Duration::from_secs(600)))
+}
+
+fn backoff_key(guard: &DeserializeGuard<LucidPhase>) -> String {
+    format!(
+        "phase/{}/{}",
+        guard.namespace().unwrap_or_default(),
+        guard.name_any()
+    )
 }
 
 pub fn error_policy(
@@ -63,13 +76,12 @@ pub fn error_policy(
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
+    if matches!(error, Error::NotLeader) {
+        return Action::await_change();
+    }
     ctx.metrics.failures.get_or_create(&LABEL).inc();
-    let delay = ctx.backoff(format!(
-        "phase/{}/{}",
-        guard.namespace().unwrap_or_default(),
-        guard.name_any()
-    ));
-    tracing::warn!(phase = %guard.name_any(), %error, retry_in = ?delay, "phase reconcile failed");
+    let delay = ctx.backoff(backoff_key(&guard));
+    tracing::warn!(phase = %guard.name_any(), namespace = %guard.namespace().unwrap_or_default(), error = %error, retry_in = ?delay, "phase reconcile failed");
     Action::requeue(delay)
 }
 

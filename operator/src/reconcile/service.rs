@@ -15,7 +15,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use super::apply::{FIELD_MANAGER, apply_children, apply_params, delete_orphans};
+use super::apply::{FIELD_MANAGER, api_message, apply_children, apply_params, delete_orphans};
 use super::context::Context;
 use super::references::dereference;
 use crate::api::{LucidService, LucidServiceStatus};
@@ -34,6 +34,10 @@ pub async fn reconcile(
     guard: Arc<DeserializeGuard<LucidService>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    if !ctx.leadership.is_leader() {
+        // A standby keeps its caches warm and writes nothing; leading re-runs everything.
+        return Ok(Action::await_change());
+    }
     let started = Instant::now();
     ctx.metrics.reconciles.get_or_create(&LABEL).inc();
     let result = match &guard.0 {
@@ -44,9 +48,6 @@ pub async fn reconcile(
         .duration
         .get_or_create(&LABEL)
         .observe(started.elapsed().as_secs_f64());
-    if result.is_ok() {
-        ctx.succeeded(&key(guard.as_ref()));
-    }
     result
 }
 
@@ -55,9 +56,13 @@ pub fn error_policy(
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
+    if matches!(error, Error::NotLeader) {
+        // Lost the lease mid-reconcile: the new leader takes it from here.
+        return Action::await_change();
+    }
     ctx.metrics.failures.get_or_create(&LABEL).inc();
     let delay = ctx.backoff(key(guard.as_ref()));
-    tracing::warn!(service = %guard.name_any(), namespace = ?guard.namespace(), %error, retry_in = ?delay, "reconcile failed");
+    tracing::warn!(service = %guard.name_any(), namespace = %guard.namespace().unwrap_or_default(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
@@ -74,6 +79,8 @@ struct Outcome {
     health: Health,
     deployment: Option<Deployment>,
     waiting_on: Option<String>,
+    /// A call to the API server failed: retried with backoff, the reason shown meanwhile.
+    retry: bool,
 }
 
 impl Outcome {
@@ -86,6 +93,16 @@ impl Outcome {
             health,
             deployment,
             waiting_on: None,
+            retry: false,
+        }
+    }
+
+    /// The API server failed a call (not a refusal of what we sent): shown on the object,
+    /// retried with backoff, cleared by the next reconcile that gets through.
+    fn failed(reason: &str, message: String, deployment: Option<Deployment>) -> Self {
+        Self {
+            retry: true,
+            ..Self::degraded(reason, message, deployment)
         }
     }
 }
@@ -102,9 +119,26 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Action, E
         .get(&ObjectRef::new(&name).within(&namespace))
         .map(|d| (*d).clone());
 
-    let outcome = decide(ls, ctx, &namespace, existing).await?;
+    let mut outcome = match decide(ls, ctx, &namespace, existing.clone()).await {
+        Ok(outcome) => outcome,
+        // Reads (ConfigMaps, Secrets) and deletes the API server failed: shown on the object.
+        Err(Error::Kube(error)) => {
+            tracing::warn!(service = %name, %namespace, error = %api_message(&error), "API call failed");
+            Outcome::failed("ApiCallFailed", api_message(&error), existing)
+        }
+        Err(other) => return Err(other),
+    };
+    let key = key(ls);
+    let retry = outcome.retry.then(|| ctx.backoff(key.clone()));
+    if let (Some(delay), Health::Degraded { message, .. }) = (retry, &mut outcome.health) {
+        message.push_str(&format!("; retrying in {}s", delay.as_secs()));
+    }
     tracing::debug!(service = %name, %namespace, state = outcome.health.state(), reason = outcome.health.reason(), "service reconciled");
     write_status(ls, ctx, &outcome).await?;
+    if let Some(delay) = retry {
+        return Ok(Action::requeue(delay));
+    }
+    ctx.succeeded(&key);
     Ok(match outcome.health {
         // Re-check now and then in case something was changed behind our back.
         Health::Ready { .. } => Action::requeue(Duration::from_secs(600)),
@@ -168,6 +202,7 @@ async fn decide(
                     health,
                     deployment: existing,
                     waiting_on: Some(waiting_on),
+                    retry: false,
                 });
             }
             Gate::Broken { reason, message } => {
@@ -183,19 +218,28 @@ async fn decide(
         tracing::debug!(service = %ls.name_any(), changed, drifted, existing = existing.is_some(), "applying");
     }
     let deployment = if changed || drifted {
+        ctx.leadership.ensure()?;
         let deployment =
             match apply_children(&ctx.client, namespace, &children, existing.as_ref()).await {
                 Ok(d) => d,
                 // The API server refused the objects (say, a claim asked to shrink): the user must act.
-                Err(kube::Error::Api(status)) if status.code == 422 || status.code == 400 => {
-                    return Ok(Outcome::degraded("ApplyRejected", status.message, existing));
+                Err(failed) => {
+                    let refused = matches!(&failed.source, kube::Error::Api(s) if s.code == 422 || s.code == 400);
+                    tracing::warn!(service = %ls.name_any(), namespace, error = %failed, "apply failed");
+                    return Ok(if refused {
+                        // The objects themselves were refused (say, a claim asked to shrink):
+                        // the user must act; retrying the same objects would not help.
+                        Outcome::degraded("ApplyRejected", failed.to_string(), existing)
+                    } else {
+                        Outcome::failed("ApplyFailed", format!("applying {failed}"), existing)
+                    });
                 }
-                Err(e) => return Err(e.into()),
             };
         ctx.remember_applied(&deployment);
         // Only an update can leave a child behind; a first apply has nothing to clean.
         let deleted = match &existing {
             Some(_) => {
+                ctx.leadership.ensure()?;
                 let uid = ls.uid().unwrap_or_default();
                 delete_orphans(&ctx.client, namespace, &ls.name_any(), &uid, &children).await?
             }
@@ -247,6 +291,7 @@ async fn decide(
         health,
         deployment: Some(deployment),
         waiting_on: None,
+        retry: false,
     })
 }
 
@@ -273,6 +318,7 @@ async fn write_status(ls: &LucidService, ctx: &Context, outcome: &Outcome) -> Re
     if status == old {
         return Ok(());
     }
+    ctx.leadership.ensure()?;
     announce_transition(ls, ctx, &old, &outcome.health).await;
     let api: Api<LucidService> =
         Api::namespaced(ctx.client.clone(), &ls.namespace().unwrap_or_default());
@@ -312,6 +358,9 @@ async fn announce_transition(
 }
 
 async fn publish(ctx: &Context, ls: &LucidService, type_: EventType, reason: &str, note: String) {
+    if !ctx.leadership.is_leader() {
+        return;
+    }
     let event = Event {
         type_,
         reason: reason.into(),
@@ -332,6 +381,7 @@ async fn report_invalid(invalid: &InvalidObject, ctx: &Context) -> Result<Action
     let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
     tracing::warn!(service = %name, %namespace, error = %invalid.error, "LucidService cannot be read");
     let api: Api<DeserializeGuard<LucidService>> = Api::namespaced(ctx.client.clone(), &namespace);
+    ctx.leadership.ensure()?;
     let now = Time(jiff::Timestamp::now());
     let mut conditions = Vec::new();
     Health::Degraded {

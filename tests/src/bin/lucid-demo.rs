@@ -10,7 +10,7 @@ use kube::core::{DynamicObject, GroupVersionKind};
 use kube::discovery::{ApiResource, Discovery};
 use kube::{Api, ResourceExt};
 use lucid_e2e::{Kubelet, control_plane, install_crds};
-use lucid_operator::reconcile::{self, Scope};
+use lucid_operator::reconcile::{self, Scope, Shared};
 
 const NAMESPACE: &str = "lucid";
 
@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let operator = tokio::spawn(reconcile::run(
         client.clone(),
-        Default::default(),
+        Shared::standalone(),
         Scope::Cluster,
         async move {
             let _ = stopped.await;

@@ -1,0 +1,232 @@
+//! Leader election on a real kube-apiserver: replicas of the operator (the same `Replica`
+//! `main` runs), each with its own client identity so the audit log tells their requests
+//! apart. The leader is killed outright (its tasks aborted: no release, like SIGKILL) and a
+//! standby takes over within the lease bound; the audit log shows that the two never wrote
+//! in the same period. Then a leader stopping cleanly releases the Lease and a standby takes
+//! over at its next try.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::PostParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use lucid_e2e::{Kubelet, apply_yaml, control_plane, init_tracing, install_crds, is_ready, wait_for};
+use lucid_operator::api::{LucidPhase, LucidService};
+use lucid_operator::leader::{ElectionConfig, Leadership, Role};
+use lucid_operator::reconcile::Scope;
+use lucid_operator::runtime::Replica;
+
+const NS: &str = "election";
+const LEASE: Duration = Duration::from_secs(4);
+const RENEW: Duration = Duration::from_secs(3);
+const RETRY: Duration = Duration::from_secs(1);
+
+/// A replica in its own tokio runtime under `user`'s identity: killing it drops every one of
+/// its tasks without polling them again, as SIGKILL would (no release of the Lease).
+struct Running {
+    identity: &'static str,
+    leadership: Leadership,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    runtime: tokio::runtime::Runtime,
+}
+
+async fn client_as(user: &str) -> Client {
+    let kubeconfig =
+        Kubeconfig::read_from(control_plane().kubeconfig_for(user)).expect("kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    Client::try_from(config).expect("client")
+}
+
+fn start(identity: &'static str, user: &'static str) -> Running {
+    let mut election = ElectionConfig::new(NS.into(), "lucid-operator".into(), identity.into());
+    election.lease_duration = LEASE;
+    election.renew_deadline = RENEW;
+    election.retry_period = RETRY;
+    let replica = Replica::new(
+        vec![Scope::Namespace(NS.into())],
+        Some(election),
+        Duration::from_secs(60),
+    );
+    let leadership = replica.shared.leadership.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = runtime.spawn(async move {
+        // The client's own tasks live in this runtime too, and die with it.
+        let client = client_as(user).await;
+        let stopped = async move {
+            let _ = stopped.await;
+        };
+        if let Err(e) = replica.run(client, stopped).await {
+            panic!("replica failed: {e}");
+        }
+    });
+    Running {
+        identity,
+        leadership,
+        stop: Some(stop),
+        task,
+        runtime,
+    }
+}
+
+impl Running {
+    fn kill(self) {
+        self.runtime.shutdown_background();
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(20), &mut self.task)
+            .await
+            .expect("a replica stops")
+            .expect("and releases its lease");
+        self.runtime.shutdown_background();
+    }
+}
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    leases
+        .get_opt("lucid-operator")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+        .filter(|h| !h.is_empty())
+}
+
+/// Polls the Lease until `identity` holds it; returns how long that took.
+async fn until_held_by(leases: &Api<Lease>, identity: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        if holder(leases).await.as_deref() == Some(identity) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{identity} did not take the lease within {limit:?} (holder: {:?})",
+            holder(leases).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn parse(timestamp: &str) -> k8s_openapi::jiff::Timestamp {
+    timestamp.parse().expect("audit timestamp")
+}
+
+const PHASE: &str = "apiVersion: lucid.io/v1alpha1\nkind: LucidPhase\nmetadata: {name: lab}\nspec: {}\n";
+
+fn service(name: &str, level: &str) -> String {
+    format!(
+        "apiVersion: lucid.io/v1alpha1\nkind: LucidService\nmetadata: {{name: {name}}}\nspec:\n  image: {{repository: lucid/{name}, tag: \"1\"}}\n  phase: lab\n  ports: [{{name: http, port: 8080}}]\n  env: [{{name: LEVEL, value: {level}}}]\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_from_a_killed_leader_and_two_replicas_never_write_at_once() {
+    // Every request of this binary's API server is audited, by user.
+    // SAFETY: set before any thread of this test reads the environment (the control plane
+    // starts below, on first use).
+    unsafe { std::env::set_var("LUCID_E2E_AUDIT", "1") };
+    init_tracing();
+    let cp = control_plane();
+    let admin = cp.client().await;
+    install_crds(&admin).await;
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))
+        .expect("namespace");
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), NS);
+    let services: Api<LucidService> = Api::namespaced(admin.clone(), NS);
+    let _kubelet = Kubelet::start(admin.clone(), NS, Duration::from_millis(100));
+
+    let a = start("replica-a", "lucid-operator");
+    until_held_by(&leases, a.identity, Duration::from_secs(10)).await;
+    let b = start("replica-b", "lucid-operator-b");
+    apply_yaml::<LucidPhase>(&admin, NS, PHASE).await.expect("phase");
+    for name in ["alpha", "beta", "gamma"] {
+        apply_yaml::<LucidService>(&admin, NS, &service(name, "one"))
+            .await
+            .expect("service");
+    }
+    for name in ["alpha", "beta", "gamma"] {
+        wait_for(&services, name, "Ready, rolled out by the leader", is_ready).await;
+    }
+    assert!(a.leadership.is_leader());
+    assert_eq!(b.leadership.role(), Role::Standby, "b stands by");
+    assert!(
+        cp.writes_by("lucid-operator-b").is_empty(),
+        "a standby writes nothing: {:?}",
+        cp.writes_by("lucid-operator-b")
+    );
+
+    // The leader dies without a word.
+    a.kill();
+    let takeover = until_held_by(&leases, b.identity, LEASE + RETRY * 3).await;
+    println!("takeover after the leader was killed: {takeover:?} (lease {LEASE:?}, retry {RETRY:?})");
+    // b counts a whole lease duration from the last renewal it saw (at most one retry period
+    // before the kill): never sooner.
+    assert!(
+        takeover >= LEASE - RETRY,
+        "b took over {takeover:?} after the kill, before the lease could have expired"
+    );
+    // The new leader rolls out a change.
+    apply_yaml::<LucidService>(&admin, NS, &service("beta", "two"))
+        .await
+        .expect("change");
+    wait_for(&services, "beta", "Ready at the new generation, by b", |ls| {
+        is_ready(ls)
+            && ls.status.as_ref().and_then(|s| s.observed_generation) == ls.metadata.generation
+    })
+    .await;
+
+    let a_writes = cp.writes_by("lucid-operator");
+    let b_writes = cp.writes_by("lucid-operator-b");
+    assert!(!a_writes.is_empty() && !b_writes.is_empty(), "both led once");
+    let a_last = a_writes.iter().map(|w| parse(&w.0)).max().expect("a wrote");
+    let b_first = b_writes.iter().map(|w| parse(&w.0)).min().expect("b wrote");
+    assert!(
+        a_last < b_first,
+        "a wrote at {a_last} after b started writing at {b_first}"
+    );
+
+    // A clean stop releases the Lease: a standby takes over at its next try, not after a
+    // whole lease duration.
+    let c = start("replica-c", "baseline-kubectl");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while c.leadership.role() != Role::Standby {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("c stands by");
+    let stopping = Instant::now();
+    b.stop().await;
+    let released = stopping.elapsed();
+    let handover = until_held_by(&leases, c.identity, RETRY * 3).await;
+    println!("clean handover: released after {released:?}, taken {handover:?} later");
+    apply_yaml::<LucidService>(&admin, NS, &service("gamma", "three"))
+        .await
+        .expect("change");
+    wait_for(&services, "gamma", "Ready at the new generation, by c", |ls| {
+        is_ready(ls)
+            && ls.status.as_ref().and_then(|s| s.observed_generation) == ls.metadata.generation
+    })
+    .await;
+    c.stop().await;
+}
