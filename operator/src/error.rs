@@ -14,3 +14,15 @@ pub enum Error {
     #[error("not the leader")]
     NotLeader,
 }
+
+impl Error {
+    /// A short label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "Kube",
+            Error::Startup(_) => "Startup",
+            Error::Render(_) => "Render",
+            Error::NotLeader => "NotLeader",
+        }
+    }
+}

@@ -1,4 +1,18 @@
-//! Prometheus metrics: reconciles, failures and their duration, per controller.
+//! Prometheus metrics (text format on `/metrics`), all prefixed `lucid_operator_`:
+//!
+//! - `reconciles_total{controller, result}`: result `ok`, `retrying` (an API call failed and is
+//!   shown on the object), `error` (the reconcile returned an error);
+//! - `reconcile_failures_total{controller, reason}`: why (`ApplyFailed`, `ApiCallFailed`,
+//!   `Kube`, `Render`, ...);
+//! - `reconcile_duration_seconds{controller}` and `reconciles_in_flight{controller}`, from a
+//!   guard that records on every path out of a reconcile, errors and panics included;
+//! - `phase_members{namespace, phase}`, `phase_ready_members{namespace, phase}`;
+//! - `leader` (1 leading, 0 standby) and `leader_transitions_total`;
+//! - `api_errors_total{verb, code}`: failed calls to the API server (`code` 0: no answer).
+//!
+//! kube-runtime 5 keeps its work queue private: the in-flight gauge is what is exposed.
+
+use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -12,54 +26,110 @@ pub struct ControllerLabel {
     pub controller: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub controller: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub controller: &'static str,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabel {
+    pub namespace: String,
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiErrorLabel {
+    pub verb: &'static str,
+    pub code: u16,
+}
+
 pub struct Metrics {
-    pub reconciles: Family<ControllerLabel, Counter>,
-    pub failures: Family<ControllerLabel, Counter>,
+    pub reconciles: Family<ResultLabel, Counter>,
+    pub failures: Family<ReasonLabel, Counter>,
     pub duration: Family<ControllerLabel, Histogram>,
+    pub in_flight: Family<ControllerLabel, Gauge>,
+    pub phase_members: Family<PhaseLabel, Gauge>,
+    pub phase_ready_members: Family<PhaseLabel, Gauge>,
     /// 1 while this replica leads (or runs without election), 0 on standby.
     pub leader: Gauge,
     /// Times this replica started or stopped leading.
     pub leader_transitions: Counter,
+    pub api_errors: Family<ApiErrorLabel, Counter>,
     pub registry: Registry,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let reconciles = Family::<ControllerLabel, Counter>::default();
-        let failures = Family::<ControllerLabel, Counter>::default();
-        let duration = Family::<ControllerLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0])
-        });
         let mut registry = Registry::with_prefix("lucid_operator");
-        registry.register("reconciles", "Reconciles run", reconciles.clone());
+        let reconciles = Family::<ResultLabel, Counter>::default();
+        registry.register("reconciles", "Reconciles run, by result", reconciles.clone());
+        let failures = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "reconcile_failures",
-            "Reconciles that returned an error",
+            "Reconciles that failed or are retrying, by reason",
             failures.clone(),
         );
+        let duration = Family::<ControllerLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+        });
         registry.register(
             "reconcile_duration_seconds",
             "Time spent in one reconcile",
             duration.clone(),
         );
+        let in_flight = Family::<ControllerLabel, Gauge>::default();
+        registry.register(
+            "reconciles_in_flight",
+            "Reconciles running now",
+            in_flight.clone(),
+        );
+        let phase_members = Family::<PhaseLabel, Gauge>::default();
+        registry.register(
+            "phase_members",
+            "LucidServices in each phase",
+            phase_members.clone(),
+        );
+        let phase_ready_members = Family::<PhaseLabel, Gauge>::default();
+        registry.register(
+            "phase_ready_members",
+            "Ready LucidServices in each phase",
+            phase_ready_members.clone(),
+        );
         let leader = Gauge::default();
-        let leader_transitions = Counter::default();
         registry.register(
             "leader",
             "1 while this replica leads, 0 on standby",
             leader.clone(),
         );
+        let leader_transitions = Counter::default();
         registry.register(
             "leader_transitions",
             "Times this replica started or stopped leading",
             leader_transitions.clone(),
         );
+        let api_errors = Family::<ApiErrorLabel, Counter>::default();
+        registry.register(
+            "api_errors",
+            "Failed calls to the API server, by verb and HTTP code (0: no answer)",
+            api_errors.clone(),
+        );
         Self {
             reconciles,
             failures,
             duration,
+            in_flight,
+            phase_members,
+            phase_ready_members,
             leader,
             leader_transitions,
+            api_errors,
             registry,
         }
     }
@@ -71,5 +141,116 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Starts timing one reconcile; the guard records when dropped, on every path.
+    pub fn reconcile_started(&self, controller: &'static str) -> ReconcileTimer<'_> {
+        let label = ControllerLabel { controller };
+        self.in_flight.get_or_create(&label).inc();
+        ReconcileTimer {
+            metrics: self,
+            label,
+            started: Instant::now(),
+            result: "error",
+        }
+    }
+
+    pub fn failed(&self, controller: &'static str, reason: &str) {
+        self.failures
+            .get_or_create(&ReasonLabel {
+                controller,
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn api_error(&self, verb: &'static str, error: &kube::Error) {
+        let code = match error {
+            kube::Error::Api(status) => status.code,
+            _ => 0,
+        };
+        self.api_error_code(verb, code);
+    }
+
+    /// `code` 0: the API server never answered.
+    pub fn api_error_code(&self, verb: &'static str, code: u16) {
+        self.api_errors
+            .get_or_create(&ApiErrorLabel { verb, code })
+            .inc();
+    }
+
+    pub fn phase(&self, namespace: &str, phase: &str, members: i64, ready: i64) {
+        let label = PhaseLabel {
+            namespace: namespace.to_string(),
+            phase: phase.to_string(),
+        };
+        self.phase_members.get_or_create(&label).set(members);
+        self.phase_ready_members.get_or_create(&label).set(ready);
+    }
+}
+
+pub struct ReconcileTimer<'a> {
+    metrics: &'a Metrics,
+    label: ControllerLabel,
+    started: Instant,
+    result: &'static str,
+}
+
+impl ReconcileTimer<'_> {
+    /// How the reconcile ended; unset means it returned an error (or panicked).
+    pub fn finish(&mut self, result: &'static str) {
+        self.result = result;
+    }
+
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+}
+
+impl Drop for ReconcileTimer<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .duration
+            .get_or_create(&self.label)
+            .observe(self.started.elapsed().as_secs_f64());
+        self.metrics.in_flight.get_or_create(&self.label).dec();
+        self.metrics
+            .reconciles
+            .get_or_create(&ResultLabel {
+                controller: self.label.controller,
+                result: self.result,
+            })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconcile_is_counted_and_timed_on_every_path_out() {
+        let metrics = Metrics::default();
+        {
+            let mut ok = metrics.reconcile_started("lucidservice");
+            ok.finish("ok");
+        }
+        {
+            // Dropped without finish: an error path (or a panic) still counts.
+            let _failed = metrics.reconcile_started("lucidservice");
+        }
+        metrics.failed("lucidservice", "ApplyFailed");
+        metrics.phase("lucid", "core", 6, 4);
+        let text = metrics.encode();
+        for line in [
+            "lucid_operator_reconciles_total{controller=\"lucidservice\",result=\"ok\"} 1",
+            "lucid_operator_reconciles_total{controller=\"lucidservice\",result=\"error\"} 1",
+            "lucid_operator_reconciles_in_flight{controller=\"lucidservice\"} 0",
+            "lucid_operator_reconcile_duration_seconds_count{controller=\"lucidservice\"} 2",
+            "lucid_operator_reconcile_failures_total{controller=\"lucidservice\",reason=\"ApplyFailed\"} 1",
+            "lucid_operator_phase_ready_members{namespace=\"lucid\",phase=\"core\"} 4",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
     }
 }

@@ -29,7 +29,7 @@ render operator-namespaced lucid-operator lucid-system \
   --set 'watchNamespaces={lucid,lab}' --set crds.enabled=false --set serviceAccount.name=lucid-sa
 render operator-everything lucid-operator lucid-system \
   --set networkPolicy.enabled=true --set 'networkPolicy.apiServer.cidrs={192.168.1.10/32}' \
-  --set metrics.serviceMonitor.enabled=true --set fullnameOverride=operator \
+  --set metrics.serviceMonitor.enabled=true --set fullnameOverride=operator --set dashboard.enabled=true \
   --set image.digest="sha256:$(printf '%064d' 0)" --set priorityClassName=system-cluster-critical \
   --set 'extraEnv[0].name=EXTRA' --set-string 'extraEnv[0].value=1' --set podAnnotations.a=b
 fail() { echo "[charts] $*" >&2; exit 1; }

@@ -3,13 +3,15 @@
 //! same facts (see `graph`), so a stale phase status can never let a later phase run ahead.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tracing::Instrument;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Patch;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::apply::apply_params;
@@ -17,12 +19,9 @@ use super::context::Context;
 use crate::api::{LucidPhase, LucidPhaseStatus, LucidService, MemberState, PhaseMember};
 use crate::error::Error;
 use crate::graph::{Snapshot, service_ready};
-use crate::metrics::ControllerLabel;
 use crate::status::Health;
 
-const LABEL: ControllerLabel = ControllerLabel {
-    controller: "lucidphase",
-};
+const CONTROLLER: &str = "lucidphase";
 
 pub async fn reconcile(
     guard: Arc<DeserializeGuard<LucidPhase>>,
@@ -31,12 +30,46 @@ pub async fn reconcile(
     if !ctx.leadership.is_leader() {
         return Ok(Action::await_change());
     }
-    let started = Instant::now();
-    ctx.metrics.reconciles.get_or_create(&LABEL).inc();
-    tracing::debug!(phase = %guard.name_any(), readable = guard.0.is_ok(), "phase reconcile");
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = "LucidPhase",
+        namespace = %guard.namespace().unwrap_or_default(),
+        name = %guard.name_any(),
+        generation = guard.meta().generation.unwrap_or_default(),
+        outcome = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    );
+    async {
+        let mut timer = ctx.metrics.reconcile_started(CONTROLLER);
+        let result = summarise_and_write(&guard, &ctx).await;
+        let span = tracing::Span::current();
+        span.record("duration_ms", timer.elapsed().as_millis() as u64);
+        match &result {
+            Ok(state) => {
+                span.record("outcome", state.as_str());
+                timer.finish("ok");
+                ctx.succeeded(&backoff_key(&guard));
+                tracing::debug!("reconciled");
+            }
+            Err(error) => {
+                span.record("outcome", "error");
+                ctx.metrics.failed(CONTROLLER, error.reason());
+            }
+        }
+        result.map(|_| Action::requeue(Duration::from_secs(600)))
+    }
+    .instrument(span)
+    .await
+}
+
+/// Returns the state written (or already there).
+async fn summarise_and_write(
+    guard: &DeserializeGuard<LucidPhase>,
+    ctx: &Context,
+) -> Result<String, Error> {
     let Ok(phase) = &guard.0 else {
         // Nothing to summarise; services in it report PhaseNotFound-like problems themselves.
-        return Ok(Action::await_change());
+        return Ok("Unreadable".into());
     };
     let namespace = phase.namespace().unwrap_or_default();
     let view = ctx.namespace_view(&namespace);
@@ -46,21 +79,22 @@ pub async fn reconcile(
         phase.status.clone().unwrap_or_default(),
         Time(jiff::Timestamp::now()),
     );
-    tracing::debug!(phase = %phase.name_any(), %namespace, state = ?status.state, ready = ?status.ready, "phase summarised");
+    ctx.metrics.phase(
+        &namespace,
+        &phase.name_any(),
+        i64::from(status.services),
+        i64::from(status.ready_services),
+    );
     if Some(&status) != phase.status.as_ref() {
         ctx.leadership.ensure()?;
         let api: Api<LucidPhase> = Api::namespaced(ctx.client.clone(), &namespace);
         let body =
             json!({ "apiVersion": "lucid.io/v1alpha1", "kind": "LucidPhase", "status": status });
         api.patch_status(&phase.name_any(), &apply_params(), &Patch::Apply(body))
-            .await?;
+            .await
+            .inspect_err(|e| ctx.metrics.api_error("patch", e))?;
     }
-    ctx.metrics
-        .duration
-        .get_or_create(&LABEL)
-        .observe(started.elapsed().as_secs_f64());
-    ctx.succeeded(&backoff_key(&guard));
-    Ok(Action::requeue(Duration::from_secs(600)))
+    Ok(status.state.unwrap_or_default())
 }
 
 fn backoff_key(guard: &DeserializeGuard<LucidPhase>) -> String {
@@ -79,7 +113,6 @@ pub fn error_policy(
     if matches!(error, Error::NotLeader) {
         return Action::await_change();
     }
-    ctx.metrics.failures.get_or_create(&LABEL).inc();
     let delay = ctx.backoff(backoff_key(&guard));
     tracing::warn!(phase = %guard.name_any(), namespace = %guard.namespace().unwrap_or_default(), error = %error, retry_in = ?delay, "phase reconcile failed");
     Action::requeue(delay)

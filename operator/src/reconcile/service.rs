@@ -3,7 +3,9 @@
 //! reconcile with a condition, not an error; errors are for the API server failing us.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tracing::Instrument;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -21,14 +23,11 @@ use super::references::dereference;
 use crate::api::{LucidService, LucidServiceStatus};
 use crate::error::Error;
 use crate::graph::Gate;
-use crate::metrics::ControllerLabel;
 use crate::render::{APPLIED_HASH_ANNOTATION, RenderInputs, render};
 use crate::status::{Health, Rollout, rollout};
 use crate::validate;
 
-const LABEL: ControllerLabel = ControllerLabel {
-    controller: "lucidservice",
-};
+const CONTROLLER: &str = "lucidservice";
 
 pub async fn reconcile(
     guard: Arc<DeserializeGuard<LucidService>>,
@@ -38,17 +37,52 @@ pub async fn reconcile(
         // A standby keeps its caches warm and writes nothing; leading re-runs everything.
         return Ok(Action::await_change());
     }
-    let started = Instant::now();
-    ctx.metrics.reconciles.get_or_create(&LABEL).inc();
-    let result = match &guard.0 {
-        Ok(ls) => reconcile_service(ls, &ctx).await,
-        Err(invalid) => report_invalid(invalid, &ctx).await,
-    };
-    ctx.metrics
-        .duration
-        .get_or_create(&LABEL)
-        .observe(started.elapsed().as_secs_f64());
-    result
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = "LucidService",
+        namespace = %guard.namespace().unwrap_or_default(),
+        name = %guard.name_any(),
+        generation = guard.meta().generation.unwrap_or_default(),
+        outcome = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    );
+    async {
+        let mut timer = ctx.metrics.reconcile_started(CONTROLLER);
+        let result = match &guard.0 {
+            Ok(ls) => reconcile_service(ls, &ctx).await,
+            Err(invalid) => report_invalid(invalid, &ctx).await,
+        };
+        let span = tracing::Span::current();
+        span.record("duration_ms", timer.elapsed().as_millis() as u64);
+        match &result {
+            Ok(done) => {
+                span.record("outcome", done.state);
+                if let Some(reason) = &done.retrying {
+                    ctx.metrics.failed(CONTROLLER, reason);
+                    timer.finish("retrying");
+                } else {
+                    timer.finish("ok");
+                }
+                tracing::debug!("reconciled");
+            }
+            Err(error) => {
+                span.record("outcome", "error");
+                ctx.metrics.failed(CONTROLLER, error.reason());
+            }
+        }
+        result.map(|done| done.action)
+    }
+    .instrument(span)
+    .await
+}
+
+/// How one reconcile ended, for the controller, the metrics and the log.
+struct Reconciled {
+    action: Action,
+    /// The state written to status (`Ready`, `Waiting`, ...).
+    state: &'static str,
+    /// Why it is retrying, when an API call failed.
+    retrying: Option<String>,
 }
 
 pub fn error_policy(
@@ -60,7 +94,6 @@ pub fn error_policy(
         // Lost the lease mid-reconcile: the new leader takes it from here.
         return Action::await_change();
     }
-    ctx.metrics.failures.get_or_create(&LABEL).inc();
     let delay = ctx.backoff(key(guard.as_ref()));
     tracing::warn!(service = %guard.name_any(), namespace = %guard.namespace().unwrap_or_default(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
@@ -107,10 +140,14 @@ impl Outcome {
     }
 }
 
-async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Action, Error> {
+async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Reconciled, Error> {
     if ls.meta().deletion_timestamp.is_some() {
         // The garbage collector removes the owned children.
-        return Ok(Action::await_change());
+        return Ok(Reconciled {
+            action: Action::await_change(),
+            state: "Deleting",
+            retrying: None,
+        });
     }
     let namespace = ls.namespace().unwrap_or_default();
     let name = ls.name_any();
@@ -123,6 +160,7 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Action, E
         Ok(outcome) => outcome,
         // Reads (ConfigMaps, Secrets) and deletes the API server failed: shown on the object.
         Err(Error::Kube(error)) => {
+            ctx.metrics.api_error("get", &error);
             tracing::warn!(service = %name, %namespace, error = %api_message(&error), "API call failed");
             Outcome::failed("ApiCallFailed", api_message(&error), existing)
         }
@@ -135,15 +173,25 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Action, E
     }
     tracing::debug!(service = %name, %namespace, state = outcome.health.state(), reason = outcome.health.reason(), "service reconciled");
     write_status(ls, ctx, &outcome).await?;
+    let state = outcome.health.state();
     if let Some(delay) = retry {
-        return Ok(Action::requeue(delay));
+        return Ok(Reconciled {
+            action: Action::requeue(delay),
+            state,
+            retrying: Some(outcome.health.reason().to_string()),
+        });
     }
     ctx.succeeded(&key);
-    Ok(match outcome.health {
+    let action = match outcome.health {
         // Re-check now and then in case something was changed behind our back.
         Health::Ready { .. } => Action::requeue(Duration::from_secs(600)),
         // Watches on Deployments, services, phases, ConfigMaps and Secrets wake the rest.
         _ => Action::requeue(Duration::from_secs(300)),
+    };
+    Ok(Reconciled {
+        action,
+        state,
+        retrying: None,
     })
 }
 
@@ -224,6 +272,7 @@ async fn decide(
                 Ok(d) => d,
                 // The API server refused the objects (say, a claim asked to shrink): the user must act.
                 Err(failed) => {
+                    ctx.metrics.api_error("patch", &failed.source);
                     let refused = matches!(&failed.source, kube::Error::Api(s) if s.code == 422 || s.code == 400);
                     tracing::warn!(service = %ls.name_any(), namespace, error = %failed, "apply failed");
                     return Ok(if refused {
@@ -325,7 +374,8 @@ async fn write_status(ls: &LucidService, ctx: &Context, outcome: &Outcome) -> Re
     let body =
         json!({ "apiVersion": "lucid.io/v1alpha1", "kind": "LucidService", "status": status });
     api.patch_status(&ls.name_any(), &apply_params(), &Patch::Apply(body))
-        .await?;
+        .await
+        .inspect_err(|e| ctx.metrics.api_error("patch", e))?;
     Ok(())
 }
 
@@ -376,7 +426,7 @@ async fn publish(ctx: &Context, ls: &LucidService, type_: EventType, reason: &st
 
 /// An object the operator cannot read (stored before a schema change, or written around the
 /// schema). It gets a Degraded condition saying why, and nothing else is touched.
-async fn report_invalid(invalid: &InvalidObject, ctx: &Context) -> Result<Action, Error> {
+async fn report_invalid(invalid: &InvalidObject, ctx: &Context) -> Result<Reconciled, Error> {
     let name = invalid.metadata.name.clone().unwrap_or_default();
     let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
     tracing::warn!(service = %name, %namespace, error = %invalid.error, "LucidService cannot be read");
@@ -399,5 +449,9 @@ async fn report_invalid(invalid: &InvalidObject, ctx: &Context) -> Result<Action
         &Patch::Apply(body),
     )
     .await?;
-    Ok(Action::await_change())
+    Ok(Reconciled {
+        action: Action::await_change(),
+        state: "Degraded",
+        retrying: None,
+    })
 }
