@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use crate::leader::{Leadership, Role};
 
 pub struct Health {
+    /// Bumped each time a failing watch works again: after an outage every object is looked
+    /// at once, rather than each waiting out its own error backoff.
+    recoveries: tokio::sync::watch::Sender<u64>,
     scopes: usize,
     synced: AtomicUsize,
     stall_limit: Duration,
@@ -23,6 +26,7 @@ pub struct Health {
 impl Health {
     pub fn new(scopes: usize, stall_limit: Duration, leadership: Leadership) -> Self {
         Self {
+            recoveries: tokio::sync::watch::Sender::new(0),
             scopes,
             synced: AtomicUsize::new(0),
             stall_limit,
@@ -43,7 +47,14 @@ impl Health {
     }
 
     pub fn watch_recovered(&self, watch: &str) {
-        self.failing().remove(watch);
+        if self.failing().remove(watch).is_some() {
+            self.recoveries.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Changes each time a failing watch recovers.
+    pub fn recoveries(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.recoveries.subscribe()
     }
 
     pub fn live(&self) -> Result<(), String> {

@@ -10,89 +10,23 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::PostParams;
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use kube::Api;
 use lucid_e2e::{Kubelet, apply_yaml, control_plane, init_tracing, install_crds, is_ready, wait_for};
 use lucid_operator::api::{LucidPhase, LucidService};
-use lucid_operator::leader::{ElectionConfig, Leadership, Role};
-use lucid_operator::reconcile::Scope;
-use lucid_operator::runtime::Replica;
+use lucid_e2e::replica::Running;
+use lucid_operator::leader::{ElectionConfig, Role};
 
 const NS: &str = "election";
 const LEASE: Duration = Duration::from_secs(4);
 const RENEW: Duration = Duration::from_secs(3);
 const RETRY: Duration = Duration::from_secs(1);
 
-/// A replica in its own tokio runtime under `user`'s identity: killing it drops every one of
-/// its tasks without polling them again, as SIGKILL would (no release of the Lease).
-struct Running {
-    identity: &'static str,
-    leadership: Leadership,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-    runtime: tokio::runtime::Runtime,
-}
-
-async fn client_as(user: &str) -> Client {
-    let kubeconfig =
-        Kubeconfig::read_from(control_plane().kubeconfig_for(user)).expect("kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    Client::try_from(config).expect("client")
-}
-
 fn start(identity: &'static str, user: &'static str) -> Running {
     let mut election = ElectionConfig::new(NS.into(), "lucid-operator".into(), identity.into());
     election.lease_duration = LEASE;
     election.renew_deadline = RENEW;
     election.retry_period = RETRY;
-    let replica = Replica::new(
-        vec![Scope::Namespace(NS.into())],
-        Some(election),
-        Duration::from_secs(60),
-    );
-    let leadership = replica.shared.leadership.clone();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = runtime.spawn(async move {
-        // The client's own tasks live in this runtime too, and die with it.
-        let client = client_as(user).await;
-        let stopped = async move {
-            let _ = stopped.await;
-        };
-        if let Err(e) = replica.run(client, stopped).await {
-            panic!("replica failed: {e}");
-        }
-    });
-    Running {
-        identity,
-        leadership,
-        stop: Some(stop),
-        task,
-        runtime,
-    }
-}
-
-impl Running {
-    fn kill(self) {
-        self.runtime.shutdown_background();
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(20), &mut self.task)
-            .await
-            .expect("a replica stops")
-            .expect("and releases its lease");
-        self.runtime.shutdown_background();
-    }
+    Running::start(NS, user, Some(election))
 }
 
 async fn holder(leases: &Api<Lease>) -> Option<String> {
@@ -156,7 +90,7 @@ async fn a_standby_takes_over_from_a_killed_leader_and_two_replicas_never_write_
     let _kubelet = Kubelet::start(admin.clone(), NS, Duration::from_millis(100));
 
     let a = start("replica-a", "lucid-operator");
-    until_held_by(&leases, a.identity, Duration::from_secs(10)).await;
+    until_held_by(&leases, &a.identity, Duration::from_secs(10)).await;
     let b = start("replica-b", "lucid-operator-b");
     apply_yaml::<LucidPhase>(&admin, NS, PHASE).await.expect("phase");
     for name in ["alpha", "beta", "gamma"] {
@@ -177,7 +111,7 @@ async fn a_standby_takes_over_from_a_killed_leader_and_two_replicas_never_write_
 
     // The leader dies without a word.
     a.kill();
-    let takeover = until_held_by(&leases, b.identity, LEASE + RETRY * 3).await;
+    let takeover = until_held_by(&leases, &b.identity, LEASE + RETRY * 3).await;
     println!("takeover after the leader was killed: {takeover:?} (lease {LEASE:?}, retry {RETRY:?})");
     // b counts a whole lease duration from the last renewal it saw (at most one retry period
     // before the kill): never sooner.
@@ -218,7 +152,7 @@ async fn a_standby_takes_over_from_a_killed_leader_and_two_replicas_never_write_
     let stopping = Instant::now();
     b.stop().await;
     let released = stopping.elapsed();
-    let handover = until_held_by(&leases, c.identity, RETRY * 3).await;
+    let handover = until_held_by(&leases, &c.identity, RETRY * 3).await;
     println!("clean handover: released after {released:?}, taken {handover:?} later");
     apply_yaml::<LucidService>(&admin, NS, &service("gamma", "three"))
         .await

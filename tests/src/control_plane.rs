@@ -25,6 +25,15 @@ pub struct ControlPlane {
     pub bin_dir: PathBuf,
     /// Process ids of etcd, kube-apiserver and kube-controller-manager.
     pub pids: Vec<u32>,
+    /// The same, after restarts (see [`ControlPlane::restart`]).
+    live: std::sync::Mutex<Vec<u32>>,
+}
+
+/// A control-plane process that [`ControlPlane::restart`] can stop and start.
+#[derive(Clone, Copy, Debug)]
+pub enum Component {
+    Etcd = 0,
+    ApiServer = 1,
 }
 
 /// How a control plane is started.
@@ -189,6 +198,49 @@ impl ControlPlane {
             "system:authenticated".into(),
         ]);
         Client::try_from(config).expect("client")
+    }
+
+    /// Kills `which` (SIGKILL, as a power loss would; the API server's graceful shutdown
+    /// waits out its watches), leaves it down for `down_for`, and
+    /// starts it again with the same command line; returns once an API server answers again.
+    /// Blocking: call it from `spawn_blocking`.
+    pub fn restart(&self, which: Component, down_for: Duration) {
+        let index = which as usize;
+        let pid = self.live.lock().unwrap_or_else(|e| e.into_inner())[index];
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        // SAFETY: a plain kill(2) of a process this harness started.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        let gone = |pid: u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|stat| stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+                .unwrap_or(true)
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !gone(pid) {
+            assert!(Instant::now() < deadline, "{which:?} did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(down_for);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let dir = self.dir.clone();
+        let name = format!("{which:?}-restarted").to_lowercase();
+        // Like the first start: from a thread that lives as long as the process (PDEATHSIG).
+        std::thread::spawn(move || {
+            let child = spawn(&dir, &name, Command::new(&args[0]).args(&args[1..]));
+            tx.send(child.id()).expect("send pid");
+            let _child = child;
+            loop {
+                std::thread::park();
+            }
+        });
+        let new_pid = rx.recv().expect("restarted");
+        self.live.lock().unwrap_or_else(|e| e.into_inner())[index] = new_pid;
+        wait_ready(&self.kubeconfig, &self.dir);
     }
 
     pub async fn client(&self) -> Client {
@@ -392,6 +444,7 @@ pub fn start(options: &Options) -> (ControlPlane, Vec<Child>) {
             kubeconfig,
             server,
             bin_dir,
+            live: std::sync::Mutex::new(pids.clone()),
             pids,
         },
         vec![etcd, apiserver, controller_manager],

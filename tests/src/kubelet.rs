@@ -36,11 +36,15 @@ impl Kubelet {
         let task = tokio::spawn({
             let (held, log) = (held.clone(), log.clone());
             async move {
+                // Retries as quickly as the operator does (a kubelet reconnects at once).
                 let mut events = watcher(api.clone(), watcher::Config::default())
-                    .default_backoff()
+                    .backoff(lucid_operator::reconcile::WatchBackoff::default())
                     .applied_objects()
                     .boxed();
-                while let Some(Ok(d)) = events.next().await {
+                // An error (the API server down) is retried by the watcher; its re-list
+                // yields every Deployment again, so none is left unmarked.
+                while let Some(event) = events.next().await {
+                    let Ok(d) = event else { continue };
                     let name = d.name_any();
                     {
                         let mut log = log.lock().unwrap();

@@ -9,6 +9,7 @@
 pub mod control_plane;
 pub mod kubelet;
 pub mod node;
+pub mod replica;
 pub mod tools;
 
 use std::sync::{Arc, Once};
@@ -25,7 +26,7 @@ use lucid_operator::metrics::Metrics;
 use lucid_operator::reconcile::{self, Scope, Shared};
 use serde::de::DeserializeOwned;
 
-pub use control_plane::{ControlPlane, control_plane};
+pub use control_plane::{Component, ControlPlane, control_plane};
 pub use kubelet::Kubelet;
 
 /// How long any one wait in a test may take before it fails.

@@ -1,0 +1,233 @@
+//! The 27-service stack converges through faults injected mid-rollout (once the foundation
+//! phase is Ready and the rest is on its way): the API server down for 30 s, etcd
+//! restarted, the operator killed (SIGKILL-like) and started again. After each, every
+//! service is Ready and the objects are exactly those of an undisturbed run: same names,
+//! same rendered content, same owner references, nothing duplicated, lost or orphaned.
+//! (A leader killed with a standby running is `leader_election.rs`.)
+//!
+//! One test, the scenarios in sequence: they share this binary's control plane.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use lucid_e2e::replica::Running;
+use lucid_e2e::{Component, Kubelet, apply_documents, control_plane, init_tracing, install_crds};
+use lucid_operator::api::{LucidPhase, LucidService};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+const SERVICES: usize = 27;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    None,
+    ApiServerDown30s,
+    EtcdRestart,
+    OperatorKilled,
+}
+
+fn stack_documents() -> String {
+    let mut helm = control_plane().helm();
+    helm.args(["template", "lucid", &format!("{ROOT}/charts/lucid-stack")]);
+    let out = helm.output().expect("helm");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let environment =
+        std::fs::read_to_string(format!("{ROOT}/crds/examples/environment.yaml")).expect("env");
+    format!("{environment}\n---\n{}", String::from_utf8_lossy(&out.stdout))
+}
+
+/// An object as the operator rendered it, without what the API server or the namespace
+/// decides (uids, addresses, node ports, timestamps, status).
+fn normalised<K: Resource + Serialize>(object: &K) -> Value {
+    let mut value = serde_json::to_value(object).expect("json");
+    let owners: Vec<Value> = object
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .map(|o| serde_json::json!([o.kind, o.name, o.controller]))
+        .collect();
+    let metadata = &value["metadata"];
+    let mut annotations = metadata["annotations"].clone();
+    if let Some(a) = annotations.as_object_mut() {
+        a.remove("deployment.kubernetes.io/revision");
+        // A hash of the rendered objects, their namespace included: compared through them.
+        a.remove("lucid.io/applied-hash");
+    }
+    let kept = serde_json::json!({
+        "name": metadata["name"],
+        "labels": metadata["labels"],
+        "annotations": annotations,
+        "owners": owners,
+    });
+    value["metadata"] = kept;
+    if let Some(o) = value.as_object_mut() {
+        o.remove("status");
+    }
+    let spec = &mut value["spec"];
+    if let Some(s) = spec.as_object_mut() {
+        for field in ["clusterIP", "clusterIPs", "volumeName"] {
+            s.remove(field);
+        }
+        if let Some(ports) = s.get_mut("ports").and_then(Value::as_array_mut) {
+            for port in ports {
+                if let Some(p) = port.as_object_mut() {
+                    p.remove("nodePort");
+                }
+            }
+        }
+    }
+    value
+}
+
+async fn collect<K>(client: &Client, ns: &str, out: &mut BTreeMap<String, Value>)
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let items = api
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=lucid-operator"))
+        .await
+        .expect("list")
+        .items;
+    for item in items {
+        let key = format!("{}/{}", K::kind(&()), item.name_any());
+        assert!(
+            out.insert(key.clone(), normalised(&item)).is_none(),
+            "duplicated {key}"
+        );
+    }
+}
+
+async fn snapshot(client: &Client, ns: &str) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    collect::<Deployment>(client, ns, &mut out).await;
+    collect::<Service>(client, ns, &mut out).await;
+    collect::<NetworkPolicy>(client, ns, &mut out).await;
+    collect::<PersistentVolumeClaim>(client, ns, &mut out).await;
+    out
+}
+
+async fn ready_count(client: &Client, ns: &str) -> usize {
+    let api: Api<LucidService> = Api::namespaced(client.clone(), ns);
+    match api.list(&Default::default()).await {
+        Ok(list) => list.items.iter().filter(|s| lucid_e2e::is_ready(s)).count(),
+        // The API server may be down: not Ready yet.
+        Err(_) => 0,
+    }
+}
+
+async fn foundation_ready(client: &Client, ns: &str) -> bool {
+    let api: Api<LucidPhase> = Api::namespaced(client.clone(), ns);
+    api.get_opt("foundation").await.ok().flatten().is_some_and(|p| {
+        p.status
+            .is_some_and(|s| s.state.as_deref() == Some("Ready") && s.ready_services > 0)
+    })
+}
+
+/// Rolls the stack out in a fresh namespace with `fault` injected mid-rollout; returns the
+/// final objects and the time from the fault's end to every service Ready.
+async fn run(admin: &Client, fault: Fault) -> (BTreeMap<String, Value>, Duration) {
+    let ns = format!("faults-{fault:?}").to_lowercase();
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let body: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).expect("ns");
+    namespaces
+        .create(&PostParams::default(), &body)
+        .await
+        .expect("namespace");
+    let mut operator = Running::start(&ns, "lucid-operator", None);
+    let kubelet = Kubelet::start(admin.clone(), &ns, Duration::from_millis(200));
+    apply_documents(admin, &ns, &stack_documents()).await;
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !foundation_ready(admin, &ns).await {
+        assert!(Instant::now() < deadline, "{fault:?}: foundation never Ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = ready_count(admin, &ns).await;
+    assert!(before < SERVICES, "{fault:?}: the fault must land mid-rollout");
+    match fault {
+        Fault::None => {}
+        Fault::ApiServerDown30s => {
+            tokio::task::spawn_blocking(|| {
+                control_plane().restart(Component::ApiServer, Duration::from_secs(30))
+            })
+            .await
+            .expect("restart");
+        }
+        Fault::EtcdRestart => {
+            tokio::task::spawn_blocking(|| {
+                control_plane().restart(Component::Etcd, Duration::from_secs(2))
+            })
+            .await
+            .expect("restart");
+        }
+        Fault::OperatorKilled => {
+            operator.kill();
+            operator = Running::start(&ns, "lucid-operator", None);
+        }
+    }
+    let recovered = Instant::now();
+    let deadline = recovered + Duration::from_secs(180);
+    let mut progress = Vec::new();
+    loop {
+        let ready = ready_count(admin, &ns).await;
+        if progress.last().map(|(n, _)| *n) != Some(ready) {
+            progress.push((ready, recovered.elapsed().as_millis()));
+        }
+        if ready == SERVICES {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{fault:?}: {} of {SERVICES} Ready 180 s after the fault",
+            ready_count(admin, &ns).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let converged = recovered.elapsed();
+    println!("{fault:?}: {before}/{SERVICES} Ready at the fault; all Ready {converged:?} after it ended; (ready, ms): {progress:?}");
+    let objects = snapshot(admin, &ns).await;
+    operator.stop().await;
+    kubelet.stop();
+    (objects, converged)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stack_converges_to_the_same_objects_through_api_server_etcd_and_operator_faults() {
+    init_tracing();
+    let admin = control_plane().client().await;
+    install_crds(&admin).await;
+    let (baseline, _) = run(&admin, Fault::None).await;
+    let deployments = baseline.keys().filter(|k| k.starts_with("Deployment/")).count();
+    let policies = baseline.keys().filter(|k| k.starts_with("NetworkPolicy/")).count();
+    assert_eq!((deployments, policies), (SERVICES, SERVICES));
+    for fault in [
+        Fault::ApiServerDown30s,
+        Fault::EtcdRestart,
+        Fault::OperatorKilled,
+    ] {
+        let (objects, _) = run(&admin, fault).await;
+        let missing: Vec<_> = baseline.keys().filter(|k| !objects.contains_key(*k)).collect();
+        let extra: Vec<_> = objects.keys().filter(|k| !baseline.contains_key(*k)).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{fault:?}: missing {missing:?}, extra {extra:?}"
+        );
+        for (key, expected) in &baseline {
+            assert_eq!(&objects[key], expected, "{fault:?}: {key} differs");
+        }
+    }
+}
