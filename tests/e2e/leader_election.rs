@@ -21,12 +21,27 @@ const LEASE: Duration = Duration::from_secs(4);
 const RENEW: Duration = Duration::from_secs(3);
 const RETRY: Duration = Duration::from_secs(1);
 
-fn start(identity: &'static str, user: &'static str) -> Running {
-    let mut election = ElectionConfig::new(NS.into(), "lucid-operator".into(), identity.into());
+fn election(namespace: &str, identity: &str) -> ElectionConfig {
+    let mut election =
+        ElectionConfig::new(namespace.into(), "lucid-operator".into(), identity.into());
     election.lease_duration = LEASE;
     election.renew_deadline = RENEW;
     election.retry_period = RETRY;
-    Running::start(NS, user, Some(election))
+    election
+}
+
+fn start(identity: &'static str, user: &'static str) -> Running {
+    Running::start(NS, user, Some(election(NS, identity)))
+}
+
+async fn create_namespace(admin: &kube::Client, name: &str) {
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
+        .expect("namespace");
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
 }
 
 async fn holder(leases: &Api<Lease>) -> Option<String> {
@@ -38,6 +53,13 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
         .and_then(|l| l.spec)
         .and_then(|s| s.holder_identity)
         .filter(|h| !h.is_empty())
+}
+
+fn audit_on() {
+    // Every request of this binary's API server is audited, by user.
+    // SAFETY: set before any thread of this binary reads the environment (the control
+    // plane starts after, on first use); both tests set the same value.
+    unsafe { std::env::set_var("LUCID_E2E_AUDIT", "1") };
 }
 
 /// Polls the Lease until `identity` holds it; returns how long that took.
@@ -70,21 +92,12 @@ fn service(name: &str, level: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_takes_over_from_a_killed_leader_and_two_replicas_never_write_at_once() {
-    // Every request of this binary's API server is audited, by user.
-    // SAFETY: set before any thread of this test reads the environment (the control plane
-    // starts below, on first use).
-    unsafe { std::env::set_var("LUCID_E2E_AUDIT", "1") };
+    audit_on();
     init_tracing();
     let cp = control_plane();
     let admin = cp.client().await;
     install_crds(&admin).await;
-    let namespaces: Api<Namespace> = Api::all(admin.clone());
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))
-        .expect("namespace");
-    namespaces
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("namespace");
+    create_namespace(&admin, NS).await;
     let leases: Api<Lease> = Api::namespaced(admin.clone(), NS);
     let services: Api<LucidService> = Api::namespaced(admin.clone(), NS);
     let _kubelet = Kubelet::start(admin.clone(), NS, Duration::from_millis(100));
@@ -104,9 +117,9 @@ async fn a_standby_takes_over_from_a_killed_leader_and_two_replicas_never_write_
     assert!(a.leadership.is_leader());
     assert_eq!(b.leadership.role(), Role::Standby, "b stands by");
     assert!(
-        cp.writes_by("lucid-operator-b").is_empty(),
+        cp.writes_by("lucid-operator-b", NS).is_empty(),
         "a standby writes nothing: {:?}",
-        cp.writes_by("lucid-operator-b")
+        cp.writes_by("lucid-operator-b", NS)
     );
 
     // The leader dies without a word.
@@ -129,8 +142,8 @@ async fn a_standby_takes_over_from_a_killed_leader_and_two_replicas_never_write_
     })
     .await;
 
-    let a_writes = cp.writes_by("lucid-operator");
-    let b_writes = cp.writes_by("lucid-operator-b");
+    let a_writes = cp.writes_by("lucid-operator", NS);
+    let b_writes = cp.writes_by("lucid-operator-b", NS);
     assert!(!a_writes.is_empty() && !b_writes.is_empty(), "both led once");
     let a_last = a_writes.iter().map(|w| parse(&w.0)).max().expect("a wrote");
     let b_first = b_writes.iter().map(|w| parse(&w.0)).min().expect("b wrote");
@@ -163,4 +176,87 @@ async fn a_standby_takes_over_from_a_killed_leader_and_two_replicas_never_write_
     })
     .await;
     c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_from_the_api_server_stops_writing_before_a_standby_starts() {
+    const NS: &str = "partition";
+    audit_on();
+    init_tracing();
+    let cp = control_plane();
+    let admin = cp.client().await;
+    install_crds(&admin).await;
+    create_namespace(&admin, NS).await;
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), NS);
+    let services: Api<LucidService> = Api::namespaced(admin.clone(), NS);
+    let _kubelet = Kubelet::start(admin.clone(), NS, Duration::from_millis(100));
+    let upstream = cp
+        .server
+        .trim_start_matches("https://")
+        .parse()
+        .expect("API server address");
+    let proxy = lucid_e2e::proxy::Proxy::start(upstream).await;
+
+    // a reaches the API server only through the proxy; b directly.
+    let a = Running::start_via(
+        NS,
+        "lucid-operator",
+        Some(election(NS, "partitioned-a")),
+        Some(format!("https://{}", proxy.address)),
+    );
+    until_held_by(&leases, &a.identity, Duration::from_secs(10)).await;
+    let b = Running::start(NS, "lucid-operator-b", Some(election(NS, "partitioned-b")));
+    apply_yaml::<LucidPhase>(&admin, NS, PHASE).await.expect("phase");
+    apply_yaml::<LucidService>(&admin, NS, &service("delta", "one"))
+        .await
+        .expect("service");
+    wait_for(&services, "delta", "Ready, rolled out by a", is_ready).await;
+
+    proxy.cut();
+    let cut = Instant::now();
+    // a's fence closes at its renew deadline, whatever its election loop is doing.
+    let fenced = loop {
+        if !a.leadership.is_leader() {
+            break cut.elapsed();
+        }
+        assert!(cut.elapsed() < RENEW + RETRY * 2, "a kept leading while cut off");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let takeover = until_held_by(&leases, &b.identity, LEASE + RETRY * 3).await;
+    let taken = cut.elapsed();
+    println!("partition: a stopped writing {fenced:?} after the cut, b took over {taken:?} after it ({takeover:?} of polling)");
+    assert!(fenced < taken, "a stopped writing at {fenced:?}, after b started at {taken:?}");
+
+    apply_yaml::<LucidService>(&admin, NS, &service("delta", "two"))
+        .await
+        .expect("change");
+    wait_for(&services, "delta", "Ready at the new generation, by b", |ls| {
+        is_ready(ls)
+            && ls.status.as_ref().and_then(|s| s.observed_generation) == ls.metadata.generation
+    })
+    .await;
+    // Healed, a finds the Lease taken and stands by; it writes nothing more.
+    proxy.heal().await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while a.leadership.role() != Role::Standby {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("a stands by once healed");
+    let a_last = cp
+        .writes_by("lucid-operator", NS)
+        .iter()
+        .map(|w| parse(&w.0))
+        .max()
+        .expect("a wrote");
+    let b_first = cp
+        .writes_by("lucid-operator-b", NS)
+        .iter()
+        .map(|w| parse(&w.0))
+        .min()
+        .expect("b wrote");
+    assert!(a_last < b_first, "a wrote at {a_last}, after b's first write at {b_first}");
+    b.stop().await;
+    a.kill();
 }

@@ -145,11 +145,13 @@ impl ControlPlane {
         out
     }
 
-    /// Writes (create, update, patch, delete) by `user` from the audit log, as (time the API
-    /// server answered, verb, resource), Leases left out (needs `LUCID_E2E_AUDIT=1`).
-    pub fn writes_by(&self, user: &str) -> Vec<(String, String, String)> {
+    /// Writes (create, update, patch, delete) by `user` in `namespace` from the audit log, as
+    /// (time the API server answered, verb, resource), Leases left out (needs
+    /// `LUCID_E2E_AUDIT=1`).
+    pub fn writes_by(&self, user: &str, namespace: &str) -> Vec<(String, String, String)> {
         let log = std::fs::read_to_string(self.dir.join("audit.log")).unwrap_or_default();
         let needle = format!("\"username\":\"{user}\"");
+        let in_namespace = format!("\"namespace\":\"{namespace}\"");
         let field = |line: &str, name: &str| {
             line.split(&format!("\"{name}\":\""))
                 .nth(1)
@@ -158,7 +160,11 @@ impl ControlPlane {
                 .to_string()
         };
         log.lines()
-            .filter(|l| l.contains(&needle) && l.contains("\"stage\":\"ResponseComplete\""))
+            .filter(|l| {
+                l.contains(&needle)
+                    && l.contains(&in_namespace)
+                    && l.contains("\"stage\":\"ResponseComplete\"")
+            })
             .map(|l| (field(l, "stageTimestamp"), field(l, "verb"), field(l, "resource")))
             .filter(|(_, verb, resource)| {
                 matches!(verb.as_str(), "create" | "update" | "patch" | "delete")

@@ -9,6 +9,7 @@
 pub mod control_plane;
 pub mod kubelet;
 pub mod node;
+pub mod proxy;
 pub mod replica;
 pub mod tools;
 

@@ -20,13 +20,17 @@ pub struct Running {
     runtime: tokio::runtime::Runtime,
 }
 
-/// A client with `user`'s own token (one of the control plane's users).
-pub async fn client_as(user: &str) -> Client {
+/// A client with `user`'s own token (one of the control plane's users), reaching the API
+/// server at `server` when given (a proxy in front of it).
+pub async fn client_as(user: &str, server: Option<&str>) -> Client {
     let kubeconfig =
         Kubeconfig::read_from(control_plane().kubeconfig_for(user)).expect("kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .expect("config");
+    if let Some(server) = server {
+        config.cluster_url = server.parse().expect("server URL");
+    }
     Client::try_from(config).expect("client")
 }
 
@@ -34,6 +38,16 @@ impl Running {
     /// Starts a replica watching `namespace` as `user`; with `election`, it must win the
     /// Lease first.
     pub fn start(namespace: &str, user: &str, election: Option<ElectionConfig>) -> Running {
+        Self::start_via(namespace, user, election, None)
+    }
+
+    /// [`Running::start`] reaching the API server at `server`.
+    pub fn start_via(
+        namespace: &str,
+        user: &str,
+        election: Option<ElectionConfig>,
+        server: Option<String>,
+    ) -> Running {
         let identity = election
             .as_ref()
             .map(|e| e.identity.clone())
@@ -53,7 +67,7 @@ impl Running {
         let user = user.to_string();
         let task = runtime.spawn(async move {
             // The client's own tasks live in this runtime too, and die with it.
-            let client = client_as(&user).await;
+            let client = client_as(&user, server.as_deref()).await;
             let stopped = async move {
                 let _ = stopped.await;
             };
