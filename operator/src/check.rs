@@ -74,8 +74,7 @@ pub async fn run(address: &str, scopes: &[Scope]) -> Result<(), CheckError> {
     }
     let client = Client::try_default().await?;
     for scope in scopes {
-        let (services, phases, name): (Api<LucidService>, Api<LucidPhase>, String) = match scope
-        {
+        let (services, phases, name): (Api<LucidService>, Api<LucidPhase>, String) = match scope {
             Scope::Cluster => (
                 Api::all(client.clone()),
                 Api::all(client.clone()),
@@ -96,7 +95,10 @@ pub async fn run(address: &str, scopes: &[Scope]) -> Result<(), CheckError> {
                 source,
             }
         };
-        services.list(&one).await.map_err(not_served("lucidservices"))?;
+        services
+            .list(&one)
+            .await
+            .map_err(not_served("lucidservices"))?;
         phases.list(&one).await.map_err(not_served("lucidphases"))?;
         println!("lucidservices and lucidphases are served in {name}");
     }

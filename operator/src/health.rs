@@ -66,7 +66,12 @@ impl Health {
             .failing()
             .iter()
             .filter(|(_, since)| now.duration_since(**since) > self.stall_limit)
-            .map(|(watch, since)| format!("{watch} failing for {}s", now.duration_since(*since).as_secs()))
+            .map(|(watch, since)| {
+                format!(
+                    "{watch} failing for {}s",
+                    now.duration_since(*since).as_secs()
+                )
+            })
             .collect();
         if stuck.is_empty() {
             Ok(())
@@ -78,7 +83,10 @@ impl Health {
     pub fn ready(&self) -> Result<(), String> {
         let synced = self.synced.load(Ordering::SeqCst);
         if synced < self.scopes {
-            return Err(format!("caches syncing ({synced}/{} scopes listed)", self.scopes));
+            return Err(format!(
+                "caches syncing ({synced}/{} scopes listed)",
+                self.scopes
+            ));
         }
         match self.leadership.role() {
             Role::Unknown => Err("leadership not known yet (cannot read the Lease)".into()),
@@ -121,7 +129,10 @@ mod tests {
         let health = Health::new(1, Duration::from_secs(60), Leadership::sole());
         health.watch_failed("deployments");
         let later = Instant::now() + Duration::from_secs(61);
-        assert!(health.live_at(Instant::now()).is_ok(), "a fresh failure is retried");
+        assert!(
+            health.live_at(Instant::now()).is_ok(),
+            "a fresh failure is retried"
+        );
         let error = health.live_at(later).unwrap_err();
         assert!(error.contains("deployments"), "{error}");
         health.watch_recovered("deployments");

@@ -198,10 +198,7 @@ pub fn decide(
         None => return Step::TakeOver,
         Some(_) => {}
     }
-    let record = (
-        holder,
-        spec.renew_time.as_ref().map(|t| t.0.to_string()),
-    );
+    let record = (holder, spec.renew_time.as_ref().map(|t| t.0.to_string()));
     if observed.record.as_ref() != Some(&record) {
         observed.record = Some(record);
         observed.since = Some(now);
@@ -271,7 +268,9 @@ pub async fn run(
         leadership.stand_by();
         match release(&api, &config).await {
             Ok(()) => tracing::info!(lease = %config.name, "released the lease"),
-            Err(error) => tracing::warn!(lease = %config.name, error = %error, "could not release the lease"),
+            Err(error) => {
+                tracing::warn!(lease = %config.name, error = %error, "could not release the lease")
+            }
         }
         on_transition(Role::Standby);
     }
@@ -327,7 +326,8 @@ async fn try_once(
             // taking over at once, one gets a conflict.
             let spec = lease.spec.take().unwrap_or_default();
             lease.spec = Some(held(spec, step == Step::TakeOver));
-            api.replace(&config.name, &PostParams::default(), &lease).await
+            api.replace(&config.name, &PostParams::default(), &lease)
+                .await
         }
         (_, None) => return Ok(false),
     };

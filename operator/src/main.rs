@@ -128,7 +128,8 @@ fn election_config() -> Result<Option<ElectionConfig>, Failure> {
         "LUCID_RETRY_PERIOD_SECONDS",
         config.retry_period.as_secs(),
     )?);
-    if config.renew_deadline >= config.lease_duration || config.retry_period >= config.renew_deadline
+    if config.renew_deadline >= config.lease_duration
+        || config.retry_period >= config.renew_deadline
     {
         return Err(format!(
             "leader election needs retry period < renew deadline < lease duration, got {:?} / {:?} / {:?}",

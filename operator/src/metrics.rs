@@ -69,7 +69,11 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("lucid_operator");
         let reconciles = Family::<ResultLabel, Counter>::default();
-        registry.register("reconciles", "Reconciles run, by result", reconciles.clone());
+        registry.register(
+            "reconciles",
+            "Reconciles run, by result",
+            reconciles.clone(),
+        );
         let failures = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "reconcile_failures",
@@ -77,7 +81,9 @@ impl Default for Metrics {
             failures.clone(),
         );
         let duration = Family::<ControllerLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
         });
         registry.register(
             "reconcile_duration_seconds",

@@ -23,7 +23,11 @@ pub struct Replica {
 
 impl Replica {
     /// `election: None` runs a sole writer (one replica by configuration).
-    pub fn new(scopes: Vec<Scope>, election: Option<ElectionConfig>, watch_stall: Duration) -> Self {
+    pub fn new(
+        scopes: Vec<Scope>,
+        election: Option<ElectionConfig>,
+        watch_stall: Duration,
+    ) -> Self {
         let leadership = match &election {
             Some(_) => Leadership::elected(),
             None => Leadership::sole(),
@@ -71,10 +75,11 @@ impl Replica {
             ))
         });
         let shutdown = shutdown.shared();
-        let controllers = futures::future::try_join_all(scopes.into_iter().map(|scope| {
-            reconcile::run(client.clone(), shared.clone(), scope, shutdown.clone())
-        }))
-        .await;
+        let controllers =
+            futures::future::try_join_all(scopes.into_iter().map(|scope| {
+                reconcile::run(client.clone(), shared.clone(), scope, shutdown.clone())
+            }))
+            .await;
         let _ = controllers_done.send(());
         if let Some(elector) = elector {
             let _ = elector.await;

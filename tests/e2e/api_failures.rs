@@ -7,7 +7,8 @@ use std::time::Duration;
 use lucid_e2e::{TestEnv, condition, is_ready};
 use lucid_operator::api::LucidService;
 
-const PHASE: &str = "apiVersion: lucid.io/v1alpha1\nkind: LucidPhase\nmetadata: {name: lab}\nspec: {}\n";
+const PHASE: &str =
+    "apiVersion: lucid.io/v1alpha1\nkind: LucidPhase\nmetadata: {name: lab}\nspec: {}\n";
 
 fn service(name: &str) -> String {
     format!(
@@ -26,12 +27,16 @@ async fn a_full_service_ip_range_is_reported_on_the_service_and_clears_when_free
         .expect("phase");
     let names: Vec<String> = (1..=6).map(|i| format!("svc-{i}")).collect();
     for name in &names[..5] {
-        env.apply_yaml::<LucidService>(&service(name)).await.expect("apply");
+        env.apply_yaml::<LucidService>(&service(name))
+            .await
+            .expect("apply");
         env.wait_service(name, "Ready while addresses last", is_ready)
             .await;
     }
     let last = &names[5];
-    env.apply_yaml::<LucidService>(&service(last)).await.expect("apply");
+    env.apply_yaml::<LucidService>(&service(last))
+        .await
+        .expect("apply");
     let failing = env
         .wait_service(last, "Degraded ApplyFailed", |ls| {
             ls.status
@@ -57,8 +62,8 @@ async fn a_full_service_ip_range_is_reported_on_the_service_and_clears_when_free
     let ready = env
         .wait_service(last, "Ready once an address is free", is_ready)
         .await;
-    let degraded = condition(&ready.status.expect("status").conditions, "Degraded")
-        .map(|c| c.0.to_string());
+    let degraded =
+        condition(&ready.status.expect("status").conditions, "Degraded").map(|c| c.0.to_string());
     assert_eq!(degraded.as_deref(), Some("False"));
     env.stop().await;
 }

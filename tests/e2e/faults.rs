@@ -11,12 +11,15 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{ListParams, PostParams};
+use kube::api::ListParams;
 use kube::{Api, Client, Resource, ResourceExt};
 use lucid_e2e::replica::Running;
-use lucid_e2e::{Component, Kubelet, apply_documents, control_plane, init_tracing, install_crds};
+use lucid_e2e::{
+    Component, Kubelet, apply_documents, control_plane, create_namespace, init_tracing,
+    install_crds,
+};
 use lucid_operator::api::{LucidPhase, LucidService};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -37,10 +40,17 @@ fn stack_documents() -> String {
     let mut helm = control_plane().helm();
     helm.args(["template", "lucid", &format!("{ROOT}/charts/lucid-stack")]);
     let out = helm.output().expect("helm");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let environment =
         std::fs::read_to_string(format!("{ROOT}/crds/examples/environment.yaml")).expect("env");
-    format!("{environment}\n---\n{}", String::from_utf8_lossy(&out.stdout))
+    format!(
+        "{environment}\n---\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    )
 }
 
 /// An object as the operator rendered it, without what the API server or the namespace
@@ -130,34 +140,38 @@ async fn ready_count(client: &Client, ns: &str) -> usize {
 
 async fn foundation_ready(client: &Client, ns: &str) -> bool {
     let api: Api<LucidPhase> = Api::namespaced(client.clone(), ns);
-    api.get_opt("foundation").await.ok().flatten().is_some_and(|p| {
-        p.status
-            .is_some_and(|s| s.state.as_deref() == Some("Ready") && s.ready_services > 0)
-    })
+    api.get_opt("foundation")
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|p| {
+            p.status
+                .is_some_and(|s| s.state.as_deref() == Some("Ready") && s.ready_services > 0)
+        })
 }
 
 /// Rolls the stack out in a fresh namespace with `fault` injected mid-rollout; returns the
 /// final objects and the time from the fault's end to every service Ready.
 async fn run(admin: &Client, fault: Fault) -> (BTreeMap<String, Value>, Duration) {
     let ns = format!("faults-{fault:?}").to_lowercase();
-    let namespaces: Api<Namespace> = Api::all(admin.clone());
-    let body: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).expect("ns");
-    namespaces
-        .create(&PostParams::default(), &body)
-        .await
-        .expect("namespace");
+    create_namespace(admin, &ns).await;
     let mut operator = Running::start(&ns, "lucid-operator", None);
     let kubelet = Kubelet::start(admin.clone(), &ns, Duration::from_millis(200));
     apply_documents(admin, &ns, &stack_documents()).await;
 
     let deadline = Instant::now() + Duration::from_secs(120);
     while !foundation_ready(admin, &ns).await {
-        assert!(Instant::now() < deadline, "{fault:?}: foundation never Ready");
+        assert!(
+            Instant::now() < deadline,
+            "{fault:?}: foundation never Ready"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let before = ready_count(admin, &ns).await;
-    assert!(before < SERVICES, "{fault:?}: the fault must land mid-rollout");
+    assert!(
+        before < SERVICES,
+        "{fault:?}: the fault must land mid-rollout"
+    );
     match fault {
         Fault::None => {}
         Fault::ApiServerDown30s => {
@@ -198,7 +212,9 @@ async fn run(admin: &Client, fault: Fault) -> (BTreeMap<String, Value>, Duration
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let converged = recovered.elapsed();
-    println!("{fault:?}: {before}/{SERVICES} Ready at the fault; all Ready {converged:?} after it ended; (ready, ms): {progress:?}");
+    println!(
+        "{fault:?}: {before}/{SERVICES} Ready at the fault; all Ready {converged:?} after it ended; (ready, ms): {progress:?}"
+    );
     let objects = snapshot(admin, &ns).await;
     operator.stop().await;
     kubelet.stop();
@@ -211,8 +227,14 @@ async fn the_stack_converges_to_the_same_objects_through_api_server_etcd_and_ope
     let admin = control_plane().client().await;
     install_crds(&admin).await;
     let (baseline, _) = run(&admin, Fault::None).await;
-    let deployments = baseline.keys().filter(|k| k.starts_with("Deployment/")).count();
-    let policies = baseline.keys().filter(|k| k.starts_with("NetworkPolicy/")).count();
+    let deployments = baseline
+        .keys()
+        .filter(|k| k.starts_with("Deployment/"))
+        .count();
+    let policies = baseline
+        .keys()
+        .filter(|k| k.starts_with("NetworkPolicy/"))
+        .count();
     assert_eq!((deployments, policies), (SERVICES, SERVICES));
     for fault in [
         Fault::ApiServerDown30s,
@@ -220,8 +242,14 @@ async fn the_stack_converges_to_the_same_objects_through_api_server_etcd_and_ope
         Fault::OperatorKilled,
     ] {
         let (objects, _) = run(&admin, fault).await;
-        let missing: Vec<_> = baseline.keys().filter(|k| !objects.contains_key(*k)).collect();
-        let extra: Vec<_> = objects.keys().filter(|k| !baseline.contains_key(*k)).collect();
+        let missing: Vec<_> = baseline
+            .keys()
+            .filter(|k| !objects.contains_key(*k))
+            .collect();
+        let extra: Vec<_> = objects
+            .keys()
+            .filter(|k| !baseline.contains_key(*k))
+            .collect();
         assert!(
             missing.is_empty() && extra.is_empty(),
             "{fault:?}: missing {missing:?}, extra {extra:?}"

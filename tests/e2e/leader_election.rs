@@ -8,12 +8,13 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::PostParams;
 use kube::Api;
-use lucid_e2e::{Kubelet, apply_yaml, control_plane, init_tracing, install_crds, is_ready, wait_for};
-use lucid_operator::api::{LucidPhase, LucidService};
 use lucid_e2e::replica::Running;
+use lucid_e2e::{
+    Kubelet, apply_yaml, control_plane, create_namespace, init_tracing, install_crds, is_ready,
+    wait_for,
+};
+use lucid_operator::api::{LucidPhase, LucidService};
 use lucid_operator::leader::{ElectionConfig, Role};
 
 const NS: &str = "election";
@@ -32,16 +33,6 @@ fn election(namespace: &str, identity: &str) -> ElectionConfig {
 
 fn start(identity: &'static str, user: &'static str) -> Running {
     Running::start(NS, user, Some(election(NS, identity)))
-}
-
-async fn create_namespace(admin: &kube::Client, name: &str) {
-    let namespaces: Api<Namespace> = Api::all(admin.clone());
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
-        .expect("namespace");
-    namespaces
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("namespace");
 }
 
 async fn holder(leases: &Api<Lease>) -> Option<String> {
@@ -82,7 +73,8 @@ fn parse(timestamp: &str) -> k8s_openapi::jiff::Timestamp {
     timestamp.parse().expect("audit timestamp")
 }
 
-const PHASE: &str = "apiVersion: lucid.io/v1alpha1\nkind: LucidPhase\nmetadata: {name: lab}\nspec: {}\n";
+const PHASE: &str =
+    "apiVersion: lucid.io/v1alpha1\nkind: LucidPhase\nmetadata: {name: lab}\nspec: {}\n";
 
 fn service(name: &str, level: &str) -> String {
     format!(
@@ -105,7 +97,9 @@ async fn a_standby_takes_over_from_a_killed_leader_and_two_replicas_never_write_
     let a = start("replica-a", "lucid-operator");
     until_held_by(&leases, &a.identity, Duration::from_secs(10)).await;
     let b = start("replica-b", "lucid-operator-b");
-    apply_yaml::<LucidPhase>(&admin, NS, PHASE).await.expect("phase");
+    apply_yaml::<LucidPhase>(&admin, NS, PHASE)
+        .await
+        .expect("phase");
     for name in ["alpha", "beta", "gamma"] {
         apply_yaml::<LucidService>(&admin, NS, &service(name, "one"))
             .await
@@ -125,7 +119,9 @@ async fn a_standby_takes_over_from_a_killed_leader_and_two_replicas_never_write_
     // The leader dies without a word.
     a.kill();
     let takeover = until_held_by(&leases, &b.identity, LEASE + RETRY * 3).await;
-    println!("takeover after the leader was killed: {takeover:?} (lease {LEASE:?}, retry {RETRY:?})");
+    println!(
+        "takeover after the leader was killed: {takeover:?} (lease {LEASE:?}, retry {RETRY:?})"
+    );
     // b counts a whole lease duration from the last renewal it saw (at most one retry period
     // before the kill): never sooner.
     assert!(
@@ -136,15 +132,23 @@ async fn a_standby_takes_over_from_a_killed_leader_and_two_replicas_never_write_
     apply_yaml::<LucidService>(&admin, NS, &service("beta", "two"))
         .await
         .expect("change");
-    wait_for(&services, "beta", "Ready at the new generation, by b", |ls| {
-        is_ready(ls)
-            && ls.status.as_ref().and_then(|s| s.observed_generation) == ls.metadata.generation
-    })
+    wait_for(
+        &services,
+        "beta",
+        "Ready at the new generation, by b",
+        |ls| {
+            is_ready(ls)
+                && ls.status.as_ref().and_then(|s| s.observed_generation) == ls.metadata.generation
+        },
+    )
     .await;
 
     let a_writes = cp.writes_by("lucid-operator", NS);
     let b_writes = cp.writes_by("lucid-operator-b", NS);
-    assert!(!a_writes.is_empty() && !b_writes.is_empty(), "both led once");
+    assert!(
+        !a_writes.is_empty() && !b_writes.is_empty(),
+        "both led once"
+    );
     let a_last = a_writes.iter().map(|w| parse(&w.0)).max().expect("a wrote");
     let b_first = b_writes.iter().map(|w| parse(&w.0)).min().expect("b wrote");
     assert!(
@@ -170,10 +174,15 @@ async fn a_standby_takes_over_from_a_killed_leader_and_two_replicas_never_write_
     apply_yaml::<LucidService>(&admin, NS, &service("gamma", "three"))
         .await
         .expect("change");
-    wait_for(&services, "gamma", "Ready at the new generation, by c", |ls| {
-        is_ready(ls)
-            && ls.status.as_ref().and_then(|s| s.observed_generation) == ls.metadata.generation
-    })
+    wait_for(
+        &services,
+        "gamma",
+        "Ready at the new generation, by c",
+        |ls| {
+            is_ready(ls)
+                && ls.status.as_ref().and_then(|s| s.observed_generation) == ls.metadata.generation
+        },
+    )
     .await;
     c.stop().await;
 }
@@ -206,7 +215,9 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_before_a_standby_sta
     );
     until_held_by(&leases, &a.identity, Duration::from_secs(10)).await;
     let b = Running::start(NS, "lucid-operator-b", Some(election(NS, "partitioned-b")));
-    apply_yaml::<LucidPhase>(&admin, NS, PHASE).await.expect("phase");
+    apply_yaml::<LucidPhase>(&admin, NS, PHASE)
+        .await
+        .expect("phase");
     apply_yaml::<LucidService>(&admin, NS, &service("delta", "one"))
         .await
         .expect("service");
@@ -219,21 +230,34 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_before_a_standby_sta
         if !a.leadership.is_leader() {
             break cut.elapsed();
         }
-        assert!(cut.elapsed() < RENEW + RETRY * 2, "a kept leading while cut off");
+        assert!(
+            cut.elapsed() < RENEW + RETRY * 2,
+            "a kept leading while cut off"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let takeover = until_held_by(&leases, &b.identity, LEASE + RETRY * 3).await;
     let taken = cut.elapsed();
-    println!("partition: a stopped writing {fenced:?} after the cut, b took over {taken:?} after it ({takeover:?} of polling)");
-    assert!(fenced < taken, "a stopped writing at {fenced:?}, after b started at {taken:?}");
+    println!(
+        "partition: a stopped writing {fenced:?} after the cut, b took over {taken:?} after it ({takeover:?} of polling)"
+    );
+    assert!(
+        fenced < taken,
+        "a stopped writing at {fenced:?}, after b started at {taken:?}"
+    );
 
     apply_yaml::<LucidService>(&admin, NS, &service("delta", "two"))
         .await
         .expect("change");
-    wait_for(&services, "delta", "Ready at the new generation, by b", |ls| {
-        is_ready(ls)
-            && ls.status.as_ref().and_then(|s| s.observed_generation) == ls.metadata.generation
-    })
+    wait_for(
+        &services,
+        "delta",
+        "Ready at the new generation, by b",
+        |ls| {
+            is_ready(ls)
+                && ls.status.as_ref().and_then(|s| s.observed_generation) == ls.metadata.generation
+        },
+    )
     .await;
     // Healed, a finds the Lease taken and stands by; it writes nothing more.
     proxy.heal().await;
@@ -256,7 +280,10 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_before_a_standby_sta
         .map(|w| parse(&w.0))
         .min()
         .expect("b wrote");
-    assert!(a_last < b_first, "a wrote at {a_last}, after b's first write at {b_first}");
+    assert!(
+        a_last < b_first,
+        "a wrote at {a_last}, after b's first write at {b_first}"
+    );
     b.stop().await;
     a.kill();
 }

@@ -14,14 +14,16 @@ use std::process::Command;
 use std::time::Duration;
 
 use futures::FutureExt;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
 };
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use lucid_e2e::{Kubelet, apply_documents, control_plane, init_tracing, is_ready, wait_for};
+use lucid_e2e::{
+    Kubelet, apply_documents, control_plane, create_namespace, init_tracing, is_ready, wait_for,
+};
 use lucid_operator::api::{LucidPhase, LucidService};
 use lucid_operator::reconcile::{self, Scope, Shared};
 
@@ -42,15 +44,6 @@ fn helm(args: &[&str]) -> String {
     let mut cmd = control_plane().helm();
     cmd.args(args);
     run(cmd)
-}
-
-async fn create_namespace(client: &Client, name: &str) {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let body: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))
-        .expect("namespace");
-    api.create(&PostParams::default(), &body)
-        .await
-        .expect("create namespace");
 }
 
 /// The operator, in-process, as a ServiceAccount: every call it makes goes through RBAC.
@@ -190,7 +183,10 @@ async fn the_operator_chart_installs_upgrades_its_crds_and_runs_namespaced() {
         "--create-namespace",
     ]);
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
-    let crd = crds.get("lucidservices.lucid.io").await.expect("CRD installed");
+    let crd = crds
+        .get("lucidservices.lucid.io")
+        .await
+        .expect("CRD installed");
     assert_eq!(
         crd.annotations()
             .get("helm.sh/resource-policy")
@@ -289,7 +285,11 @@ async fn the_operator_chart_installs_upgrades_its_crds_and_runs_namespaced() {
     ]);
     let roles: Api<ClusterRole> = Api::all(admin.clone());
     assert!(
-        roles.get_opt("scoped-lucid-operator").await.expect("get").is_none(),
+        roles
+            .get_opt("scoped-lucid-operator")
+            .await
+            .expect("get")
+            .is_none(),
         "the namespaced mode renders nothing cluster-wide"
     );
     let lab_roles: Api<Role> = Api::namespaced(admin.clone(), "lab");

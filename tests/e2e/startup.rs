@@ -12,7 +12,11 @@ async fn without_the_crds_the_operator_says_what_to_do_and_with_them_it_starts()
         .expect_err("no CRDs on a fresh API server");
     let message = error.to_string();
     println!("{message}");
-    for part in ["lucidservices and lucidphases", "helm upgrade --install", "crds/lucid.io.yaml"] {
+    for part in [
+        "lucidservices and lucidphases",
+        "helm upgrade --install",
+        "crds/lucid.io.yaml",
+    ] {
         assert!(message.contains(part), "{part:?} missing from {message:?}");
     }
     install_crds(&client).await;

@@ -165,7 +165,13 @@ impl ControlPlane {
                     && l.contains(&in_namespace)
                     && l.contains("\"stage\":\"ResponseComplete\"")
             })
-            .map(|l| (field(l, "stageTimestamp"), field(l, "verb"), field(l, "resource")))
+            .map(|l| {
+                (
+                    field(l, "stageTimestamp"),
+                    field(l, "verb"),
+                    field(l, "resource"),
+                )
+            })
             .filter(|(_, verb, resource)| {
                 matches!(verb.as_str(), "create" | "update" | "patch" | "delete")
                     && resource != "leases"
@@ -223,7 +229,11 @@ impl ControlPlane {
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         let gone = |pid: u32| {
             std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|stat| stat.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+                .map(|stat| {
+                    stat.rsplit(')')
+                        .next()
+                        .is_some_and(|r| r.trim_start().starts_with('Z'))
+                })
                 .unwrap_or(true)
         };
         let deadline = Instant::now() + Duration::from_secs(30);

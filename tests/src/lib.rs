@@ -207,6 +207,18 @@ pub async fn apply_documents(client: &Client, namespace: &str, text: &str) {
     }
 }
 
+/// Creates a namespace (an existing one is fine).
+pub async fn create_namespace(client: &Client, name: &str) {
+    let ns: Api<Namespace> = Api::all(client.clone());
+    let body =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
+    match ns.create(&PostParams::default(), &body).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => panic!("create namespace {name}: {e}"),
+    }
+}
+
 /// Waits until `cond` holds for the object, failing the test with `what` after [`WAIT`].
 pub async fn wait_for<K, F>(api: &Api<K>, name: &str, what: &str, cond: F) -> K
 where

@@ -47,7 +47,12 @@ impl Proxy {
 
     /// Closes every connection and stops listening: connects are refused.
     pub fn cut(&self) {
-        for task in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             task.abort();
         }
     }

@@ -291,6 +291,19 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
     }
 }
 
+/// One span per reconcile: what it is about now, how it ended and how long it took later.
+fn reconcile_span<K: kube::Resource>(kind: &'static str, object: &K) -> tracing::Span {
+    tracing::info_span!(
+        "reconcile",
+        kind,
+        namespace = %object.meta().namespace.as_deref().unwrap_or_default(),
+        name = %object.meta().name.as_deref().unwrap_or_default(),
+        generation = object.meta().generation.unwrap_or_default(),
+        outcome = tracing::field::Empty,
+        duration_ms = tracing::field::Empty,
+    )
+}
+
 /// Fires when this replica starts leading and when a failed watch works again.
 fn look_at_everything(
     leadership: &Leadership,
@@ -347,7 +360,9 @@ where
                     }
                 }
                 // The watcher retries with backoff; `health` fails liveness if it never recovers.
-                Err(error) => tracing::warn!(watch = name, error = %error, "watch failed; retrying"),
+                Err(error) => {
+                    tracing::warn!(watch = name, error = %error, "watch failed; retrying")
+                }
             }
         }
     });
@@ -554,10 +569,7 @@ mod scope_tests {
     fn a_namespace_list_is_one_scope_per_distinct_namespace() {
         assert_eq!(
             Scope::from_list("b, a,b,"),
-            vec![
-                Scope::Namespace("a".into()),
-                Scope::Namespace("b".into())
-            ]
+            vec![Scope::Namespace("a".into()), Scope::Namespace("b".into())]
         );
     }
 }

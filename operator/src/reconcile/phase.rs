@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Patch;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::apply::apply_params;
@@ -30,15 +30,7 @@ pub async fn reconcile(
     if !ctx.leadership.is_leader() {
         return Ok(Action::await_change());
     }
-    let span = tracing::info_span!(
-        "reconcile",
-        kind = "LucidPhase",
-        namespace = %guard.namespace().unwrap_or_default(),
-        name = %guard.name_any(),
-        generation = guard.meta().generation.unwrap_or_default(),
-        outcome = tracing::field::Empty,
-        duration_ms = tracing::field::Empty,
-    );
+    let span = super::reconcile_span("LucidPhase", guard.as_ref());
     async {
         let mut timer = ctx.metrics.reconcile_started(CONTROLLER);
         let result = summarise_and_write(&guard, &ctx).await;

@@ -37,15 +37,7 @@ pub async fn reconcile(
         // A standby keeps its caches warm and writes nothing; leading re-runs everything.
         return Ok(Action::await_change());
     }
-    let span = tracing::info_span!(
-        "reconcile",
-        kind = "LucidService",
-        namespace = %guard.namespace().unwrap_or_default(),
-        name = %guard.name_any(),
-        generation = guard.meta().generation.unwrap_or_default(),
-        outcome = tracing::field::Empty,
-        duration_ms = tracing::field::Empty,
-    );
+    let span = super::reconcile_span("LucidService", guard.as_ref());
     async {
         let mut timer = ctx.metrics.reconcile_started(CONTROLLER);
         let result = match &guard.0 {
@@ -267,23 +259,25 @@ async fn decide(
     }
     let deployment = if changed || drifted {
         ctx.leadership.ensure()?;
-        let deployment =
-            match apply_children(&ctx.client, namespace, &children, existing.as_ref()).await {
-                Ok(d) => d,
-                // The API server refused the objects (say, a claim asked to shrink): the user must act.
-                Err(failed) => {
-                    ctx.metrics.api_error("patch", &failed.source);
-                    let refused = matches!(&failed.source, kube::Error::Api(s) if s.code == 422 || s.code == 400);
-                    tracing::warn!(service = %ls.name_any(), namespace, error = %failed, "apply failed");
-                    return Ok(if refused {
-                        // The objects themselves were refused (say, a claim asked to shrink):
-                        // the user must act; retrying the same objects would not help.
-                        Outcome::degraded("ApplyRejected", failed.to_string(), existing)
-                    } else {
-                        Outcome::failed("ApplyFailed", format!("applying {failed}"), existing)
-                    });
-                }
-            };
+        let deployment = match apply_children(&ctx.client, namespace, &children, existing.as_ref())
+            .await
+        {
+            Ok(d) => d,
+            // The API server refused the objects (say, a claim asked to shrink): the user must act.
+            Err(failed) => {
+                ctx.metrics.api_error("patch", &failed.source);
+                let refused =
+                    matches!(&failed.source, kube::Error::Api(s) if s.code == 422 || s.code == 400);
+                tracing::warn!(service = %ls.name_any(), namespace, error = %failed, "apply failed");
+                return Ok(if refused {
+                    // The objects themselves were refused (say, a claim asked to shrink):
+                    // the user must act; retrying the same objects would not help.
+                    Outcome::degraded("ApplyRejected", failed.to_string(), existing)
+                } else {
+                    Outcome::failed("ApplyFailed", format!("applying {failed}"), existing)
+                });
+            }
+        };
         ctx.remember_applied(&deployment);
         // Only an update can leave a child behind; a first apply has nothing to clean.
         let deleted = match &existing {

@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use lucid_e2e::{Kubelet, control_plane, install_crds};
+use lucid_e2e::{Kubelet, control_plane, create_namespace, install_crds};
 use lucid_operator::api::{LucidPhase, LucidService};
 use lucid_operator::graph::service_ready;
 
@@ -158,14 +158,6 @@ fn percentile(values: &[f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let rank = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
     v[rank.min(v.len() - 1)]
-}
-
-async fn create_namespace(client: &Client, name: &str) {
-    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let body = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("ns");
-    ns.create(&PostParams::default(), &body)
-        .await
-        .expect("create namespace");
 }
 
 async fn apply<K>(api: &Api<K>, doc: &str)

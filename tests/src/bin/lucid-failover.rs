@@ -9,11 +9,11 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
-use kube::api::PostParams;
 use lucid_e2e::replica::Running;
-use lucid_e2e::{Kubelet, apply_yaml, control_plane, install_crds, is_ready, wait_for};
+use lucid_e2e::{
+    Kubelet, apply_yaml, control_plane, create_namespace, install_crds, is_ready, wait_for,
+};
 use lucid_operator::api::{LucidPhase, LucidService};
 use lucid_operator::leader::ElectionConfig;
 
@@ -32,13 +32,7 @@ fn service(level: &str) -> String {
 /// Kills (or stops) the leader, applies a change, returns the time to the new leader's write.
 async fn once(admin: &kube::Client, run: usize, clean: bool) -> Duration {
     let ns = format!("failover-{run}");
-    let namespaces: Api<Namespace> = Api::all(admin.clone());
-    let body: Namespace =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).expect("ns");
-    namespaces
-        .create(&PostParams::default(), &body)
-        .await
-        .expect("namespace");
+    create_namespace(admin, &ns).await;
     let kubelet = Kubelet::start(admin.clone(), &ns, Duration::from_millis(50));
     let a = Running::start(&ns, "lucid-operator", Some(election(&ns, "a")));
     while !a.leadership.is_leader() {

@@ -4,9 +4,6 @@
 use std::process::Command;
 use std::sync::OnceLock;
 
-use kube::Client;
-use kube::api::{Api, PostParams};
-
 use super::RealCluster;
 
 pub const OPERATOR_NAMESPACE: &str = "lucid-system";
@@ -66,16 +63,7 @@ pub fn install_operator(cluster: &RealCluster) {
     }
 }
 
-pub async fn create_namespace(client: &Client, name: &str) {
-    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let body =
-        serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).expect("namespace");
-    match ns.create(&PostParams::default(), &body).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
-        Err(e) => panic!("create namespace {name}: {e}"),
-    }
-}
+pub use crate::create_namespace;
 
 /// LucidService documents with `nodeSelector` set to this node's architecture: the default
 /// (`arm64`, for Pis) would leave them unschedulable here, and rightly so.
