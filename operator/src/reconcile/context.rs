@@ -63,15 +63,24 @@ impl Context {
     }
 
     /// What the service's pods say stops its rollout, if anything.
-    pub fn pod_problem(&self, namespace: &str, service: &str) -> Option<crate::status::PodProblem> {
+    pub fn pod_problem(
+        &self,
+        namespace: &str,
+        service: &str,
+        deployment: &Deployment,
+    ) -> Option<crate::status::PodProblem> {
         let pods = self.pods.state();
-        crate::status::pod_problem(pods.iter().map(|p| p.as_ref()).filter(|p| {
-            p.metadata.namespace.as_deref() == Some(namespace)
-                && p.labels()
-                    .get(crate::render::labels::SERVICE)
-                    .map(String::as_str)
-                    == Some(service)
-        }))
+        let current = crate::status::current_template_hash(deployment);
+        crate::status::pod_problem(
+            pods.iter().map(|p| p.as_ref()).filter(|p| {
+                p.metadata.namespace.as_deref() == Some(namespace)
+                    && p.labels()
+                        .get(crate::render::labels::SERVICE)
+                        .map(String::as_str)
+                        == Some(service)
+            }),
+            current.as_deref(),
+        )
     }
 
     pub fn namespace_view(&self, namespace: &str) -> NamespaceView {

@@ -315,16 +315,18 @@ async fn decide(
             message: format!("{ready}/{replicas} pods ready"),
         },
         // Pods that cannot start need the user now, not after the progress deadline.
-        Rollout::InProgress { message, .. } => match ctx.pod_problem(namespace, &ls.name_any()) {
-            Some(problem) => Health::Degraded {
-                reason: problem.reason.into(),
-                message: problem.message,
-            },
-            None => Health::Progressing {
-                reason: "RollingOut".into(),
-                message,
-            },
-        },
+        Rollout::InProgress { message, .. } => {
+            match ctx.pod_problem(namespace, &ls.name_any(), &deployment) {
+                Some(problem) => Health::Degraded {
+                    reason: problem.reason.into(),
+                    message: problem.message,
+                },
+                None => Health::Progressing {
+                    reason: "RollingOut".into(),
+                    message,
+                },
+            }
+        }
         Rollout::Stuck { message, .. } => Health::Degraded {
             reason: "RolloutStuck".into(),
             message,

@@ -7,5 +7,5 @@ mod pods;
 mod rollout;
 
 pub use conditions::{ConditionType, Health, set_condition};
-pub use pods::{PodProblem, pod_problem};
+pub use pods::{PodProblem, current_template_hash, pod_problem};
 pub use rollout::{Rollout, rollout};

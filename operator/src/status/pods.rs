@@ -4,6 +4,7 @@
 //! unusable or no node fits it; each of those needs the user, so it is reported as Degraded
 //! with the image or container named.
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
 /// A reason for the `Degraded` condition and its message.
@@ -24,23 +25,33 @@ const IMAGE_REASONS: &[&str] = &[
 ];
 const CONFIG_REASONS: &[&str] = &["CreateContainerConfigError", "CreateContainerError"];
 
-/// The problem, among the pods of the current ReplicaSet, that only the user can fix. The
-/// current ReplicaSet is the newest pod's (`pod-template-hash`): during a rollout the old
-/// ReplicaSet's pod may still be stuck on the image the user has since fixed, and what
-/// matters is the current template. Pods go by name, so the message does not flap between
-/// pods with the same problem.
-pub fn pod_problem<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Option<PodProblem> {
+/// The problem, among the pods of the current ReplicaSet, that only the user can fix. During
+/// a rollout the old ReplicaSet's pod may still be stuck on the image the user has since
+/// fixed; what matters is the current template. `current_hash` is the current ReplicaSet's
+/// `pod-template-hash` when the Deployment says it ([`current_template_hash`]); without it,
+/// the newest pod's is taken (an old ReplicaSet's pod re-created after the new one's would
+/// mislead that guess, which is why the Deployment's word comes first). Pods go by name, so
+/// the message does not flap between pods with the same problem.
+pub fn pod_problem<'a>(
+    pods: impl IntoIterator<Item = &'a Pod>,
+    current_hash: Option<&str>,
+) -> Option<PodProblem> {
     let pods: Vec<&Pod> = pods
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
-    let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    let newest = pods.iter().max_by(|a, b| {
-        created(a)
-            .cmp(&created(b))
-            .then_with(|| b.metadata.name.cmp(&a.metadata.name))
-    })?;
-    let current = template_hash(newest);
+    let current = match current_hash {
+        Some(hash) => Some(hash),
+        None => {
+            let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            let newest = pods.iter().max_by(|a, b| {
+                created(a)
+                    .cmp(&created(b))
+                    .then_with(|| b.metadata.name.cmp(&a.metadata.name))
+            })?;
+            template_hash(newest)
+        }
+    };
     let mut current: Vec<&Pod> = pods
         .iter()
         .copied()
@@ -48,6 +59,26 @@ pub fn pod_problem<'a>(pods: impl IntoIterator<Item = &'a Pod>) -> Option<PodPro
         .collect();
     current.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     current.into_iter().find_map(problem_of)
+}
+
+/// The current ReplicaSet's `pod-template-hash`, from the Deployment's `Progressing`
+/// condition: the deployment controller names the new ReplicaSet there
+/// (`ReplicaSet "api-gateway-6969f75475" is progressing.`, `Created new replica set "…"`),
+/// and the hash is the suffix after the Deployment's name. None when it does not say (yet).
+pub fn current_template_hash(deployment: &Deployment) -> Option<String> {
+    let name = deployment.metadata.name.as_deref()?;
+    let condition = deployment
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Progressing")?;
+    // "ReplicaSet \"x\" is progressing.", "Created new replica set \"x\"", ...: the first
+    // quoted name.
+    let quoted = condition.message.as_deref()?.split('"').nth(1)?;
+    let hash = quoted.strip_prefix(name)?.strip_prefix('-')?;
+    (!hash.is_empty()).then(|| hash.to_string())
 }
 
 fn template_hash(pod: &Pod) -> Option<&str> {
@@ -179,7 +210,7 @@ mod tests {
                 "Container image \"docker.io/lucid/lucid-api-gateway:nope\" is not present with pull policy of Never",
             ),
         );
-        let problem = pod_problem([&p]).unwrap();
+        let problem = pod_problem([&p], None).unwrap();
         assert_eq!(problem.reason, "ImagePullFailed");
         assert!(
             problem.message.starts_with(
@@ -201,7 +232,7 @@ mod tests {
             }]}),
         );
         assert_eq!(
-            pod_problem([&p]).unwrap().message,
+            pod_problem([&p], None).unwrap().message,
             "container api-gateway of image docker.io/lucid/lucid-api-gateway:nope keeps exiting: restarted 4 times; last exit code 1 (Error)"
         );
     }
@@ -213,7 +244,7 @@ mod tests {
             json!({"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                 "message": "0/1 nodes are available: 1 node(s) didn't match node selector."}]}),
         );
-        let problem = pod_problem([&p]).unwrap();
+        let problem = pod_problem([&p], None).unwrap();
         assert_eq!(problem.reason, "Unschedulable");
         assert!(problem.message.contains("didn't match node selector"));
     }
@@ -225,7 +256,7 @@ mod tests {
         terminating.metadata.deletion_timestamp = Some(
             k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()),
         );
-        assert_eq!(pod_problem([&starting, &terminating]), None);
+        assert_eq!(pod_problem([&starting, &terminating], None), None);
     }
 
     #[test]
@@ -241,11 +272,11 @@ mod tests {
         let mut new = pod("z-new", waiting("ContainerCreating", ""));
         at(&mut new, "new", "2026-01-01T00:01:00Z");
         // The fixed template's pod is still starting: nothing to report, whatever the old one says.
-        assert_eq!(pod_problem([&old, &new]), None);
+        assert_eq!(pod_problem([&old, &new], None), None);
         new = pod("z-new", waiting("CrashLoopBackOff", "back-off"));
         at(&mut new, "new", "2026-01-01T00:01:00Z");
         assert_eq!(
-            pod_problem([&old, &new]).unwrap().reason,
+            pod_problem([&old, &new], None).unwrap().reason,
             "CrashLoopBackOff"
         );
 
@@ -253,6 +284,60 @@ mod tests {
         at(&mut b, "new", "2026-01-01T00:02:00Z");
         let mut a = pod("a", waiting("ImagePullBackOff", "from a"));
         at(&mut a, "new", "2026-01-01T00:01:30Z");
-        assert!(pod_problem([&b, &a]).unwrap().message.ends_with("from a"));
+        assert!(
+            pod_problem([&b, &a], None)
+                .unwrap()
+                .message
+                .ends_with("from a")
+        );
+    }
+
+    #[test]
+    fn the_deployment_names_the_current_replica_set_even_when_an_old_pod_is_newer() {
+        let at = |p: &mut Pod, hash: &str, s: &str| {
+            p.metadata.creation_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(s.parse().unwrap()),
+            );
+            p.metadata.labels = Some([("pod-template-hash".to_string(), hash.to_string())].into());
+        };
+        // Seen on the real cluster: the old ReplicaSet's pod (the bad tag) was re-created
+        // after the new one's, and the newest-pod guess reported the fixed image.
+        let mut new = pod(
+            "api-gateway-6969f75475-xd868",
+            waiting("CrashLoopBackOff", "back-off"),
+        );
+        at(&mut new, "6969f75475", "2026-01-01T00:01:00Z");
+        let mut old = pod(
+            "api-gateway-565f8c6d5b-rnz4f",
+            waiting("ErrImageNeverPull", "the old tag"),
+        );
+        at(&mut old, "565f8c6d5b", "2026-01-01T00:02:00Z");
+        let deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "api-gateway"},
+            "status": {"conditions": [{
+                "type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated",
+                "message": "ReplicaSet \"api-gateway-6969f75475\" is progressing.",
+            }]},
+        }))
+        .unwrap();
+        let hash = current_template_hash(&deployment);
+        assert_eq!(hash.as_deref(), Some("6969f75475"));
+        let created: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "api-gateway"},
+            "status": {"conditions": [{
+                "type": "Progressing", "status": "True", "reason": "NewReplicaSetCreated",
+                "message": "Created new replica set \"api-gateway-6969f75475\"",
+            }]},
+        }))
+        .unwrap();
+        assert_eq!(current_template_hash(&created), hash);
+        assert_eq!(
+            pod_problem([&old, &new], hash.as_deref()).unwrap().reason,
+            "CrashLoopBackOff"
+        );
+        assert_eq!(
+            pod_problem([&old, &new], None).unwrap().reason,
+            "ImagePullFailed"
+        );
     }
 }
