@@ -1,9 +1,11 @@
 //! The 27-service stack converges through faults injected mid-rollout (once the foundation
 //! phase is Ready and the rest is on its way): the API server down for 30 s, etcd
-//! restarted, the operator killed (SIGKILL-like) and started again. After each, every
+//! restarted, the operator killed (SIGKILL-like) and started again, the leader of two
+//! replicas killed, the leader cut off from the API server. After each, every
 //! service is Ready and the objects are exactly those of an undisturbed run: same names,
 //! same rendered content, same owner references, nothing duplicated, lost or orphaned.
-//! (A leader killed with a standby running is `leader_election.rs`.)
+//! With two replicas, the audit log (one identity each) shows the old leader's last write
+//! before the new one's first. Failover timing itself is `leader_election.rs`.
 //!
 //! One test, the scenarios in sequence: they share this binary's control plane.
 
@@ -15,7 +17,9 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::ListParams;
 use kube::{Api, Client, Resource, ResourceExt};
+use lucid_e2e::proxy::Proxy;
 use lucid_e2e::replica::Running;
+use lucid_operator::leader::ElectionConfig;
 use lucid_e2e::{
     Component, Kubelet, apply_documents, control_plane, create_namespace, init_tracing,
     install_crds,
@@ -34,6 +38,19 @@ enum Fault {
     ApiServerDown30s,
     EtcdRestart,
     OperatorKilled,
+    /// Two replicas electing a leader; the leader killed, the standby takes over.
+    LeaderKilled,
+    /// Two replicas; the leader's connections to the API server cut (and healed after).
+    LeaderPartitioned,
+}
+
+/// Election timing for the tests: a 4 s lease keeps them short.
+fn election(namespace: &str, identity: &str) -> ElectionConfig {
+    let mut e = ElectionConfig::new(namespace.into(), "lucid-operator".into(), identity.into());
+    e.lease_duration = Duration::from_secs(4);
+    e.renew_deadline = Duration::from_secs(3);
+    e.retry_period = Duration::from_secs(1);
+    e
 }
 
 fn stack_documents() -> String {
@@ -155,7 +172,39 @@ async fn foundation_ready(client: &Client, ns: &str) -> bool {
 async fn run(admin: &Client, fault: Fault) -> (BTreeMap<String, Value>, Duration) {
     let ns = format!("faults-{fault:?}").to_lowercase();
     create_namespace(admin, &ns).await;
-    let mut operator = Running::start(&ns, "lucid-operator", None);
+    let elected = matches!(fault, Fault::LeaderKilled | Fault::LeaderPartitioned);
+    let proxy = match fault {
+        Fault::LeaderPartitioned => {
+            let upstream = control_plane()
+                .server
+                .trim_start_matches("https://")
+                .parse()
+                .expect("API server address");
+            Some(Proxy::start(upstream).await)
+        }
+        _ => None,
+    };
+    let mut operator = if elected {
+        Running::start_via(
+            &ns,
+            "lucid-operator",
+            Some(election(&ns, "a")),
+            proxy.as_ref().map(|p| format!("https://{}", p.address)),
+        )
+    } else {
+        Running::start(&ns, "lucid-operator", None)
+    };
+    let mut standby = None;
+    if elected {
+        while !operator.leadership.is_leader() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        standby = Some(Running::start(
+            &ns,
+            "lucid-operator-b",
+            Some(election(&ns, "b")),
+        ));
+    }
     let kubelet = Kubelet::start(admin.clone(), &ns, Duration::from_millis(200));
     apply_documents(admin, &ns, &stack_documents()).await;
 
@@ -192,6 +241,16 @@ async fn run(admin: &Client, fault: Fault) -> (BTreeMap<String, Value>, Duration
             operator.kill();
             operator = Running::start(&ns, "lucid-operator", None);
         }
+        Fault::LeaderKilled => {
+            operator.kill();
+            // The standby is the operator now; `operator` a standby that never leads.
+            operator = standby.take().expect("standby");
+        }
+        Fault::LeaderPartitioned => {
+            if let Some(proxy) = &proxy {
+                proxy.cut();
+            }
+        }
     }
     let recovered = Instant::now();
     let deadline = recovered + Duration::from_secs(180);
@@ -215,14 +274,38 @@ async fn run(admin: &Client, fault: Fault) -> (BTreeMap<String, Value>, Duration
     println!(
         "{fault:?}: {before}/{SERVICES} Ready at the fault; all Ready {converged:?} after it ended; (ready, ms): {progress:?}"
     );
+    if let Some(proxy) = &proxy {
+        // Healed: the old leader finds the Lease taken and stands by.
+        proxy.heal().await;
+    }
+    if elected {
+        // The audit log, one identity per replica: never both writing in the same period.
+        let cp = control_plane();
+        let time = |w: &(String, String, String)| {
+            w.0.parse::<k8s_openapi::jiff::Timestamp>()
+                .expect("timestamp")
+        };
+        let a_last = cp.writes_by("lucid-operator", &ns).iter().map(time).max();
+        let b_first = cp.writes_by("lucid-operator-b", &ns).iter().map(time).min();
+        assert!(
+            a_last.is_some() && b_first.is_some() && a_last < b_first,
+            "{fault:?}: a last wrote at {a_last:?}, b first wrote at {b_first:?}"
+        );
+    }
     let objects = snapshot(admin, &ns).await;
     operator.stop().await;
+    if let Some(standby) = standby {
+        standby.stop().await;
+    }
     kubelet.stop();
     (objects, converged)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stack_converges_to_the_same_objects_through_api_server_etcd_and_operator_faults() {
+    // Every request audited, by user: the election scenarios check who wrote when.
+    // SAFETY: set before this binary's control plane (the only reader) starts.
+    unsafe { std::env::set_var("LUCID_E2E_AUDIT", "1") };
     init_tracing();
     let admin = control_plane().client().await;
     install_crds(&admin).await;
@@ -240,6 +323,8 @@ async fn the_stack_converges_to_the_same_objects_through_api_server_etcd_and_ope
         Fault::ApiServerDown30s,
         Fault::EtcdRestart,
         Fault::OperatorKilled,
+        Fault::LeaderKilled,
+        Fault::LeaderPartitioned,
     ] {
         let (objects, _) = run(&admin, fault).await;
         let missing: Vec<_> = baseline

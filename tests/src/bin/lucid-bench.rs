@@ -42,6 +42,7 @@ struct Result {
     latencies_ms: Vec<f64>,
     requests: BTreeMap<String, usize>,
     peak_rss_kib: u64,
+    standby_rss_kib: Option<u64>,
     baseline_total: Duration,
     baseline_requests: BTreeMap<String, usize>,
 }
@@ -95,6 +96,13 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             "\n{name}: operator requests by verb {:?}; baseline {:?}\n",
             r.requests, r.baseline_requests
         ));
+        if let Some(standby) = r.standby_rss_kib {
+            report.push_str(&format!(
+                "{name}: peak RSS, leader {:.1} MiB, standby {:.1} MiB (two replicas, leader election)\n",
+                r.peak_rss_kib as f64 / 1024.0,
+                standby as f64 / 1024.0
+            ));
+        }
     }
     println!("{report}");
     std::fs::write(format!("{ROOT}/target/bench.md"), &report)?;
@@ -182,6 +190,17 @@ where
     .expect("apply");
 }
 
+/// A process's peak resident set (VmHWM), KiB.
+fn peak_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 async fn run(
     client: &Client,
     operator_bin: &PathBuf,
@@ -245,15 +264,39 @@ async fn run(
     });
     let kubelet = Kubelet::start(client.clone(), &ns, Duration::ZERO);
 
-    let mut operator = Command::new(operator_bin)
-        .env("KUBECONFIG", cp.kubeconfig_for("lucid-operator"))
-        .env("LUCID_WATCH_NAMESPACES", &ns)
-        .env("LUCID_HTTP_ADDR", "127.0.0.1:0")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+    // LUCID_BENCH_STANDBY=1: two replicas electing a leader (the chart's default), each its
+    // own process and user; the standby's peak RSS is reported beside the leader's.
+    let standby_mode = std::env::var("LUCID_BENCH_STANDBY").is_ok();
+    let replica = |user: &str, identity: &str| {
+        let mut cmd = Command::new(operator_bin);
+        cmd.env("KUBECONFIG", cp.kubeconfig_for(user))
+            .env("LUCID_WATCH_NAMESPACES", &ns)
+            .env("LUCID_HTTP_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if standby_mode {
+            cmd.env("LUCID_LEADER_ELECTION", "true")
+                .env("LUCID_LEASE_NAMESPACE", &ns)
+                .env("POD_NAME", identity);
+        }
+        cmd.spawn()
+    };
+    let mut operator = replica("lucid-operator", "leader")?;
     let pid = operator.id();
+    if standby_mode {
+        // The leader first: it creates the Lease; the standby then finds it held.
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(client.clone(), &ns);
+        while leases.get_opt("lucid-operator").await?.is_none() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let mut standby = if standby_mode {
+        Some(replica("lucid-operator-b", "standby")?)
+    } else {
+        None
+    };
 
     let started = Instant::now();
     let phases_api: Api<LucidPhase> = Api::namespaced(client.clone(), &ns);
@@ -274,13 +317,13 @@ async fn run(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let rollout = started.elapsed();
-    let peak_rss_kib = std::fs::read_to_string(format!("/proc/{pid}/status"))?
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let peak_rss_kib = peak_rss(pid);
     let requests = cp.requests_by("lucid-operator");
+    let standby_rss_kib = standby.as_ref().map(|s| peak_rss(s.id()));
+    if let Some(standby) = standby.as_mut() {
+        standby.kill()?;
+        let _ = standby.wait();
+    }
     operator.kill()?;
     let _ = operator.wait();
     kubelet.stop();
@@ -372,6 +415,7 @@ async fn run(
         latencies_ms,
         requests,
         peak_rss_kib,
+        standby_rss_kib,
         baseline_total,
         baseline_requests,
     })
