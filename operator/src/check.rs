@@ -48,10 +48,25 @@ pub enum CheckError {
 /// At start: both CRDs must be served, or the operator would wait for ever while looking
 /// healthy. Discovery is open to every authenticated client, so this needs no extra RBAC.
 pub async fn crds_served(client: &Client) -> Result<(), CheckError> {
-    let served = match client.list_api_group_resources("lucid.io/v1alpha1").await {
-        Ok(list) => list.resources.into_iter().map(|r| r.name).collect(),
-        Err(kube::Error::Api(status)) if status.code == 404 => Vec::new(),
-        Err(error) => return Err(CheckError::Discovery(error)),
+    // An API server that is down or restarting is waited for (a minute), not a reason to
+    // exit: exiting would put the pod in a crash loop that outlasts the outage.
+    let patience = std::time::Instant::now() + Duration::from_secs(60);
+    let served = loop {
+        match client.list_api_group_resources("lucid.io/v1alpha1").await {
+            Ok(list) => break list.resources.into_iter().map(|r| r.name).collect(),
+            Err(kube::Error::Api(status)) if status.code == 404 => break Vec::new(),
+            Err(error) => {
+                let transient = match &error {
+                    kube::Error::Api(status) => status.code >= 500,
+                    _ => true,
+                };
+                if !transient || std::time::Instant::now() > patience {
+                    return Err(CheckError::Discovery(error));
+                }
+                tracing::warn!(error = %error, "cannot reach the API server yet; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
     };
     let missing: Vec<&str> = ["lucidservices", "lucidphases"]
         .into_iter()

@@ -215,8 +215,10 @@ pub fn decide(
     }
 }
 
-/// Runs the election until `shutdown` resolves, then releases the Lease if held. Every
-/// transition is logged and counted.
+/// Runs the election until `shutdown` resolves, then releases the Lease if it still names
+/// this replica. Every transition is logged and reported through `on_transition` exactly
+/// once: the role channel always goes back to Standby when the fence closes, so winning the
+/// Lease again is a change the controllers see (and they look at everything again).
 pub async fn run(
     client: Client,
     config: ElectionConfig,
@@ -227,51 +229,80 @@ pub async fn run(
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
     let mut observed = Observation::default();
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut reported = Role::Unknown;
+    let mut ever_held = false;
+    let report = |role: Role, reported: &mut Role, why: &str| {
+        if *reported == role {
+            return;
+        }
+        match role {
+            Role::Leader => {
+                tracing::info!(lease = %config.name, identity = %config.identity, "leading")
+            }
+            _ if *reported == Role::Leader => {
+                tracing::warn!(lease = %config.name, why, "stopped writing; standing by")
+            }
+            _ => tracing::info!(lease = %config.name, "standing by"),
+        }
+        if role != Role::Leader {
+            leadership.stand_by();
+        }
+        // Unknown -> Standby at start is not a transition worth counting.
+        if !(*reported == Role::Unknown && role == Role::Standby) {
+            on_transition(role);
+        }
+        *reported = role;
+    };
     loop {
         let attempt = Instant::now();
-        let was_leader = leadership.is_leader();
-        match try_once(&api, &config, &mut observed, attempt).await {
-            Ok(true) => {
+        // No call may outlive the lease: a leader's budget ends at its renew deadline, a
+        // standby's at its next try. (The client itself has no read timeout.)
+        let budget = match leadership.until() {
+            Some(until) if until > attempt => until - attempt,
+            _ => config.retry_period,
+        };
+        let outcome = tokio::select! {
+            _ = &mut shutdown => break,
+            outcome = tokio::time::timeout(budget, try_once(&api, &config, &mut observed, attempt)) => outcome,
+        };
+        match outcome {
+            Ok(Ok(true)) => {
+                ever_held = true;
                 leadership.lead_until(attempt + config.renew_deadline);
-                if !was_leader {
-                    tracing::info!(lease = %config.name, identity = %config.identity, "leading");
-                    on_transition(Role::Leader);
-                }
+                report(Role::Leader, &mut reported, "");
             }
-            Ok(false) => {
-                if was_leader || leadership.role() == Role::Unknown {
-                    if was_leader {
-                        tracing::warn!(lease = %config.name, "lost the lease; standing by");
-                    } else {
-                        tracing::info!(lease = %config.name, "standing by");
-                    }
-                    on_transition(Role::Standby);
-                }
-                leadership.stand_by();
-            }
-            Err(error) => {
-                // The fence stops writes at the renew deadline by itself; this only reports.
+            Ok(Ok(false)) => report(Role::Standby, &mut reported, "the lease is held by another"),
+            Ok(Err(error)) => {
                 tracing::warn!(lease = %config.name, error = %error, "lease renewal failed");
-                if was_leader && !leadership.is_leader() {
-                    tracing::warn!(lease = %config.name, "renew deadline passed; stopped writing");
-                    leadership.stand_by();
-                    on_transition(Role::Standby);
-                }
             }
+            Err(_) => tracing::warn!(lease = %config.name, ?budget, "lease call timed out"),
         }
+        // Until the next try; a leader whose fence closes meanwhile says so at that instant.
+        let next = Instant::now() + config.retry_period;
+        let deadline = leadership
+            .until()
+            .filter(|until| reported == Role::Leader && *until < next);
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = tokio::time::sleep(config.retry_period) => {}
+            _ = tokio::time::sleep_until(deadline.unwrap_or(next).into()) => {}
+        }
+        if reported == Role::Leader && !leadership.is_leader() {
+            report(Role::Standby, &mut reported, "renew deadline passed");
         }
     }
-    if leadership.is_leader() {
-        leadership.stand_by();
-        match release(&api, &config).await {
-            Ok(()) => tracing::info!(lease = %config.name, "released the lease"),
-            Err(error) => {
+    let held = reported == Role::Leader;
+    leadership.stand_by();
+    if ever_held {
+        // Compare-and-swap on the holder: safe whenever the Lease still names us.
+        match tokio::time::timeout(config.retry_period, release(&api, &config)).await {
+            Ok(Ok(())) => tracing::info!(lease = %config.name, "released the lease"),
+            Ok(Err(error)) => {
                 tracing::warn!(lease = %config.name, error = %error, "could not release the lease")
             }
+            Err(_) => tracing::warn!(lease = %config.name, "releasing the lease timed out"),
         }
+    }
+    if held {
         on_transition(Role::Standby);
     }
 }
@@ -281,15 +312,17 @@ async fn try_once(
     api: &Api<Lease>,
     config: &ElectionConfig,
     observed: &mut Observation,
-    now: Instant,
+    _attempt: Instant,
 ) -> Result<bool, kube::Error> {
     let lease = api.get_opt(&config.name).await?;
+    // A standby dates what it saw by when the read came back (as client-go does): a slow
+    // read must not make the record look older than it is.
     let step = decide(
         lease.as_ref().and_then(|l| l.spec.as_ref()),
         &config.identity,
         config.lease_duration,
         observed,
-        now,
+        Instant::now(),
     );
     let stamp = Some(MicroTime(jiff::Timestamp::now()));
     let held = |mut spec: LeaseSpec, transition: bool| {

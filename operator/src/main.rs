@@ -128,11 +128,12 @@ fn election_config() -> Result<Option<ElectionConfig>, Failure> {
         "LUCID_RETRY_PERIOD_SECONDS",
         config.retry_period.as_secs(),
     )?);
-    if config.renew_deadline >= config.lease_duration
+    if config.retry_period.is_zero()
+        || config.renew_deadline >= config.lease_duration
         || config.retry_period >= config.renew_deadline
     {
         return Err(format!(
-            "leader election needs retry period < renew deadline < lease duration, got {:?} / {:?} / {:?}",
+            "leader election needs 0 < retry period < renew deadline < lease duration, got {:?} / {:?} / {:?}",
             config.retry_period, config.renew_deadline, config.lease_duration
         )
         .into());

@@ -38,9 +38,11 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// `phase_namespace`, not `namespace`: Prometheus would rename a target's own `namespace`
+/// label away (to `exported_namespace`) without `honorLabels`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PhaseLabel {
-    pub namespace: String,
+    pub phase_namespace: String,
     pub phase: String,
 }
 
@@ -185,9 +187,16 @@ impl Metrics {
             .inc();
     }
 
+    /// A standby does not summarise phases: it drops the leader-era figures rather than
+    /// exporting them frozen beside the new leader's.
+    pub fn forget_phases(&self) {
+        self.phase_members.clear();
+        self.phase_ready_members.clear();
+    }
+
     pub fn phase(&self, namespace: &str, phase: &str, members: i64, ready: i64) {
         let label = PhaseLabel {
-            namespace: namespace.to_string(),
+            phase_namespace: namespace.to_string(),
             phase: phase.to_string(),
         };
         self.phase_members.get_or_create(&label).set(members);
@@ -254,7 +263,7 @@ mod tests {
             "lucid_operator_reconciles_in_flight{controller=\"lucidservice\"} 0",
             "lucid_operator_reconcile_duration_seconds_count{controller=\"lucidservice\"} 2",
             "lucid_operator_reconcile_failures_total{controller=\"lucidservice\",reason=\"ApplyFailed\"} 1",
-            "lucid_operator_phase_ready_members{namespace=\"lucid\",phase=\"core\"} 4",
+            "lucid_operator_phase_ready_members{phase_namespace=\"lucid\",phase=\"core\"} 4",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

@@ -70,6 +70,9 @@ impl Replica {
                 move |role| {
                     metrics.leader.set(i64::from(role == Role::Leader));
                     metrics.leader_transitions.inc();
+                    if role != Role::Leader {
+                        metrics.forget_phases();
+                    }
                 },
                 controllers_stopped.map(drop),
             ))

@@ -19,12 +19,12 @@ use kube::api::ListParams;
 use kube::{Api, Client, Resource, ResourceExt};
 use lucid_e2e::proxy::Proxy;
 use lucid_e2e::replica::Running;
-use lucid_operator::leader::ElectionConfig;
 use lucid_e2e::{
     Component, Kubelet, apply_documents, control_plane, create_namespace, init_tracing,
     install_crds,
 };
 use lucid_operator::api::{LucidPhase, LucidService};
+use lucid_operator::leader::ElectionConfig;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;

@@ -236,6 +236,17 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_before_a_standby_sta
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
+    // And its election loop says so at once (the role channel, not just the fence): winning
+    // the Lease back later is then a change the controllers see.
+    let stepped_down = a.leadership.subscribe();
+    tokio::time::timeout(RETRY * 2, async {
+        let mut role = stepped_down;
+        while *role.borrow_and_update() != Role::Standby {
+            let _ = role.changed().await;
+        }
+    })
+    .await
+    .expect("a's election loop stepped down at its deadline");
     let takeover = until_held_by(&leases, &b.identity, LEASE + RETRY * 3).await;
     let taken = cut.elapsed();
     println!(

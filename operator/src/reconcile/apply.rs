@@ -9,6 +9,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::error::Error;
+use crate::leader::Leadership;
 use crate::render::{Children, labels};
 
 /// The one field manager the operator writes with.
@@ -84,22 +86,45 @@ where
         })
 }
 
-/// Applies every child, claims and Service first so the pods find them. Returns the stored
-/// Deployment, whose status tells how the rollout goes.
+/// Why applying the children stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyFailure {
+    #[error(transparent)]
+    Child(#[from] ChildError),
+    /// The fence closed between two writes: the new leader takes it from here.
+    #[error("not the leader")]
+    NotLeader,
+}
+
+fn fenced(fence: &Leadership) -> Result<(), ApplyFailure> {
+    if fence.is_leader() {
+        Ok(())
+    } else {
+        Err(ApplyFailure::NotLeader)
+    }
+}
+
+/// Applies every child, claims and Service first so the pods find them, asking the fence
+/// before each write. Returns the stored Deployment, whose status tells how the rollout goes.
 pub async fn apply_children(
     client: &Client,
+    fence: &Leadership,
     namespace: &str,
     children: &Children,
     existing: Option<&Deployment>,
-) -> Result<Deployment, ChildError> {
+) -> Result<Deployment, ApplyFailure> {
     for claim in &children.claims {
+        fenced(fence)?;
         apply_child(client, namespace, claim).await?;
     }
     if let Some(service) = &children.service {
+        fenced(fence)?;
         apply_child(client, namespace, service).await?;
     }
+    fenced(fence)?;
     apply_child(client, namespace, &children.network_policy).await?;
     if let Some(patch) = existing.and_then(|e| dropped_probes_patch(e, &children.deployment)) {
+        fenced(fence)?;
         let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
         api.patch(
             &children.deployment.name_any(),
@@ -113,7 +138,8 @@ pub async fn apply_children(
             source,
         })?;
     }
-    apply_child(client, namespace, &children.deployment).await
+    fenced(fence)?;
+    Ok(apply_child(client, namespace, &children.deployment).await?)
 }
 
 /// Kubernetes 1.20's server-side apply leaves an emptied probe behind when the applied object
@@ -169,15 +195,16 @@ fn dropped_probes_patch(existing: &Deployment, desired: &Deployment) -> Option<s
 /// (a retained claim has no owner reference and is never touched here).
 pub async fn delete_orphans(
     client: &Client,
+    fence: &Leadership,
     namespace: &str,
     service_name: &str,
     owner_uid: &str,
     children: &Children,
-) -> Result<Vec<String>, kube::Error> {
+) -> Result<Vec<String>, Error> {
     let mut deleted = Vec::new();
     let wanted_service = children.service.as_ref().map(|s| s.name_any());
     deleted.extend(
-        delete_unwanted::<Service>(client, namespace, service_name, owner_uid, |name| {
+        delete_unwanted::<Service>(client, fence, namespace, service_name, owner_uid, |name| {
             Some(name.to_string()) == wanted_service
         })
         .await?,
@@ -186,6 +213,7 @@ pub async fn delete_orphans(
     deleted.extend(
         delete_unwanted::<PersistentVolumeClaim>(
             client,
+            fence,
             namespace,
             service_name,
             owner_uid,
@@ -198,11 +226,12 @@ pub async fn delete_orphans(
 
 async fn delete_unwanted<K>(
     client: &Client,
+    fence: &Leadership,
     namespace: &str,
     service_name: &str,
     owner_uid: &str,
     wanted: impl Fn(&str) -> bool,
-) -> Result<Vec<String>, kube::Error>
+) -> Result<Vec<String>, Error>
 where
     K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
         + DeserializeOwned
@@ -222,6 +251,7 @@ where
             .any(|o| o.uid == owner_uid && o.controller == Some(true));
         let name = object.name_any();
         if owned && !wanted(&name) {
+            fence.ensure()?;
             api.delete(&name, &DeleteParams::background()).await?;
             deleted.push(format!("{}/{name}", K::kind(&())));
         }

@@ -80,6 +80,8 @@ pub async fn run(
         health,
         leadership,
     } = shared;
+    // Watches are named per scope in `/healthz`: one scope's events never clear another's.
+    let scope_name = scope.to_string();
     let api = ScopedApi {
         client: client.clone(),
         scope,
@@ -99,7 +101,7 @@ pub async fn run(
         service_events_for_dependents,
         service_events_for_phases,
     ] = fan_out(
-        "lucidservices",
+        format!("{scope_name}/lucidservices"),
         &health,
         reflector(
             services_writer,
@@ -111,7 +113,7 @@ pub async fn run(
         phase_events_for_services,
         phase_events_for_peers,
     ] = fan_out(
-        "lucidphases",
+        format!("{scope_name}/lucidphases"),
         &health,
         reflector(
             phases_writer,
@@ -119,7 +121,7 @@ pub async fn run(
         ),
     );
     let [deployment_events] = fan_out(
-        "deployments",
+        format!("{scope_name}/deployments"),
         &health,
         reflector(
             deployments_writer,
@@ -134,7 +136,7 @@ pub async fn run(
     // scheduling): kept trimmed to their container names and images, status and labels.
     let (pods, pods_writer) = reflector::store::<Pod>();
     let [pod_events] = fan_out(
-        "pods",
+        format!("{scope_name}/pods"),
         &health,
         reflector(
             pods_writer,
@@ -333,7 +335,7 @@ fn became_leader(leadership: &Leadership) -> impl futures::Stream<Item = ()> + S
 /// reconcile woken by "X is Ready" always finds X Ready in the cache.
 /// Every watch event also tells `health` whether the watch works (`name` says which).
 fn fan_out<K, const N: usize>(
-    name: &'static str,
+    name: String,
     health: &Arc<Health>,
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
 ) -> [futures::channel::mpsc::UnboundedReceiver<Result<K, watcher::Error>>; N]
@@ -345,10 +347,13 @@ where
     let health = health.clone();
     tokio::spawn(async move {
         // Recovered once the cache is whole again (a re-list done) or a live event arrives.
-        let events = events.inspect(move |event| match event {
-            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
-            Ok(_) => health.watch_recovered(name),
-            Err(_) => health.watch_failed(name),
+        let events = events.inspect({
+            let name = name.clone();
+            move |event| match event {
+                Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+                Ok(_) => health.watch_recovered(&name),
+                Err(_) => health.watch_failed(&name),
+            }
         });
         // Deletions too: removing a member can complete a phase.
         let mut objects = std::pin::pin!(events.touched_objects());
@@ -400,6 +405,15 @@ pub enum Scope {
     /// One namespace: for a namespaced install, and for tests that run several operators side
     /// by side on one API server.
     Namespace(String),
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Cluster => f.write_str("cluster"),
+            Scope::Namespace(ns) => f.write_str(ns),
+        }
+    }
 }
 
 impl Scope {

@@ -43,6 +43,11 @@ pub async fn reconcile(
                 ctx.succeeded(&backoff_key(&guard));
                 tracing::debug!("reconciled");
             }
+            // Fenced mid-reconcile: not a failure, the new leader carries on.
+            Err(Error::NotLeader) => {
+                span.record("outcome", "fenced");
+                timer.finish("fenced");
+            }
             Err(error) => {
                 span.record("outcome", "error");
                 ctx.metrics.failed(CONTROLLER, error.reason());

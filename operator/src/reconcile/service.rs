@@ -17,7 +17,9 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use super::apply::{FIELD_MANAGER, api_message, apply_children, apply_params, delete_orphans};
+use super::apply::{
+    ApplyFailure, FIELD_MANAGER, api_message, apply_children, apply_params, delete_orphans,
+};
 use super::context::Context;
 use super::references::dereference;
 use crate::api::{LucidService, LucidServiceStatus};
@@ -56,6 +58,11 @@ pub async fn reconcile(
                     timer.finish("ok");
                 }
                 tracing::debug!("reconciled");
+            }
+            // Fenced mid-reconcile: not a failure, the new leader carries on.
+            Err(Error::NotLeader) => {
+                span.record("outcome", "fenced");
+                timer.finish("fenced");
             }
             Err(error) => {
                 span.record("outcome", "error");
@@ -259,12 +266,18 @@ async fn decide(
     }
     let deployment = if changed || drifted {
         ctx.leadership.ensure()?;
-        let deployment = match apply_children(&ctx.client, namespace, &children, existing.as_ref())
-            .await
+        let deployment = match apply_children(
+            &ctx.client,
+            &ctx.leadership,
+            namespace,
+            &children,
+            existing.as_ref(),
+        )
+        .await
         {
             Ok(d) => d,
-            // The API server refused the objects (say, a claim asked to shrink): the user must act.
-            Err(failed) => {
+            Err(ApplyFailure::NotLeader) => return Err(Error::NotLeader),
+            Err(ApplyFailure::Child(failed)) => {
                 ctx.metrics.api_error("patch", &failed.source);
                 let refused =
                     matches!(&failed.source, kube::Error::Api(s) if s.code == 422 || s.code == 400);
@@ -284,7 +297,15 @@ async fn decide(
             Some(_) => {
                 ctx.leadership.ensure()?;
                 let uid = ls.uid().unwrap_or_default();
-                delete_orphans(&ctx.client, namespace, &ls.name_any(), &uid, &children).await?
+                delete_orphans(
+                    &ctx.client,
+                    &ctx.leadership,
+                    namespace,
+                    &ls.name_any(),
+                    &uid,
+                    &children,
+                )
+                .await?
             }
             None => Vec::new(),
         };
@@ -363,10 +384,10 @@ async fn write_status(ls: &LucidService, ctx: &Context, outcome: &Outcome) -> Re
     if status == old {
         return Ok(());
     }
-    ctx.leadership.ensure()?;
     announce_transition(ls, ctx, &old, &outcome.health).await;
     let api: Api<LucidService> =
         Api::namespaced(ctx.client.clone(), &ls.namespace().unwrap_or_default());
+    ctx.leadership.ensure()?;
     let body =
         json!({ "apiVersion": "lucid.io/v1alpha1", "kind": "LucidService", "status": status });
     api.patch_status(&ls.name_any(), &apply_params(), &Patch::Apply(body))

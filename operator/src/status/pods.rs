@@ -67,6 +67,10 @@ pub fn pod_problem<'a>(
 /// and the hash is the suffix after the Deployment's name. None when it does not say (yet).
 pub fn current_template_hash(deployment: &Deployment) -> Option<String> {
     let name = deployment.metadata.name.as_deref()?;
+    // Until the controller has seen the current spec, the condition may name the old one.
+    if deployment.status.as_ref()?.observed_generation != deployment.metadata.generation {
+        return None;
+    }
     let condition = deployment
         .status
         .as_ref()?
