@@ -146,6 +146,21 @@ pub async fn run(
         ),
     );
 
+    // ConfigMaps and Secrets by metadata only: kube-client 5 asks for
+    // `as=PartialObjectMetadata(List)` on an `Api<PartialObjectMeta<_>>`, so no value crosses
+    // the wire; a change wakes the services that read them, whose contents are then read on
+    // demand. Run here rather than by `Controller::watches` so that /healthz sees them too.
+    let [config_map_events] = fan_out(
+        format!("{scope_name}/configmaps"),
+        &health,
+        watcher(api.of::<PartialObjectMeta<ConfigMap>>(), all()).backoff(WatchBackoff::default()),
+    );
+    let [secret_events] = fan_out(
+        format!("{scope_name}/secrets"),
+        &health,
+        watcher(api.of::<PartialObjectMeta<Secret>>(), all()).backoff(WatchBackoff::default()),
+    );
+
     // Gating on a half-filled cache would report dependencies as missing, so the controllers
     // start once every cache has listed. Waited for here, once: in kube-runtime 5.0.0 several
     // tasks awaiting `Store::wait_until_ready` at once lose wake-ups (one oneshot, one waker).
@@ -197,26 +212,25 @@ pub async fn run(
             services_after_phase_change(&services_for_phase_map, &phases_for_phase_map, &phase)
         })
         // ConfigMaps and Secrets by metadata only: their contents are read on demand, never cached.
-        .watches(api.of::<PartialObjectMeta<ConfigMap>>(), all(), move |cm| {
-            services_reading(
-                &services_for_cm,
-                references_config_map,
-                &cm.namespace().unwrap_or_default(),
-                &cm.name_any(),
-            )
-        })
-        .watches(
-            api.of::<PartialObjectMeta<Secret>>(),
-            all(),
-            move |secret| {
+        .watches_stream(
+            config_map_events,
+            move |cm: PartialObjectMeta<ConfigMap>| {
                 services_reading(
-                    &services_for_secrets,
-                    references_secret,
-                    &secret.namespace().unwrap_or_default(),
-                    &secret.name_any(),
+                    &services_for_cm,
+                    references_config_map,
+                    &cm.namespace().unwrap_or_default(),
+                    &cm.name_any(),
                 )
             },
         )
+        .watches_stream(secret_events, move |secret: PartialObjectMeta<Secret>| {
+            services_reading(
+                &services_for_secrets,
+                references_secret,
+                &secret.namespace().unwrap_or_default(),
+                &secret.name_any(),
+            )
+        })
         // A replica that starts leading looks at everything: as a standby it wrote nothing.
         // So does one whose watches come back after an outage.
         .reconcile_all_on(look_at_everything(&leadership, &health))
