@@ -263,7 +263,7 @@ pub async fn run(
         };
         let outcome = tokio::select! {
             _ = &mut shutdown => break,
-            outcome = tokio::time::timeout(budget, try_once(&api, &config, &mut observed, attempt)) => outcome,
+            outcome = tokio::time::timeout(budget, try_once(&api, &config, &mut observed)) => outcome,
         };
         match outcome {
             Ok(Ok(true)) => {
@@ -312,7 +312,6 @@ async fn try_once(
     api: &Api<Lease>,
     config: &ElectionConfig,
     observed: &mut Observation,
-    _attempt: Instant,
 ) -> Result<bool, kube::Error> {
     let lease = api.get_opt(&config.name).await?;
     // A standby dates what it saw by when the read came back (as client-go does): a slow

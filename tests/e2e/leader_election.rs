@@ -69,6 +69,11 @@ async fn until_held_by(leases: &Api<Lease>, identity: &str, limit: Duration) -> 
     }
 }
 
+/// Ready, and at the generation the spec has now (a change rolled out).
+fn ready_now(ls: &LucidService) -> bool {
+    is_ready(ls) && ls.status.as_ref().and_then(|s| s.observed_generation) == ls.metadata.generation
+}
+
 fn parse(timestamp: &str) -> k8s_openapi::jiff::Timestamp {
     timestamp.parse().expect("audit timestamp")
 }
@@ -136,10 +141,7 @@ async fn a_standby_takes_over_from_a_killed_leader_and_two_replicas_never_write_
         &services,
         "beta",
         "Ready at the new generation, by b",
-        |ls| {
-            is_ready(ls)
-                && ls.status.as_ref().and_then(|s| s.observed_generation) == ls.metadata.generation
-        },
+        ready_now,
     )
     .await;
 
@@ -178,10 +180,7 @@ async fn a_standby_takes_over_from_a_killed_leader_and_two_replicas_never_write_
         &services,
         "gamma",
         "Ready at the new generation, by c",
-        |ls| {
-            is_ready(ls)
-                && ls.status.as_ref().and_then(|s| s.observed_generation) == ls.metadata.generation
-        },
+        ready_now,
     )
     .await;
     c.stop().await;
@@ -264,10 +263,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_writing_before_a_standby_sta
         &services,
         "delta",
         "Ready at the new generation, by b",
-        |ls| {
-            is_ready(ls)
-                && ls.status.as_ref().and_then(|s| s.observed_generation) == ls.metadata.generation
-        },
+        ready_now,
     )
     .await;
     // Healed, a finds the Lease taken and stands by; it writes nothing more.

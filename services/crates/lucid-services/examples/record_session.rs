@@ -54,7 +54,9 @@ async fn expect(response: reqwest::Response, status: u16, what: &str) -> Result<
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
-    let gateway = args.next().ok_or("usage: record_session <gateway-url> [MiB]")?;
+    let gateway = args
+        .next()
+        .ok_or("usage: record_session <gateway-url> [MiB]")?;
     let mib: usize = args.next().map(|m| m.parse()).transpose()?.unwrap_or(3);
     let key = std::env::var("JWT_SECRET_KEY").map_err(|_| "JWT_SECRET_KEY is unset")?;
     let token = client_token(&key)?;
