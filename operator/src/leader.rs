@@ -255,11 +255,14 @@ pub async fn run(
     };
     loop {
         let attempt = Instant::now();
-        // No call may outlive the lease: a leader's budget ends at its renew deadline, a
-        // standby's at its next try. (The client itself has no read timeout.)
+        // No call may outlive the lease: a leader's budget ends at its renew deadline. A
+        // standby's write is a compare-and-swap, so a slow call cannot make two leaders; its
+        // budget is the renew deadline, not the retry period, so that a loaded API server
+        // answering in more than a retry period still lets it take over. (The client itself
+        // has no read timeout.)
         let budget = match leadership.until() {
             Some(until) if until > attempt => until - attempt,
-            _ => config.retry_period,
+            _ => config.renew_deadline,
         };
         let outcome = tokio::select! {
             _ = &mut shutdown => break,

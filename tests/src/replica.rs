@@ -84,6 +84,11 @@ impl Running {
         }
     }
 
+    /// Whether its task still runs (it ends only when stopped, or by a panic).
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+
     /// As SIGKILL: nothing of it runs again.
     pub fn kill(self) {
         self.runtime.shutdown_background();
