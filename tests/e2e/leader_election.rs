@@ -71,7 +71,12 @@ async fn until_held_by(leases: &Api<Lease>, replica: &Running, limit: Duration) 
             "{identity} did not take the lease within {limit:?} (running: {}, role: {:?}; lease: {:?})",
             replica.is_running(),
             replica.leadership.role(),
-            leases.get_opt("lucid-operator").await.ok().flatten().and_then(|l| l.spec)
+            leases
+                .get_opt("lucid-operator")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|l| l.spec)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
