@@ -325,10 +325,18 @@ pub struct HealthCheck {
     #[serde(default)]
     pub kind: HealthCheckKind,
 
-    /// HTTP path for `kind: Http`.
+    /// HTTP path for `kind: Http`: liveness (is the process well?). Startup and readiness
+    /// use it too unless `readinessPath` is set.
     #[serde(default = "default_health_path")]
     #[schemars(pattern("^/"))]
     pub path: String,
+
+    /// HTTP path for readiness (can it serve: are its own dependencies reachable?), for
+    /// `kind: Http`. A service whose database is down is then taken out of its Service's
+    /// endpoints without being restarted, which `path` alone would do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern("^/"))]
+    pub readiness_path: Option<String>,
 
     /// Port to check; defaults to the main port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -361,6 +369,7 @@ impl Default for HealthCheck {
         Self {
             kind: HealthCheckKind::default(),
             path: default_health_path(),
+            readiness_path: None,
             port: None,
             interval_seconds: default_interval(),
             timeout_seconds: default_timeout(),

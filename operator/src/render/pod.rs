@@ -126,6 +126,8 @@ fn container_security(ls: &LucidService) -> SecurityContext {
 /// - readiness: the same check every `min(interval, 10s)`, unready after `retries` failures;
 /// - liveness: every `interval`, restarted after `retries` failures (compose `restart`).
 ///
+/// Startup and liveness ask `path`; readiness asks `readinessPath` when set.
+///
 /// None when the check is off or there is no port to check.
 pub fn probes(ls: &LucidService) -> Option<(Probe, Probe, Probe)> {
     let check = &ls.spec.health_check;
@@ -153,17 +155,20 @@ pub fn probes(ls: &LucidService) -> Option<(Probe, Probe, Probe)> {
         failure_threshold: Some(check.retries),
         ..Default::default()
     };
+    // Startup holds off liveness, so it asks liveness's question: a service whose database
+    // is down at start must wait unready, not be restarted.
+    let ready_path = check.readiness_path.as_deref().unwrap_or(&check.path);
     Some((
-        handler(check, port, startup)?,
-        handler(check, port, readiness)?,
-        handler(check, port, liveness)?,
+        handler(check, &check.path, port, startup)?,
+        handler(check, ready_path, port, readiness)?,
+        handler(check, &check.path, port, liveness)?,
     ))
 }
 
 /// Every probe field the API server would default is set here too: server-side apply only
 /// removes fields its manager owns, so a defaulted field left behind when the spec drops the
 /// probe would leave a probe without a handler, which the API server rejects.
-fn handler(check: &HealthCheck, port: i32, probe: Probe) -> Option<Probe> {
+fn handler(check: &HealthCheck, path: &str, port: i32, probe: Probe) -> Option<Probe> {
     let probe = Probe {
         success_threshold: Some(1),
         initial_delay_seconds: Some(0),
@@ -173,7 +178,7 @@ fn handler(check: &HealthCheck, port: i32, probe: Probe) -> Option<Probe> {
         HealthCheckKind::None => None,
         HealthCheckKind::Http => Some(Probe {
             http_get: Some(HTTPGetAction {
-                path: Some(check.path.clone()),
+                path: Some(path.to_owned()),
                 port: IntOrString::Int(port),
                 scheme: Some("HTTP".into()),
                 ..Default::default()

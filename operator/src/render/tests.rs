@@ -1,4 +1,4 @@
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::api::core::v1::{Container, PodSpec, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use pretty_assertions::assert_eq;
@@ -194,6 +194,24 @@ env:
             .key,
         "jwt"
     );
+}
+
+#[test]
+fn a_readiness_path_is_asked_by_readiness_only() {
+    let ls = service(
+        "session-recorder",
+        "image: {repository: x}\nphase: application\nports: [{name: http, port: 8090}]\nhealthCheck: {readinessPath: /ready}",
+    );
+    let children = render(&ls, &inputs()).unwrap();
+    let c = container(&children);
+    let path = |p: &Option<Probe>| {
+        p.as_ref()
+            .and_then(|p| p.http_get.as_ref())
+            .and_then(|h| h.path.clone())
+    };
+    assert_eq!(path(&c.startup_probe).as_deref(), Some("/health"));
+    assert_eq!(path(&c.readiness_probe).as_deref(), Some("/ready"));
+    assert_eq!(path(&c.liveness_probe).as_deref(), Some("/health"));
 }
 
 #[test]
