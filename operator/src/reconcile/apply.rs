@@ -4,14 +4,20 @@
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::context::ChildStores;
+use super::drift::{Drift, drift};
 use crate::error::Error;
 use crate::leader::Leadership;
-use crate::render::{Children, labels};
+use crate::render::{Children, applied_hash, labels};
 
 /// The one field manager the operator writes with.
 pub const FIELD_MANAGER: &str = "lucid-operator";
@@ -104,42 +110,215 @@ fn fenced(fence: &Leadership) -> Result<(), ApplyFailure> {
     }
 }
 
-/// Applies every child, claims and Service first so the pods find them, asking the fence
-/// before each write. Returns the stored Deployment, whose status tells how the rollout goes.
-pub async fn apply_children(
+/// The children one reconcile writes, each with why: the plan, decided from the live
+/// objects in the caches alone (see `drift`).
+#[derive(Debug, Default)]
+pub struct Planned<'a> {
+    pub claims: Vec<(&'a PersistentVolumeClaim, Drift)>,
+    pub service: Option<(&'a Service, Drift)>,
+    pub network_policy: Option<(&'a NetworkPolicy, Drift)>,
+    pub deployment: Option<(&'a Deployment, Drift)>,
+}
+
+impl Planned<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.claims.is_empty()
+            && self.service.is_none()
+            && self.network_policy.is_none()
+            && self.deployment.is_none()
+    }
+
+    /// Whether the rendering itself changed (the Deployment's hash covers every child): a
+    /// change to roll out, gated on dependencies. Anything else is a repair.
+    pub fn changed(&self) -> bool {
+        matches!(self.deployment, Some((_, Drift::Changed | Drift::Missing)))
+    }
+
+    /// "Service/x (missing), NetworkPolicy/x (edited by kubectl-edit)", for events and logs.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let mut note = |kind: &str, name: String, why: &Drift| {
+            parts.push(format!("{kind}/{name} ({why})"));
+        };
+        for (claim, why) in &self.claims {
+            note("PersistentVolumeClaim", claim.name_any(), why);
+        }
+        if let Some((service, why)) = &self.service {
+            note("Service", service.name_any(), why);
+        }
+        if let Some((policy, why)) = &self.network_policy {
+            note("NetworkPolicy", policy.name_any(), why);
+        }
+        if let Some((deployment, why)) = &self.deployment {
+            note("Deployment", deployment.name_any(), why);
+        }
+        parts.join(", ")
+    }
+}
+
+/// Pure: which children differ from what the caches hold. `Children` is taken apart here so
+/// that a new kind of child cannot be left out of the plan.
+pub fn plan<'a>(
+    children: &'a Children,
+    live: &ChildStores,
+    existing: Option<&Deployment>,
+) -> Planned<'a> {
+    let Children {
+        deployment,
+        service,
+        claims,
+        network_policy,
+    } = children;
+    fn live_meta<K>(
+        store: &Store<PartialObjectMeta<K>>,
+        child: &impl Resource,
+    ) -> Option<ObjectMeta>
+    where
+        K: Resource<DynamicType = ()> + Clone,
+        PartialObjectMeta<K>: Resource<DynamicType = ()>,
+    {
+        let key = ObjectRef::new(&child.name_any()).within(&child.namespace().unwrap_or_default());
+        store.get(&key).map(|o| o.metadata.clone())
+    }
+    let why = |child: &dyn DynHash, live: Option<ObjectMeta>| drift(child.hash(), live.as_ref());
+    Planned {
+        claims: claims
+            .iter()
+            .filter_map(|c| Some((c, why(c, live_meta(&live.claims, c))?)))
+            .collect(),
+        service: service
+            .as_ref()
+            .and_then(|s| Some((s, why(s, live_meta(&live.services, s))?))),
+        network_policy: why(
+            network_policy,
+            live_meta(&live.network_policies, network_policy),
+        )
+        .map(|d| (network_policy, d)),
+        deployment: drift(applied_hash(deployment), existing.map(|d| &d.metadata))
+            .map(|d| (deployment, d)),
+    }
+}
+
+/// The applied hash of any child, object-safe for `plan`.
+trait DynHash {
+    fn hash(&self) -> Option<&str>;
+}
+
+impl<K: Resource> DynHash for K {
+    fn hash(&self) -> Option<&str> {
+        applied_hash(self)
+    }
+}
+
+/// Applies what `plan` found, asking the fence before each write: claims, Service and
+/// NetworkPolicy together (none needs another), then the Deployment, so its pods find
+/// them. A child someone edited is first put back as rendered (see `repair_patch`). Returns
+/// the stored Deployment when it was applied.
+pub async fn apply_planned(
     client: &Client,
     fence: &Leadership,
     namespace: &str,
-    children: &Children,
+    planned: &Planned<'_>,
     existing: Option<&Deployment>,
-) -> Result<Deployment, ApplyFailure> {
-    for claim in &children.claims {
-        fenced(fence)?;
-        apply_child(client, namespace, claim).await?;
+) -> Result<Option<Deployment>, ApplyFailure> {
+    let mut first: Vec<futures::future::BoxFuture<'_, Result<(), ApplyFailure>>> = Vec::new();
+    for (claim, _) in &planned.claims {
+        first.push(Box::pin(async move {
+            fenced(fence)?;
+            apply_child(client, namespace, *claim).await?;
+            Ok(())
+        }));
     }
-    if let Some(service) = &children.service {
+    if let Some((service, why)) = &planned.service {
+        first.push(Box::pin(async move {
+            if why.needs_repair() {
+                fenced(fence)?;
+                repair(client, namespace, *service, service_repair_patch(service)).await?;
+            }
+            fenced(fence)?;
+            apply_child(client, namespace, *service).await?;
+            Ok(())
+        }));
+    }
+    if let Some((policy, why)) = &planned.network_policy {
+        first.push(Box::pin(async move {
+            if why.needs_repair() {
+                fenced(fence)?;
+                repair(client, namespace, *policy, policy_repair_patch(policy)).await?;
+            }
+            fenced(fence)?;
+            apply_child(client, namespace, *policy).await?;
+            Ok(())
+        }));
+    }
+    futures::future::try_join_all(first).await?;
+    let Some((deployment, _)) = &planned.deployment else {
+        return Ok(None);
+    };
+    if let Some(patch) = existing.and_then(|e| dropped_probes_patch(e, deployment)) {
         fenced(fence)?;
-        apply_child(client, namespace, service).await?;
+        repair(client, namespace, *deployment, patch).await?;
     }
     fenced(fence)?;
-    apply_child(client, namespace, &children.network_policy).await?;
-    if let Some(patch) = existing.and_then(|e| dropped_probes_patch(e, &children.deployment)) {
-        fenced(fence)?;
-        let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-        api.patch(
-            &children.deployment.name_any(),
-            &PatchParams::default(),
-            &Patch::Strategic(patch),
-        )
+    Ok(Some(apply_child(client, namespace, *deployment).await?))
+}
+
+/// A strategic merge patch written as the operator's own manager: a patch under any other
+/// name would itself look like someone else editing the spec.
+async fn repair<K>(
+    client: &Client,
+    namespace: &str,
+    child: &K,
+    patch: serde_json::Value,
+) -> Result<(), ChildError>
+where
+    K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch(&child.name_any(), &params, &Patch::Strategic(patch))
         .await
+        .map(drop)
         .map_err(|source| ChildError {
-            kind: "Deployment".into(),
-            name: children.deployment.name_any(),
+            kind: K::kind(&()).into_owned(),
+            name: child.name_any(),
             source,
-        })?;
+        })
+}
+
+/// Ports and selector replaced wholesale: an apply would put ours back but keep a port or
+/// selector label someone added. (The rest of the spec holds allocated fields, clusterIP
+/// among them, that a wholesale replace would drop.)
+fn service_repair_patch(service: &Service) -> serde_json::Value {
+    let spec = service.spec.clone().unwrap_or_default();
+    let mut ports = vec![serde_json::json!({"$patch": "replace"})];
+    ports.extend(
+        spec.ports
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| serde_json::to_value(p).ok()),
+    );
+    let mut selector = serde_json::Map::new();
+    selector.insert("$patch".into(), "replace".into());
+    for (k, v) in spec.selector.unwrap_or_default() {
+        selector.insert(k, v.into());
     }
-    fenced(fence)?;
-    Ok(apply_child(client, namespace, &children.deployment).await?)
+    serde_json::json!({"spec": {"ports": ports, "selector": selector}})
+}
+
+/// A NetworkPolicy's spec holds nothing the API server allocates: replaced wholesale.
+fn policy_repair_patch(policy: &NetworkPolicy) -> serde_json::Value {
+    let mut spec = serde_json::to_value(&policy.spec).unwrap_or_default();
+    if let Some(spec) = spec.as_object_mut() {
+        spec.insert("$patch".into(), "replace".into());
+    }
+    serde_json::json!({ "spec": spec })
 }
 
 /// Kubernetes 1.20's server-side apply leaves an emptied probe behind when the applied object
@@ -192,10 +371,12 @@ fn dropped_probes_patch(existing: &Deployment, desired: &Deployment) -> Option<s
 
 /// Deletes children of `service_name` that are not in `children`: a Service once the spec
 /// drops every port, and claims the spec no longer asks for when their retention is Delete
-/// (a retained claim has no owner reference and is never touched here).
+/// (a retained claim has no owner reference and is never touched here). Found in the
+/// caches, not listed.
 pub async fn delete_orphans(
     client: &Client,
     fence: &Leadership,
+    live: &ChildStores,
     namespace: &str,
     service_name: &str,
     owner_uid: &str,
@@ -204,16 +385,23 @@ pub async fn delete_orphans(
     let mut deleted = Vec::new();
     let wanted_service = children.service.as_ref().map(|s| s.name_any());
     deleted.extend(
-        delete_unwanted::<Service>(client, fence, namespace, service_name, owner_uid, |name| {
-            Some(name.to_string()) == wanted_service
-        })
+        delete_unwanted(
+            client,
+            fence,
+            &live.services,
+            namespace,
+            service_name,
+            owner_uid,
+            |name| Some(name.to_string()) == wanted_service,
+        )
         .await?,
     );
     let wanted_claims: Vec<String> = children.claims.iter().map(|c| c.name_any()).collect();
     deleted.extend(
-        delete_unwanted::<PersistentVolumeClaim>(
+        delete_unwanted(
             client,
             fence,
+            &live.claims,
             namespace,
             service_name,
             owner_uid,
@@ -227,6 +415,7 @@ pub async fn delete_orphans(
 async fn delete_unwanted<K>(
     client: &Client,
     fence: &Leadership,
+    store: &Store<PartialObjectMeta<K>>,
     namespace: &str,
     service_name: &str,
     owner_uid: &str,
@@ -239,22 +428,38 @@ where
         + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let selector = labels::children_selector(service_name);
     let mut deleted = Vec::new();
-    for object in api
-        .list_metadata(&ListParams::default().labels(&selector))
-        .await?
-    {
-        let owned = object
-            .owner_references()
-            .iter()
-            .any(|o| o.uid == owner_uid && o.controller == Some(true));
-        let name = object.name_any();
-        if owned && !wanted(&name) {
-            fence.ensure()?;
-            api.delete(&name, &DeleteParams::background()).await?;
-            deleted.push(format!("{}/{name}", K::kind(&())));
+    let unwanted: Vec<String> = store
+        .state()
+        .iter()
+        .filter(|o| o.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|o| {
+            o.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(labels::SERVICE))
+                .is_some_and(|s| s == service_name)
+        })
+        .filter(|o| {
+            o.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.uid == owner_uid && r.controller == Some(true))
+        })
+        .map(|o| o.metadata.name.clone().unwrap_or_default())
+        .filter(|name| !wanted(name))
+        .collect();
+    for name in unwanted {
+        fence.ensure()?;
+        match api.delete(&name, &DeleteParams::background()).await {
+            // Gone already: what was wanted.
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            other => {
+                other?;
+            }
         }
+        deleted.push(format!("{}/{name}", K::kind(&())));
     }
     Ok(deleted)
 }

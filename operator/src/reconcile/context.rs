@@ -6,12 +6,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::core::PartialObjectMeta;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
+use super::references::{ContentCache, Watched};
 use crate::api::{LucidPhase, LucidService};
 use crate::graph::Snapshot;
 use crate::leader::Leadership;
@@ -28,10 +31,33 @@ pub struct Context {
     pub deployments: Store<Deployment>,
     /// The managed pods, trimmed to what says why a rollout cannot finish.
     pub pods: Store<Pod>,
+    /// The other children, metadata only (see `drift::trim_child`).
+    pub children: ChildStores,
+    /// ConfigMaps and Secrets, metadata only: which version is current.
+    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Summaries of the ConfigMaps and Secrets read at those versions.
+    pub contents: ContentCache,
     failures: Mutex<HashMap<String, u32>>,
-    /// Deployment generation after our last apply, by Deployment uid: a different generation
-    /// means someone else changed the spec and it must be applied again.
-    applied: Mutex<HashMap<String, i64>>,
+}
+
+/// The metadata caches of the children other than Deployments.
+#[derive(Clone)]
+pub struct ChildStores {
+    pub services: Store<PartialObjectMeta<Service>>,
+    pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
+    pub claims: Store<PartialObjectMeta<PersistentVolumeClaim>>,
+}
+
+/// Every watch cache a reconcile reads.
+pub struct Caches {
+    pub services: Store<DeserializeGuard<LucidService>>,
+    pub phases: Store<DeserializeGuard<LucidPhase>>,
+    pub deployments: Store<Deployment>,
+    pub pods: Store<Pod>,
+    pub children: ChildStores,
+    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
+    pub secrets: Store<PartialObjectMeta<Secret>>,
 }
 
 impl Context {
@@ -39,15 +65,21 @@ impl Context {
         client: Client,
         metrics: Arc<Metrics>,
         leadership: Leadership,
-        services: Store<DeserializeGuard<LucidService>>,
-        phases: Store<DeserializeGuard<LucidPhase>>,
-        deployments: Store<Deployment>,
-        pods: Store<Pod>,
+        caches: Caches,
     ) -> Self {
         let reporter = Reporter {
             controller: "lucid-operator".into(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let Caches {
+            services,
+            phases,
+            deployments,
+            pods,
+            children,
+            config_maps,
+            secrets,
+        } = caches;
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -57,8 +89,19 @@ impl Context {
             phases,
             deployments,
             pods,
+            children,
+            config_maps,
+            secrets,
+            contents: ContentCache::default(),
             failures: Mutex::new(HashMap::new()),
-            applied: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The ConfigMap and Secret versions the watches saw, for `dereference`.
+    pub fn watched(&self) -> Watched<'_> {
+        Watched {
+            config_maps: &self.config_maps,
+            secrets: &self.secrets,
         }
     }
 
@@ -100,21 +143,6 @@ impl Context {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
-    }
-
-    pub fn remember_applied(&self, deployment: &Deployment) {
-        if let (Some(uid), Some(generation)) = (deployment.uid(), deployment.metadata.generation) {
-            self.applied
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(uid, generation);
-        }
-    }
-
-    pub fn applied_generation_matches(&self, deployment: &Deployment) -> bool {
-        let applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
-        deployment.uid().and_then(|uid| applied.get(&uid).copied())
-            == deployment.metadata.generation
     }
 }
 

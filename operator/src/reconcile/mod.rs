@@ -13,6 +13,7 @@
 
 mod apply;
 mod context;
+mod drift;
 mod phase;
 mod references;
 mod service;
@@ -23,7 +24,10 @@ use std::sync::{Arc, Mutex};
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, PersistentVolumeClaim, Pod, PodSpec, Secret, Service,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::core::PartialObjectMeta;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Controller;
@@ -32,7 +36,7 @@ use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
 
 pub use apply::FIELD_MANAGER;
-pub use context::{Context, NamespaceView};
+pub use context::{Caches, ChildStores, Context, NamespaceView};
 pub use phase::summarise as summarise_phase;
 pub use references::{Reference, references};
 
@@ -128,7 +132,7 @@ pub async fn run(
             // Managed fields are a third of a Deployment's size and nothing here reads them.
             watcher(api.of::<Deployment>(), managed.clone())
                 .backoff(WatchBackoff::default())
-                .modify(|d| d.managed_fields_mut().clear()),
+                .modify(drift::trim_deployment),
         ),
     );
 
@@ -146,39 +150,109 @@ pub async fn run(
         ),
     );
 
+    // The other children by metadata only, label-selected, for drift: a Service, NetworkPolicy
+    // or claim deleted or edited by someone wakes its service, which puts it back.
+    let (child_services, child_services_writer) = reflector::store::<PartialObjectMeta<Service>>();
+    let [child_service_events] = fan_out(
+        format!("{scope_name}/services"),
+        &health,
+        reflector(
+            child_services_writer,
+            watcher(api.of::<PartialObjectMeta<Service>>(), managed.clone())
+                .backoff(WatchBackoff::default())
+                .modify(|o| drift::trim_child(&mut o.metadata)),
+        ),
+    );
+    let (network_policies, network_policies_writer) =
+        reflector::store::<PartialObjectMeta<NetworkPolicy>>();
+    let [network_policy_events] = fan_out(
+        format!("{scope_name}/networkpolicies"),
+        &health,
+        reflector(
+            network_policies_writer,
+            watcher(
+                api.of::<PartialObjectMeta<NetworkPolicy>>(),
+                managed.clone(),
+            )
+            .backoff(WatchBackoff::default())
+            .modify(|o| drift::trim_child(&mut o.metadata)),
+        ),
+    );
+    let (claims, claims_writer) = reflector::store::<PartialObjectMeta<PersistentVolumeClaim>>();
+    let [claim_events] = fan_out(
+        format!("{scope_name}/persistentvolumeclaims"),
+        &health,
+        reflector(
+            claims_writer,
+            watcher(
+                api.of::<PartialObjectMeta<PersistentVolumeClaim>>(),
+                managed.clone(),
+            )
+            .backoff(WatchBackoff::default())
+            .modify(|o| drift::trim_child(&mut o.metadata)),
+        ),
+    );
+
     // ConfigMaps and Secrets by metadata only: kube-client 5 asks for
     // `as=PartialObjectMetadata(List)` on an `Api<PartialObjectMeta<_>>`, so no value crosses
-    // the wire; a change wakes the services that read them, whose contents are then read on
-    // demand. Run here rather than by `Controller::watches` so that /healthz sees them too.
+    // the wire (a `kubectl apply` copy in an annotation aside, dropped on arrival). The cache
+    // says which version of each is current; a reconcile reads one only when that changed.
+    // Run here rather than by `Controller::watches` so that /healthz sees them too.
+    let (config_maps, config_maps_writer) = reflector::store::<PartialObjectMeta<ConfigMap>>();
     let [config_map_events] = fan_out(
         format!("{scope_name}/configmaps"),
         &health,
-        watcher(api.of::<PartialObjectMeta<ConfigMap>>(), all()).backoff(WatchBackoff::default()),
+        reflector(
+            config_maps_writer,
+            watcher(api.of::<PartialObjectMeta<ConfigMap>>(), all())
+                .backoff(WatchBackoff::default())
+                .modify(|o| drift::trim_referenced(&mut o.metadata)),
+        ),
     );
+    let (secrets, secrets_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     let [secret_events] = fan_out(
         format!("{scope_name}/secrets"),
         &health,
-        watcher(api.of::<PartialObjectMeta<Secret>>(), all()).backoff(WatchBackoff::default()),
+        reflector(
+            secrets_writer,
+            watcher(api.of::<PartialObjectMeta<Secret>>(), all())
+                .backoff(WatchBackoff::default())
+                .modify(|o| drift::trim_referenced(&mut o.metadata)),
+        ),
     );
 
     // Gating on a half-filled cache would report dependencies as missing, so the controllers
     // start once every cache has listed. Waited for here, once: in kube-runtime 5.0.0 several
     // tasks awaiting `Store::wait_until_ready` at once lose wake-ups (one oneshot, one waker).
-    let (_, _, _, _) = futures::join!(
+    let _ = futures::join!(
         services.wait_until_ready(),
         phases.wait_until_ready(),
         deployments.wait_until_ready(),
-        pods.wait_until_ready()
+        pods.wait_until_ready(),
+        child_services.wait_until_ready(),
+        network_policies.wait_until_ready(),
+        claims.wait_until_ready(),
+        config_maps.wait_until_ready(),
+        secrets.wait_until_ready(),
     );
     health.caches_synced();
     let ctx = Arc::new(Context::new(
         client.clone(),
         metrics,
         leadership.clone(),
-        services.clone(),
-        phases.clone(),
-        deployments,
-        pods,
+        Caches {
+            services: services.clone(),
+            phases: phases.clone(),
+            deployments,
+            pods,
+            children: ChildStores {
+                services: child_services,
+                network_policies,
+                claims,
+            },
+            config_maps,
+            secrets,
+        },
     ));
     let shutdown = shutdown.shared();
 
@@ -198,10 +272,18 @@ pub async fn run(
         service_events.predicate_filter(predicates::generation, Default::default());
     let service_controller = Controller::for_stream(service_events, services.clone())
         .owns_stream(deployment_events)
-        .watches_stream(pod_events, |pod: Pod| {
-            let service = pod.labels().get(labels::SERVICE).cloned();
-            service.map(|s| ObjectRef::new(&s).within(&pod.namespace().unwrap_or_default()))
+        .watches_stream(pod_events, |pod: Pod| owning_service(&pod.metadata))
+        .watches_stream(child_service_events, |o: PartialObjectMeta<Service>| {
+            owning_service(&o.metadata)
         })
+        .watches_stream(
+            network_policy_events,
+            |o: PartialObjectMeta<NetworkPolicy>| owning_service(&o.metadata),
+        )
+        .watches_stream(
+            claim_events,
+            |o: PartialObjectMeta<PersistentVolumeClaim>| owning_service(&o.metadata),
+        )
         .watches_stream(
             service_events_for_dependents,
             move |changed: ServiceGuard| {
@@ -211,7 +293,7 @@ pub async fn run(
         .watches_stream(phase_events_for_services, move |phase: PhaseGuard| {
             services_after_phase_change(&services_for_phase_map, &phases_for_phase_map, &phase)
         })
-        // ConfigMaps and Secrets by metadata only: their contents are read on demand, never cached.
+        // ConfigMaps and Secrets by metadata only: their contents are read when they change.
         .watches_stream(
             config_map_events,
             move |cm: PartialObjectMeta<ConfigMap>| {
@@ -389,6 +471,14 @@ where
         Ok(array) => array,
         Err(_) => unreachable!("exactly N receivers were made"),
     }
+}
+
+/// The LucidService a child or pod belongs to, by its `lucid.io/service` label.
+fn owning_service(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<ObjectRef<ServiceGuard>> {
+    let service = meta.labels.as_ref()?.get(labels::SERVICE)?;
+    Some(ObjectRef::new(service).within(meta.namespace.as_deref().unwrap_or_default()))
 }
 
 /// Keeps of a pod only what `status::pod_problem` reads: a pod's spec and managed fields

@@ -1,14 +1,18 @@
 //! Dereference: read the ConfigMaps and Secrets a LucidService names, report what is missing,
-//! and hash their contents so a change rolls the pods. Values never leave this module.
+//! and hash their contents so a change rolls the pods. Values never leave this module, and
+//! are not kept: between reconciles only key names and a digest are (see `ContentCache`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 
 use crate::api::LucidService;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     ConfigMap,
     Secret,
@@ -86,12 +90,104 @@ pub fn references(ls: &LucidService) -> Vec<Reference> {
     refs
 }
 
-/// The contents of one object as key -> bytes, or None when it does not exist.
-type Contents = Option<BTreeMap<String, Vec<u8>>>;
+/// What a reconcile needs of one ConfigMap or Secret: which keys it has and a digest of its
+/// contents. Never a value: this is all that is kept between reconciles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    keys: BTreeSet<String>,
+    digest: [u8; 32],
+}
 
-/// Reads every referenced object once. Returns the config hash, or what is missing.
+impl Summary {
+    /// Keys and values are length-prefixed, so `("ab","c")` and `("a","bc")` differ.
+    pub fn of(contents: &BTreeMap<String, Vec<u8>>) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        for (k, v) in contents {
+            field(&mut hasher, k.as_bytes());
+            field(&mut hasher, v);
+        }
+        Summary {
+            keys: contents.keys().cloned().collect(),
+            digest: *hasher.finalize().as_bytes(),
+        }
+    }
+}
+
+/// One object as read: its summary, or None when it does not exist.
+type Contents = Option<Summary>;
+
+/// Summaries of the ConfigMaps and Secrets read so far, by (kind, namespace, name), each
+/// with the resourceVersion it was read at. The metadata watches say which version is
+/// current, so a reconcile GETs an object only when it changed since it was last read:
+/// wake-ups and resyncs read nothing.
+#[derive(Default)]
+pub struct ContentCache {
+    entries: Mutex<HashMap<CacheKey, (String, Summary)>>,
+}
+
+/// (kind, namespace, name).
+type CacheKey = (Kind, String, String);
+
+impl ContentCache {
+    fn get(&self, key: &CacheKey, resource_version: &str) -> Option<Summary> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key)
+            .filter(|(rv, _)| rv == resource_version)
+            .map(|(_, summary)| summary.clone())
+    }
+
+    fn put(&self, key: CacheKey, resource_version: String, summary: Summary) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (resource_version, summary));
+    }
+
+    fn forget(&self, key: &CacheKey) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The metadata caches of ConfigMaps and Secrets (names and resourceVersions, no values).
+pub struct Watched<'a> {
+    pub config_maps: &'a Store<PartialObjectMeta<ConfigMap>>,
+    pub secrets: &'a Store<PartialObjectMeta<Secret>>,
+}
+
+impl Watched<'_> {
+    /// The current resourceVersion of an object, None when the watch has not seen it.
+    fn resource_version(&self, kind: Kind, namespace: &str, name: &str) -> Option<String> {
+        match kind {
+            Kind::ConfigMap => self
+                .config_maps
+                .get(&ObjectRef::new(name).within(namespace))
+                .and_then(|o| o.metadata.resource_version.clone()),
+            Kind::Secret => self
+                .secrets
+                .get(&ObjectRef::new(name).within(namespace))
+                .and_then(|o| o.metadata.resource_version.clone()),
+        }
+    }
+}
+
+/// Reads every referenced object, from the cache when its resourceVersion is the one the
+/// watch last saw, else with one GET. Returns the config hash, or what is missing.
 pub async fn dereference(
     client: &Client,
+    cache: &ContentCache,
+    watched: &Watched<'_>,
     namespace: &str,
     ls: &LucidService,
 ) -> Result<Result<String, Vec<Missing>>, kube::Error> {
@@ -102,19 +198,52 @@ pub async fn dereference(
         if contents.contains_key(&key) {
             continue;
         }
-        let value = match r.kind {
-            Kind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), namespace)
-                .get_opt(&r.name)
-                .await?
-                .map(config_map_contents),
-            Kind::Secret => Api::<Secret>::namespaced(client.clone(), namespace)
-                .get_opt(&r.name)
-                .await?
-                .map(secret_contents),
+        let cache_key = (r.kind, namespace.to_string(), r.name.clone());
+        let value = match watched.resource_version(r.kind, namespace, &r.name) {
+            // The watch has listed every object in scope: not there means not there.
+            None => {
+                cache.forget(&cache_key);
+                None
+            }
+            Some(rv) => match cache.get(&cache_key, &rv) {
+                Some(summary) => Some(summary),
+                None => {
+                    let read = read(client, r.kind, namespace, &r.name).await?;
+                    if let Some((rv, summary)) = &read {
+                        cache.put(cache_key, rv.clone(), summary.clone());
+                    }
+                    read.map(|(_, summary)| summary)
+                }
+            },
         };
         contents.insert(key, value);
     }
     Ok(check_and_hash(&refs, &contents))
+}
+
+/// One GET: the object's resourceVersion and summary; the values go no further.
+async fn read(
+    client: &Client,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<(String, Summary)>, kube::Error> {
+    Ok(match kind {
+        Kind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await?
+            .map(|cm| {
+                let rv = cm.metadata.resource_version.clone().unwrap_or_default();
+                (rv, Summary::of(&config_map_contents(cm)))
+            }),
+        Kind::Secret => Api::<Secret>::namespaced(client.clone(), namespace)
+            .get_opt(name)
+            .await?
+            .map(|secret| {
+                let rv = secret.metadata.resource_version.clone().unwrap_or_default();
+                (rv, Summary::of(&secret_contents(secret)))
+            }),
+    })
 }
 
 fn config_map_contents(cm: ConfigMap) -> BTreeMap<String, Vec<u8>> {
@@ -177,7 +306,7 @@ pub fn check_and_hash(
                     r.name
                 ),
             }),
-            (Some(Some(data)), Some(key)) if !data.contains_key(key) => missing.push(Missing {
+            (Some(Some(data)), Some(key)) if !data.keys.contains(key) => missing.push(Missing {
                 reason: "MissingKey",
                 message: format!(
                     "{} {} has no key {key}: add it, or mark the reference optional",
@@ -200,11 +329,8 @@ pub fn check_and_hash(
             None => {
                 hasher.update(b"\0absent");
             }
-            Some(data) => {
-                for (k, v) in data {
-                    field(&mut hasher, k.as_bytes());
-                    field(&mut hasher, v);
-                }
+            Some(summary) => {
+                hasher.update(&summary.digest);
             }
         }
     }
@@ -229,9 +355,11 @@ mod tests {
             .iter()
             .map(|(kind, name, data)| {
                 let data = data.map(|d| {
-                    d.iter()
-                        .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
-                        .collect()
+                    Summary::of(
+                        &d.iter()
+                            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                            .collect(),
+                    )
                 });
                 ((*kind, name.to_string()), data)
             })

@@ -18,14 +18,14 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::apply::{
-    ApplyFailure, FIELD_MANAGER, api_message, apply_children, apply_params, delete_orphans,
+    ApplyFailure, FIELD_MANAGER, api_message, apply_params, apply_planned, delete_orphans, plan,
 };
 use super::context::Context;
 use super::references::dereference;
 use crate::api::{LucidService, LucidServiceStatus};
 use crate::error::Error;
 use crate::graph::Gate;
-use crate::render::{APPLIED_HASH_ANNOTATION, RenderInputs, render};
+use crate::render::{RenderInputs, render};
 use crate::status::{Health, Rollout, rollout};
 use crate::validate;
 
@@ -215,24 +215,25 @@ async fn decide(
         return Ok(Outcome::degraded(reason, message, existing));
     }
 
-    let config_hash = match dereference(&ctx.client, namespace, ls).await? {
-        Ok(hash) => hash,
-        Err(missing) => {
-            let reason = missing[0].reason;
-            let message = missing
-                .iter()
-                .map(|m| m.message.as_str())
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Ok(Outcome::degraded(reason, message, existing));
-        }
-    };
+    let config_hash =
+        match dereference(&ctx.client, &ctx.contents, &ctx.watched(), namespace, ls).await? {
+            Ok(hash) => hash,
+            Err(missing) => {
+                let reason = missing[0].reason;
+                let message = missing
+                    .iter()
+                    .map(|m| m.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Ok(Outcome::degraded(reason, message, existing));
+            }
+        };
 
     let children = render(ls, &RenderInputs { config_hash })?;
-    let current_hash = existing
-        .as_ref()
-        .and_then(|d| d.annotations().get(APPLIED_HASH_ANNOTATION).cloned());
-    let changed = current_hash.as_deref() != children.applied_hash();
+    let planned = plan(&children, &ctx.children, existing.as_ref());
+    // A new rendering rolls out only when the service's turn has come; putting back what
+    // someone deleted or edited does not wait.
+    let changed = planned.changed();
     if changed {
         match snapshot.gate(ls) {
             Gate::Open => {}
@@ -258,19 +259,17 @@ async fn decide(
         }
     }
 
-    let drifted = existing
-        .as_ref()
-        .is_some_and(|d| !ctx.applied_generation_matches(d));
-    if changed || drifted {
-        tracing::debug!(service = %ls.name_any(), changed, drifted, existing = existing.is_some(), "applying");
-    }
-    let deployment = if changed || drifted {
+    let deployment = if planned.is_empty() {
+        existing.unwrap_or(children.deployment.clone())
+    } else {
+        let what = planned.describe();
+        tracing::debug!(service = %ls.name_any(), %what, "applying");
         ctx.leadership.ensure()?;
-        let deployment = match apply_children(
+        let applied = match apply_planned(
             &ctx.client,
             &ctx.leadership,
             namespace,
-            &children,
+            &planned,
             existing.as_ref(),
         )
         .await
@@ -291,23 +290,22 @@ async fn decide(
                 });
             }
         };
-        ctx.remember_applied(&deployment);
-        // Only an update can leave a child behind; a first apply has nothing to clean.
-        let deleted = match &existing {
-            Some(_) => {
-                ctx.leadership.ensure()?;
-                let uid = ls.uid().unwrap_or_default();
-                delete_orphans(
-                    &ctx.client,
-                    &ctx.leadership,
-                    namespace,
-                    &ls.name_any(),
-                    &uid,
-                    &children,
-                )
-                .await?
-            }
-            None => Vec::new(),
+        // Only a change can leave a child behind; a first apply has nothing to clean.
+        let deleted = if changed && existing.is_some() {
+            ctx.leadership.ensure()?;
+            let uid = ls.uid().unwrap_or_default();
+            delete_orphans(
+                &ctx.client,
+                &ctx.leadership,
+                &ctx.children,
+                namespace,
+                &ls.name_any(),
+                &uid,
+                &children,
+            )
+            .await?
+        } else {
+            Vec::new()
         };
         if changed {
             let what = if existing.is_some() {
@@ -324,10 +322,23 @@ async fn decide(
                 note.push_str(&format!("; removed {}", deleted.join(", ")));
             }
             publish(ctx, ls, EventType::Normal, "Applied", note).await;
+        } else {
+            // Someone deleted or edited a child: worth a line in `kubectl describe`.
+            tracing::info!(service = %ls.name_any(), namespace, %what, "restored children");
+            publish(
+                ctx,
+                ls,
+                EventType::Warning,
+                "Restored",
+                format!("restored {what}"),
+            )
+            .await;
         }
-        deployment
-    } else {
-        existing.unwrap_or(children.deployment)
+        match (applied, existing) {
+            (Some(applied), _) => applied,
+            (None, Some(existing)) => existing,
+            (None, None) => children.deployment.clone(),
+        }
     };
 
     let health = match rollout(&deployment) {

@@ -64,6 +64,15 @@ pub fn render(ls: &LucidService, inputs: &RenderInputs) -> Result<Children, Rend
         claims: storage::claims(ls, &namespace, &owner),
         network_policy: network_policy::network_policy(ls, &namespace, &owner),
     };
+    // Each child carries the hash it was rendered with, so drift is read off the live
+    // object; the Deployment's covers every child (a change anywhere is a change to roll).
+    if let Some(service) = &mut children.service {
+        stamp(service);
+    }
+    for claim in &mut children.claims {
+        stamp(claim);
+    }
+    stamp(&mut children.network_policy);
     let hash = children_hash(&children);
     children
         .deployment
@@ -72,6 +81,31 @@ pub fn render(ls: &LucidService, inputs: &RenderInputs) -> Result<Children, Rend
         .get_or_insert_with(Default::default)
         .insert(APPLIED_HASH_ANNOTATION.into(), hash);
     Ok(children)
+}
+
+/// Annotates one child with the blake3 of its own rendering.
+fn stamp<K: kube::Resource + serde::Serialize>(child: &mut K) {
+    let mut hasher = blake3::Hasher::new();
+    // Serialising plain k8s-openapi structs cannot fail.
+    if let Ok(bytes) = serde_json::to_vec(child) {
+        hasher.update(&bytes);
+    }
+    let hash = hasher.finalize().to_hex()[..32].to_string();
+    child
+        .meta_mut()
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(APPLIED_HASH_ANNOTATION.into(), hash);
+}
+
+/// The hash a child was rendered with.
+pub fn applied_hash<K: kube::Resource>(child: &K) -> Option<&str> {
+    child
+        .meta()
+        .annotations
+        .as_ref()?
+        .get(APPLIED_HASH_ANNOTATION)
+        .map(String::as_str)
 }
 
 /// blake3 of the rendered objects (their JSON is deterministic: maps are sorted).
@@ -91,13 +125,9 @@ fn children_hash(children: &Children) -> String {
 }
 
 impl Children {
+    /// The hash of the whole rendering, carried by the Deployment.
     pub fn applied_hash(&self) -> Option<&str> {
-        self.deployment
-            .metadata
-            .annotations
-            .as_ref()?
-            .get(APPLIED_HASH_ANNOTATION)
-            .map(String::as_str)
+        applied_hash(&self.deployment)
     }
 }
 
