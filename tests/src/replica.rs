@@ -15,6 +15,7 @@ use crate::control_plane;
 pub struct Running {
     pub identity: String,
     pub leadership: Leadership,
+    pub metrics: std::sync::Arc<lucid_operator::metrics::Metrics>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
     runtime: tokio::runtime::Runtime,
@@ -58,6 +59,7 @@ impl Running {
             Duration::from_secs(60),
         );
         let leadership = replica.shared.leadership.clone();
+        let metrics = replica.shared.metrics.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -78,6 +80,7 @@ impl Running {
         Running {
             identity,
             leadership,
+            metrics,
             stop: Some(stop),
             task,
             runtime,
