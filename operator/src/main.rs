@@ -7,6 +7,7 @@
 //!   `POD_NAME` (the identity): several replicas, one writer; optional
 //!   `LUCID_LEASE_DURATION_SECONDS` / `LUCID_RENEW_DEADLINE_SECONDS` / `LUCID_RETRY_PERIOD_SECONDS`;
 //! - `LUCID_WATCH_STALL_SECONDS`: a watch failing longer than this fails `/healthz` (120);
+//! - `LUCID_RECONCILE_CONCURRENCY`: reconciles at once per controller and scope (8);
 //! - `RUST_LOG`, `LOG_FORMAT` (`json` or `text`).
 
 use std::net::SocketAddr;
@@ -70,7 +71,15 @@ async fn run() -> Result<(), Failure> {
     let election = election_config()?;
     let elected = election.is_some();
     let stall = Duration::from_secs(seconds("LUCID_WATCH_STALL_SECONDS", 120)?);
-    let replica = Replica::new(scopes.clone(), election, stall);
+    let mut replica = Replica::new(scopes.clone(), election, stall);
+    replica.shared.concurrency = match std::env::var("LUCID_RECONCILE_CONCURRENCY") {
+        Ok(value) => value
+            .parse::<u16>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("LUCID_RECONCILE_CONCURRENCY={value:?}: expected 1 to 65535"))?,
+        Err(_) => lucid_operator::reconcile::DEFAULT_CONCURRENCY,
+    };
     let server = tokio::spawn(http::serve(
         listener,
         replica.shared.metrics.clone(),

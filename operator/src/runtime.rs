@@ -42,6 +42,7 @@ impl Replica {
                 metrics,
                 health,
                 leadership,
+                concurrency: crate::reconcile::DEFAULT_CONCURRENCY,
             },
             election,
             scopes,

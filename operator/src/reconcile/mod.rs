@@ -30,7 +30,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::core::PartialObjectMeta;
 use kube::core::error_boundary::DeserializeGuard;
-use kube::runtime::controller::Controller;
+use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -58,7 +58,14 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub leadership: Leadership,
+    /// At most this many reconciles of one controller at once (per watched scope): a
+    /// restart with a thousand services must not fire a thousand at the API server.
+    pub concurrency: u16,
 }
+
+/// The default for [`Shared::concurrency`]: reconciles mostly wait on the API server, so a
+/// few more than a Pi's four cores, not hundreds.
+pub const DEFAULT_CONCURRENCY: u16 = 8;
 
 impl Shared {
     /// One scope, no election: an operator that is the only writer (tests, the demo).
@@ -67,6 +74,7 @@ impl Shared {
             metrics: Arc::new(Metrics::default()),
             health: Arc::new(Health::default()),
             leadership: Leadership::sole(),
+            concurrency: DEFAULT_CONCURRENCY,
         }
     }
 }
@@ -83,7 +91,9 @@ pub async fn run(
         metrics,
         health,
         leadership,
+        concurrency,
     } = shared;
+    let config = || controller::Config::default().concurrency(concurrency);
     // Watches are named per scope in `/healthz`: one scope's events never clear another's.
     let scope_name = scope.to_string();
     let api = ScopedApi {
@@ -271,6 +281,7 @@ pub async fn run(
     let service_events =
         service_events.predicate_filter(predicates::generation, Default::default());
     let service_controller = Controller::for_stream(service_events, services.clone())
+        .with_config(config())
         .owns_stream(deployment_events)
         .watches_stream(pod_events, |pod: Pod| owning_service(&pod.metadata))
         .watches_stream(child_service_events, |o: PartialObjectMeta<Service>| {
@@ -322,6 +333,7 @@ pub async fn run(
 
     let phases_for_peers = phases.clone();
     let phase_controller = Controller::for_stream(phase_events, phases.clone())
+        .with_config(config())
         .watches_stream(service_events_for_phases, |ls: ServiceGuard| {
             let Ok(ls) = &ls.0 else { return Vec::new() };
             vec![
@@ -387,6 +399,16 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
     fn reset(&mut self) {
         self.next = Self::FIRST;
     }
+}
+
+/// A periodic re-check `base` from now, spread by up to a tenth more: services reconciled
+/// together (a restart, a phase turning Ready) must not all re-check in the same second.
+pub(crate) fn resync(base: std::time::Duration) -> kube::runtime::controller::Action {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    kube::runtime::controller::Action::requeue(base + base.mul_f64(f64::from(nanos % 1000) / 10_000.0))
 }
 
 /// One span per reconcile: what it is about now, how it ended and how long it took later.

@@ -53,7 +53,7 @@ pub async fn reconcile(
                 ctx.metrics.failed(CONTROLLER, error.reason());
             }
         }
-        result.map(|_| Action::requeue(Duration::from_secs(600)))
+        result.map(|_| super::resync(Duration::from_secs(600)))
     }
     .instrument(span)
     .await

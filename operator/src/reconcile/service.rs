@@ -183,9 +183,9 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Reconcile
     ctx.succeeded(&key);
     let action = match outcome.health {
         // Re-check now and then in case something was changed behind our back.
-        Health::Ready { .. } => Action::requeue(Duration::from_secs(600)),
-        // Watches on Deployments, services, phases, ConfigMaps and Secrets wake the rest.
-        _ => Action::requeue(Duration::from_secs(300)),
+        Health::Ready { .. } => super::resync(Duration::from_secs(600)),
+        // Watches on every child, services, phases, ConfigMaps and Secrets wake the rest.
+        _ => super::resync(Duration::from_secs(300)),
     };
     Ok(Reconciled {
         action,
@@ -407,7 +407,9 @@ async fn write_status(ls: &LucidService, ctx: &Context, outcome: &Outcome) -> Re
     Ok(())
 }
 
-/// An event when the service turns Ready, Degraded, or starts waiting for something new.
+/// An event when the service turns Ready, or turns Degraded (or Degraded for another
+/// reason): what a person reading `kubectl describe` wants. Waiting and rolling out are in
+/// the status; an event for each step would be noise (and a write each).
 async fn announce_transition(
     ls: &LucidService,
     ctx: &Context,
@@ -415,15 +417,13 @@ async fn announce_transition(
     health: &Health,
 ) {
     let old_ready = old.conditions.iter().find(|c| c.type_ == "Ready");
-    let unchanged = old_ready
-        .is_some_and(|c| c.reason == health.reason() && (c.status == "True") == health.is_ready());
-    if unchanged {
-        return;
-    }
-    let type_ = if matches!(health, Health::Degraded { .. }) {
-        EventType::Warning
-    } else {
-        EventType::Normal
+    let was_ready = old_ready.is_some_and(|c| c.status == "True");
+    let type_ = match health {
+        Health::Ready { .. } if !was_ready => EventType::Normal,
+        Health::Degraded { .. } if old_ready.is_none_or(|c| c.reason != health.reason()) => {
+            EventType::Warning
+        }
+        _ => return,
     };
     publish(
         ctx,
