@@ -1,13 +1,18 @@
 //! One peer service.
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::{Stream, StreamExt};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::config::ClientConfig;
 use crate::error::ClientError;
+use crate::request_id;
 use crate::token::{self, Claims};
 use crate::url::ServiceUrl;
 
@@ -15,35 +20,63 @@ use crate::url::ServiceUrl;
 /// a leaked one is soon useless.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
+tokio::task_local! {
+    /// The end user a service acts for while serving a request (the gateway's client
+    /// token's `sub`); signed into every service token sent meanwhile as the `user` claim.
+    static ACTING_FOR: String;
+}
+
+/// Runs `f` acting for `user`: peer calls made inside carry `user` in their signed token.
+pub async fn acting_for<F: std::future::Future>(user: String, f: F) -> F::Output {
+    ACTING_FOR.scope(user, f).await
+}
+
+/// A streamed body's pieces.
+pub type BodyStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
 #[derive(Clone, Debug)]
 pub struct PeerClient {
     name: String,
     base: ServiceUrl,
+    /// Buffered calls: the whole attempt is bounded by `total_timeout`.
     http: reqwest::Client,
+    /// Streamed calls: no total bound (a long upload is fine while it moves), but every
+    /// read waits at most `idle_timeout`, and so does every piece of the request body.
+    streaming: reqwest::Client,
     config: ClientConfig,
+    retries: Arc<AtomicU64>,
 }
 
 impl PeerClient {
     pub fn new(name: &str, base: ServiceUrl, config: ClientConfig) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.total_timeout)
-            .build()
-            .map_err(|e| ClientError::InvalidSetting {
-                variable: "http client".into(),
-                value: String::new(),
-                reason: e.to_string(),
-            })?;
+        let build = |b: reqwest::ClientBuilder| {
+            b.connect_timeout(config.connect_timeout)
+                .build()
+                .map_err(|e| ClientError::InvalidSetting {
+                    variable: "http client".into(),
+                    value: String::new(),
+                    reason: e.to_string(),
+                })
+        };
+        let http = build(reqwest::Client::builder().timeout(config.total_timeout))?;
+        let streaming = build(reqwest::Client::builder().read_timeout(config.idle_timeout))?;
         Ok(Self {
             name: name.into(),
             base,
             http,
+            streaming,
             config,
+            retries: Arc::new(AtomicU64::new(0)),
         })
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Retries made so far (for the peer-retries metric).
+    pub fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
     }
 
     /// `Authorization: Bearer <token>` signed for this peer, or None without a key.
@@ -57,15 +90,34 @@ impl PeerClient {
             sub: self.config.caller.clone(),
             aud: self.name.clone(),
             iat: now,
+            nbf: None,
             exp: now + TOKEN_LIFETIME.as_secs(),
+            user: ACTING_FOR.try_with(Clone::clone).ok(),
         };
         token::sign(&claims, key)
             .map(|t| Some(format!("Bearer {t}")))
             .map_err(|e| ClientError::Token(e.to_string()))
     }
 
-    /// Sends a request with a body that can be sent again, retrying transient failures:
-    /// connection errors, timeouts, 5xx and 429. 4xx are answers, not failures.
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        method: Method,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, ClientError> {
+        let mut request = client.request(method, self.base.join(path));
+        if let Some(auth) = self.authorization()? {
+            request = request.header(reqwest::header::AUTHORIZATION, auth);
+        }
+        if let Some(id) = request_id::current() {
+            request = request.header(request_id::HEADER, id);
+        }
+        Ok(request)
+    }
+
+    /// Sends a request with a body that can be sent again, retrying transient failures
+    /// (connection errors, timeouts, 5xx and 429) only when the method is idempotent: a
+    /// retried POST could create a second session. 4xx are answers, not failures.
     pub async fn send(
         &self,
         method: Method,
@@ -73,17 +125,47 @@ impl PeerClient {
         body: Option<Bytes>,
         content_type: Option<&str>,
     ) -> Result<(StatusCode, Bytes), ClientError> {
-        let url = self.base.join(path);
+        let retry = method.is_idempotent();
+        self.send_inner(method, path, body, content_type, retry)
+            .await
+    }
+
+    /// As [`send`](Self::send), retried whatever the method: for calls the peer makes
+    /// idempotent itself (a finalize that returns the stored manifest when repeated).
+    pub async fn send_idempotent(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        content_type: Option<&str>,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        self.send_inner(method, path, body, content_type, true)
+            .await
+    }
+
+    async fn send_inner(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        content_type: Option<&str>,
+        retry: bool,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
         let mut last = String::new();
-        let attempts = self.config.retry.retries + 1;
+        let attempts = if retry {
+            self.config.retry.retries + 1
+        } else {
+            1
+        };
         for attempt in 1..=attempts {
             if attempt > 1 {
+                self.retries.fetch_add(1, Ordering::Relaxed);
+                if let Some(hook) = &self.config.on_retry {
+                    hook();
+                }
                 tokio::time::sleep(self.config.retry.delay(attempt - 1)).await;
             }
-            let mut request = self.http.request(method.clone(), &url);
-            if let Some(auth) = self.authorization()? {
-                request = request.header(reqwest::header::AUTHORIZATION, auth);
-            }
+            let mut request = self.request(&self.http, method.clone(), path)?;
             if let Some(ct) = content_type {
                 request = request.header(reqwest::header::CONTENT_TYPE, ct);
             }
@@ -93,7 +175,15 @@ impl PeerClient {
             match request.send().await {
                 Ok(response) => {
                     let status = response.status();
-                    let bytes = response.bytes().await.unwrap_or_default();
+                    // A body cut mid-read is a failure, never an empty success.
+                    let bytes = match response.bytes().await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            last = format!("HTTP {status}, body unreadable: {e}");
+                            tracing::debug!(peer = %self.name, attempt, error = %last, "call failed");
+                            continue;
+                        }
+                    };
                     if status.is_success() {
                         return Ok((status, bytes));
                     }
@@ -132,21 +222,77 @@ impl PeerClient {
         })
     }
 
-    /// A streamed body cannot be replayed, so it is sent once (no retry).
+    /// Streams `body` to the peer, once (a stream cannot be replayed). No total timeout: a
+    /// slow upload that keeps moving succeeds. A body piece that does not come within the
+    /// idle timeout, or a peer that sends nothing back for as long, fails the call.
+    /// The answer's body is read whole (bounded by the idle timeout per read).
     pub async fn send_stream(
         &self,
         method: Method,
         path: &str,
-        body: reqwest::Body,
-    ) -> Result<reqwest::Response, ClientError> {
-        let mut request = self.http.request(method, self.base.join(path)).body(body);
-        if let Some(auth) = self.authorization()? {
-            request = request.header(reqwest::header::AUTHORIZATION, auth);
-        }
-        request.send().await.map_err(|e| ClientError::Unavailable {
-            peer: self.name.clone(),
-            attempts: 1,
-            last: e.to_string(),
-        })
+        body: BodyStream,
+    ) -> Result<(StatusCode, Bytes), ClientError> {
+        let idle = self.config.idle_timeout;
+        let failed = Arc::new(std::sync::Mutex::new(None));
+        let body = idle_bounded(body, idle, failed.clone());
+        let request = self
+            .request(&self.streaming, method, path)?
+            .body(reqwest::Body::wrap_stream(body));
+        let error = |e: reqwest::Error| {
+            // Our own body's failure, if that is what ended the call.
+            match failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                Some((stalled, reason)) => ClientError::Body {
+                    peer: self.name.clone(),
+                    stalled,
+                    reason,
+                },
+                None => ClientError::Unavailable {
+                    peer: self.name.clone(),
+                    attempts: 1,
+                    last: e.to_string(),
+                },
+            }
+        };
+        let response = request.send().await.map_err(error)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(error)?;
+        Ok((status, bytes))
     }
+}
+
+/// Why our body failed: (stalled, reason).
+type BodyFailure = Arc<std::sync::Mutex<Option<(bool, String)>>>;
+
+/// Fails the stream when no piece comes within `idle`; notes why the body failed.
+fn idle_bounded(body: BodyStream, idle: Duration, failed: BodyFailure) -> BodyStream {
+    Box::pin(futures::stream::unfold(
+        (body, false),
+        move |(mut body, done)| {
+            let failed = failed.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                let note = |stalled: bool, reason: String| {
+                    *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some((stalled, reason));
+                };
+                match tokio::time::timeout(idle, body.next()).await {
+                    Ok(Some(Ok(piece))) => Some((Ok(piece), (body, false))),
+                    Ok(Some(Err(e))) => {
+                        note(false, e.to_string());
+                        Some((Err(e), (body, true)))
+                    }
+                    Ok(None) => None,
+                    Err(_) => {
+                        let reason = format!("no body data for {idle:?}");
+                        note(true, reason.clone());
+                        Some((
+                            Err(std::io::Error::new(std::io::ErrorKind::TimedOut, reason)),
+                            (body, true),
+                        ))
+                    }
+                }
+            }
+        },
+    ))
 }

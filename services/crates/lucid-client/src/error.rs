@@ -31,6 +31,17 @@ pub enum ClientError {
     },
     #[error("cannot sign a service token: {0}")]
     Token(String),
+    /// The streamed request body failed on our side (stalled, cut short, over a limit):
+    /// the caller's client is at fault, not the peer.
+    #[error("the request body to {peer} failed: {reason}")]
+    Body {
+        peer: String,
+        stalled: bool,
+        reason: String,
+    },
+    /// Never carries the key itself.
+    #[error("JWT_SECRET_KEY {0}")]
+    InvalidKey(&'static str),
 }
 
 impl ClientError {

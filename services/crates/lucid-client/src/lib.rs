@@ -13,12 +13,13 @@ mod client;
 mod config;
 mod error;
 mod manager;
+pub mod request_id;
 mod retry;
 pub mod token;
 mod url;
 
-pub use client::PeerClient;
-pub use config::{ClientConfig, Environment};
+pub use client::{BodyStream, PeerClient, acting_for};
+pub use config::{ClientConfig, Environment, MIN_KEY_BYTES, check_key};
 pub use error::ClientError;
 pub use manager::{IntegrationManager, PeerHealth};
 pub use retry::RetryPolicy;

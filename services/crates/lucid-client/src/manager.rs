@@ -23,9 +23,11 @@ pub enum PeerHealth {
     NotConfigured,
 }
 
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 pub struct IntegrationManager {
     config: ClientConfig,
-    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: Lookup,
     clients: Mutex<BTreeMap<String, Arc<PeerClient>>>,
 }
 

@@ -4,11 +4,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -18,7 +18,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde_json::json;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
 
+use crate::serve::{Limits, serve_listener};
 use crate::storage::StorageStatus;
 
 /// A dependency check for `/ready`: Ok, or why not.
@@ -28,8 +31,23 @@ pub type ReadyCheck =
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     path: String,
-    method: String,
+    method: &'static str,
     status: u16,
+}
+
+/// The method as a metric label from a fixed set: a label per method a client makes up
+/// (counted before authentication) would grow the registry without bound.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
 }
 
 struct Shared {
@@ -40,25 +58,78 @@ struct Shared {
     checks: Vec<(String, ReadyCheck)>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RequestLabels, Histogram>,
+    shed: Counter,
     registry: Registry,
+    limits: Limits,
+    /// `/metrics` (and the probes) on their own port, not the one a NodePort exposes.
+    admin_port: u16,
 }
 
 pub struct App {
     shared: Arc<Shared>,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Limits(#[from] crate::serve::LimitError),
+    #[error("invalid setting {variable}={value:?}: expected a port from 1 to 65535")]
+    AdminPort { variable: String, value: String },
+}
+
+/// Default admin port: Prometheus' conventional 9090.
+pub const DEFAULT_ADMIN_PORT: u16 = 9090;
+
+/// Latency buckets, seconds: from a 1 ms health check up to a 10-minute upload.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 180.0, 600.0,
+];
+
 impl App {
-    pub fn new(service: &str, version: &str, storage: StorageStatus) -> Self {
+    /// With limits and admin port from the environment (`HTTP_*`, `<SERVICE>_ADMIN_PORT`).
+    pub fn new(service: &str, version: &str, storage: StorageStatus) -> Result<Self, AppError> {
+        let variable = format!("{}_ADMIN_PORT", crate::settings::prefix(service));
+        let admin_port = match std::env::var(&variable) {
+            Err(_) => DEFAULT_ADMIN_PORT,
+            Ok(v) => v
+                .trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or(AppError::AdminPort { variable, value: v })?,
+        };
+        Ok(Self::with_limits(
+            service,
+            version,
+            storage,
+            Limits::from_env()?,
+            admin_port,
+        ))
+    }
+
+    pub fn with_limits(
+        service: &str,
+        version: &str,
+        storage: StorageStatus,
+        limits: Limits,
+        admin_port: u16,
+    ) -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0])
+            Histogram::new(LATENCY_BUCKETS)
         });
+        let shed = Counter::default();
         let mut registry = Registry::with_prefix("lucid");
         registry.register("http_requests", "HTTP requests served", requests.clone());
         registry.register(
             "http_request_duration_seconds",
             "HTTP request latency",
             latency.clone(),
+        );
+        registry.register(
+            "http_requests_shed",
+            "Requests answered 503 because the concurrency limit was reached",
+            shed.clone(),
         );
         Self {
             shared: Arc::new(Shared {
@@ -69,9 +140,39 @@ impl App {
                 checks: Vec::new(),
                 requests,
                 latency,
+                shed,
                 registry,
+                limits,
+                admin_port,
             }),
         }
+    }
+
+    /// Registers a service's own metric (named `lucid_<name>`).
+    pub fn register(
+        mut self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) -> Self {
+        Arc::get_mut(&mut self.shared)
+            .expect("metrics are registered before serving")
+            .registry
+            .register(name, help, metric);
+        self
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+
+    /// Bounds every request of `routes` by the request timeout (503 when it passes): for
+    /// buffered routes, not for streamed uploads.
+    pub fn bounded(&self, routes: Router) -> Router {
+        let limit = self.shared.limits.request_timeout;
+        routes.layer(middleware::from_fn(move |request: Request, next: Next| {
+            request_timeout(limit, request, next)
+        }))
     }
 
     /// Adds a dependency `/ready` must see healthy.
@@ -83,29 +184,98 @@ impl App {
         self
     }
 
-    /// The service's routes plus `/health`, `/ready`, `/metrics`, all measured.
+    /// The service's routes, capped in concurrency, plus `/health` and `/ready`, all
+    /// measured, with a request id and an access log line each.
     pub fn router(&self, routes: Router) -> Router {
         let shared = self.shared.clone();
+        let gate = Arc::new(Semaphore::new(shared.limits.max_concurrent_requests));
+        let shed = shared.shed.clone();
         routes
-            .merge(
-                Router::new()
-                    .route("/health", get(health))
-                    .route("/ready", get(ready))
-                    .route("/metrics", get(metrics))
-                    .with_state(shared.clone()),
-            )
+            .layer(middleware::from_fn(move |request: Request, next: Next| {
+                shed_load(gate.clone(), shed.clone(), request, next)
+            }))
+            .merge(self.probes())
             .layer(middleware::from_fn_with_state(shared, measure))
     }
 
-    /// Serves until SIGTERM or Ctrl-C, then stops accepting and lets requests in flight finish.
+    fn probes(&self) -> Router {
+        Router::new()
+            .route("/health", get(health))
+            .route("/ready", get(ready))
+            .with_state(self.shared.clone())
+    }
+
+    /// The admin port's routes: `/metrics` and the probes.
+    pub fn admin_router(&self) -> Router {
+        Router::new()
+            .route("/metrics", get(metrics))
+            .with_state(self.shared.clone())
+            .merge(self.probes())
+    }
+
+    /// Serves `router` on `addr` and the admin routes on the admin port (same host) until
+    /// SIGTERM or Ctrl-C, then stops accepting and lets requests in flight finish.
     pub async fn serve(&self, addr: SocketAddr, router: Router) -> std::io::Result<()> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
-        tracing::info!(service = %self.shared.service, %addr, "listening");
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        let admin_addr = SocketAddr::new(addr.ip(), self.shared.admin_port);
+        let admin = tokio::net::TcpListener::bind(admin_addr).await?;
+        tracing::info!(service = %self.shared.service, %addr, %admin_addr, "listening");
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let limits = &self.shared.limits;
+        let (main, admin) = tokio::join!(
+            serve_listener(listener, router, limits, wait(stopped.clone())),
+            serve_listener(admin, self.admin_router(), limits, wait(stopped)),
+        );
+        main?;
+        admin?;
         tracing::info!(service = %self.shared.service, "stopped");
         Ok(())
+    }
+}
+
+/// 503 at once when `gate` has no permit left: a queue of waiting uploads would hold
+/// their buffers and push the pod past its memory limit.
+async fn shed_load(gate: Arc<Semaphore>, shed: Counter, request: Request, next: Next) -> Response {
+    let Ok(_permit) = gate.try_acquire_owned() else {
+        shed.inc();
+        return overloaded();
+    };
+    next.run(request).await
+}
+
+pub fn overloaded() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1")],
+        axum::Json(json!({
+            "error": "the service is at its concurrency limit; retry shortly",
+            "request_id": lucid_client::request_id::current(),
+        })),
+    )
+        .into_response()
+}
+
+async fn request_timeout(limit: Duration, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(?limit, "request timed out");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({
+                    "error": "the request took too long; retry later",
+                    "request_id": lucid_client::request_id::current(),
+                })),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -201,23 +371,68 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
         .into_response()
 }
 
+/// Request id (the client's `X-Request-Id` when it is a safe one, else a new one) for the
+/// handler's task, its log lines and the response; metrics; one access log line.
 async fn measure(State(s): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     let path = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
+    let id = request
+        .headers()
+        .get(lucid_client::request_id::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(lucid_client::request_id::accept)
+        .unwrap_or_else(lucid_client::request_id::new);
+    let span = tracing::info_span!("request", request_id = %id);
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = lucid_client::request_id::scope(id.clone(), next.run(request))
+        .instrument(span.clone())
+        .await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response
+            .headers_mut()
+            .insert(lucid_client::request_id::HEADER, v);
+    }
+    // The matched route, never the raw URI: paths carry ids a log need not keep.
+    span.in_scope(|| {
+        tracing::info!(
+            target: "access",
+            method,
+            path = %path,
+            status,
+            duration_ms = elapsed.as_millis() as u64,
+            "request"
+        )
+    });
     let labels = RequestLabels {
         path,
         method,
-        status: response.status().as_u16(),
+        status,
     };
     s.requests.get_or_create(&labels).inc();
     s.latency
         .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
+        .observe(elapsed.as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        for m in ["FOO", "BAR", "X-ANYTHING"] {
+            assert_eq!(
+                method_label(&Method::from_bytes(m.as_bytes()).unwrap()),
+                "other"
+            );
+        }
+        assert_eq!(method_label(&Method::PUT), "PUT");
+    }
 }

@@ -1,5 +1,5 @@
-//! Accepts a request only with a service token signed for this service (see
-//! `lucid_client::token`). Without a configured key the check is off, and says so at start.
+//! Accepts a request only with a token signed for this service (see `lucid_client::token`),
+//! and hands its claims to the handler as a request extension.
 
 use std::sync::Arc;
 
@@ -8,13 +8,27 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use lucid_client::token;
+use lucid_client::token::{self, Expect};
 
 #[derive(Clone)]
 pub struct TokenCheck {
     pub key: Arc<Vec<u8>>,
-    /// The `aud` tokens must name; None accepts any audience (client tokens).
-    pub audience: Option<String>,
+    pub expect: Expect,
+}
+
+impl TokenCheck {
+    /// Service tokens for `service` from the named callers: they live 60 s, so more than
+    /// five minutes is refused.
+    pub fn service(key: Vec<u8>, service: &str, callers: &[&str]) -> Self {
+        Self {
+            key: Arc::new(key),
+            expect: Expect {
+                audience: Some(service.into()),
+                issuers: callers.iter().map(|c| c.to_string()).collect(),
+                max_lifetime: 300,
+            },
+        }
+    }
 }
 
 pub fn unauthorized(message: &str) -> Response {
@@ -28,7 +42,7 @@ pub fn unauthorized(message: &str) -> Response {
 
 pub async fn require_token(
     State(check): State<TokenCheck>,
-    request: Request<Body>,
+    mut request: Request<Body>,
     next: Next,
 ) -> Response {
     let Some(bearer) = request
@@ -39,8 +53,11 @@ pub async fn require_token(
     else {
         return unauthorized("missing bearer token");
     };
-    match token::verify(bearer, &check.key, check.audience.as_deref(), token::now()) {
-        Ok(_) => next.run(request).await,
+    match token::verify(bearer, &check.key, &check.expect, token::now()) {
+        Ok(claims) => {
+            request.extensions_mut().insert(claims);
+            next.run(request).await
+        }
         Err(e) => unauthorized(&e.to_string()),
     }
 }

@@ -5,12 +5,14 @@
 //! - [`app`]: an axum app with `/health` (the template's JSON), `/ready` (dependency checks)
 //!   and `/metrics` (Prometheus), JSON logs, graceful shutdown on SIGTERM;
 //! - [`storage`]: the template's `/app/data` and `/app/logs` checks, with its degraded mode;
-//! - [`auth`]: the middleware that accepts only service tokens signed for this service.
+//! - [`auth`]: the middleware that accepts only tokens signed for this service;
+//! - [`serve`]: the accept loop with header-read and idle timeouts and a connection cap.
 
 pub mod app;
 pub mod auth;
+pub mod serve;
 pub mod settings;
 pub mod storage;
 
-pub use app::{App, ReadyCheck, exit_if_version_asked, init_logging};
+pub use app::{App, AppError, ReadyCheck, exit_if_version_asked, init_logging};
 pub use settings::{SettingsError, load};

@@ -37,7 +37,9 @@ fn client_token(key: &str) -> Result<String, Error> {
         sub: "record-session".into(),
         aud: "api-gateway".into(),
         iat: now,
+        nbf: None,
         exp: now + 300,
+        user: None,
     };
     Ok(token::sign(&claims, key.as_bytes())?)
 }

@@ -40,12 +40,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let now = token::now();
     let auth = token::sign(
+        // As the gateway signs it, acting for a user (the recorder checks both).
         &Claims {
-            iss: "bench".into(),
-            sub: "bench".into(),
+            iss: "api-gateway".into(),
+            sub: "api-gateway".into(),
             aud: "session-recorder".into(),
             iat: now,
-            exp: now + 600,
+            nbf: None,
+            exp: now + 300,
+            user: Some("bench".into()),
         },
         key.as_bytes(),
     )?;

@@ -1,39 +1,72 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-/// What a request did wrong or what failed, as an HTTP answer.
+/// What a request did wrong or what failed, as an HTTP answer. 4xx say what to fix; 5xx
+/// are logged with their detail and answered with a generic message and the request id,
+/// so peer and database errors (hosts, internals) never reach a client.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("the request body did not arrive in time: {0}")]
+    Timeout(String),
     #[error("body larger than {limit} bytes")]
     TooLarge { limit: usize },
+    /// A peer's 4xx, passed on with its status and message.
+    #[error("{message}")]
+    Rejected { status: u16, message: String },
+    #[error("{0}")]
+    BadGateway(String),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
     Internal(String),
 }
 
-impl IntoResponse for ServiceError {
-    fn into_response(self) -> Response {
-        let status = match &self {
+impl ServiceError {
+    pub fn status(&self) -> StatusCode {
+        match self {
             ServiceError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ServiceError::Forbidden(_) => StatusCode::FORBIDDEN,
             ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
             ServiceError::Conflict(_) => StatusCode::CONFLICT,
+            ServiceError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ServiceError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ServiceError::Rejected { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
+            }
+            ServiceError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ServiceError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServiceError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
         }
+    }
+}
+
+impl IntoResponse for ServiceError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let request_id = lucid_client::request_id::current();
+        let message = if status.is_server_error() {
+            tracing::error!(error = %self, status = status.as_u16(), "request failed");
+            match status {
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    "a dependency is unavailable; retry later".to_string()
+                }
+                StatusCode::BAD_GATEWAY => "a peer answered wrongly; retry later".to_string(),
+                _ => "internal error".to_string(),
+            }
+        } else {
+            self.to_string()
+        };
         (
             status,
-            axum::Json(serde_json::json!({"error": self.to_string()})),
+            axum::Json(serde_json::json!({"error": message, "request_id": request_id})),
         )
             .into_response()
     }
@@ -44,8 +77,23 @@ impl From<lucid_client::ClientError> for ServiceError {
         match e {
             lucid_client::ClientError::NotFound { .. } => ServiceError::NotFound(e.to_string()),
             lucid_client::ClientError::Rejected {
-                status: 400..=499, ..
-            } => ServiceError::BadRequest(e.to_string()),
+                status: status @ 400..=499,
+                ref body,
+                ..
+            } => ServiceError::Rejected {
+                status,
+                // The peer's own message (JSON {"error": ...}) when it has one.
+                message: serde_json::from_str::<serde_json::Value>(body)
+                    .ok()
+                    .and_then(|v| v["error"].as_str().map(String::from))
+                    .unwrap_or_else(|| e.to_string()),
+            },
+            lucid_client::ClientError::Body { stalled: true, .. } => {
+                ServiceError::Timeout(e.to_string())
+            }
+            lucid_client::ClientError::Body { .. } => ServiceError::BadRequest(format!(
+                "the body was cut short or unreadable; nothing was recorded ({e})"
+            )),
             _ => ServiceError::Unavailable(e.to_string()),
         }
     }

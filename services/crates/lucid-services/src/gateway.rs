@@ -1,76 +1,123 @@
 //! api-gateway (port 8080, from the catalog): authenticates clients with JWT (HS256, audience
-//! `api-gateway`, signed by lucid-auth-service with `JWT_SECRET_KEY`), routes to the session
-//! services through lucid-client, and reports its peers' health.
+//! `api-gateway`, issuer `lucid-auth-service`, signed with `JWT_SECRET_KEY`), routes to the
+//! session services through lucid-client acting for the token's `sub` (signed into each
+//! service token as `user`), and reports its peers' health.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
-use axum::middleware;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use axum::{Extension, Router};
 use futures::TryStreamExt;
 use lucid_client::IntegrationManager;
+use lucid_client::token::{Claims, Expect};
 use lucid_kit::auth::{TokenCheck, require_token};
 use reqwest::Method;
 use serde::Deserialize;
 
 use crate::address;
 use crate::error::ServiceError;
+use crate::metrics::Metrics;
+use crate::storage::{chunk_headers, not_modified};
 
 pub const PEERS: &[&str] = &["session-recorder", "session-storage"];
+
+/// Who signs client tokens.
+pub const CLIENT_TOKEN_ISSUER: &str = "lucid-auth-service";
+
+/// The longest client token accepted (`exp - iat`): an hour; a leaked token is useless
+/// after that whatever its `exp` says.
+pub const CLIENT_TOKEN_MAX_LIFETIME: u64 = 3600;
 
 #[derive(Deserialize, Debug, Clone)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub struct Settings {
     #[serde(default = "default_port")]
     pub api_gateway_port: u16,
-    pub jwt_secret_key: String,
+    pub jwt_secret_key: lucid_kit::settings::Secret,
+    /// Largest upload relayed in one request (as the recorder's, whose default it shares).
+    #[serde(default = "default_max_upload")]
+    pub max_upload_bytes: usize,
 }
 
 fn default_port() -> u16 {
     8080
 }
+fn default_max_upload() -> usize {
+    256 << 20
+}
 
 pub struct GatewayState {
     pub peers: IntegrationManager,
+    pub metrics: Metrics,
+    pub max_upload_bytes: usize,
 }
 
-pub fn routes(state: Arc<GatewayState>, key: Vec<u8>) -> Router {
+/// `bound` puts the request timeout on the buffered routes (not on the streamed upload).
+pub fn routes(
+    state: Arc<GatewayState>,
+    key: Vec<u8>,
+    bound: impl FnOnce(Router) -> Router,
+) -> Router {
     let check = TokenCheck {
         key: Arc::new(key),
-        audience: Some("api-gateway".into()),
+        expect: Expect {
+            audience: Some("api-gateway".into()),
+            issuers: vec![CLIENT_TOKEN_ISSUER.into()],
+            max_lifetime: CLIENT_TOKEN_MAX_LIFETIME,
+        },
     };
-    Router::new()
-        .route("/api/sessions", post(open_session))
-        .route("/api/sessions/{id}/data", put(upload))
-        .route("/api/sessions/{id}/finalize", post(finalize))
-        .route("/api/sessions/{id}/manifest", get(manifest))
-        .route("/api/chunks/{address}", get(chunk))
-        .route("/api/health/peers", get(peers))
+    let buffered = bound(
+        Router::new()
+            .route("/api/sessions", post(open_session))
+            .route("/api/sessions/{id}/finalize", post(finalize))
+            .route("/api/sessions/{id}/manifest", get(manifest))
+            .route("/api/chunks/{address}", get(chunk))
+            .route("/api/health/peers", get(peers))
+            .with_state(state.clone()),
+    );
+    buffered
+        .merge(
+            Router::new()
+                .route("/api/sessions/{id}/data", put(upload))
+                .with_state(state),
+        )
+        .layer(middleware::from_fn(act_for_subject))
         .layer(middleware::from_fn_with_state(check, require_token))
-        .with_state(state)
+}
+
+/// Every peer call made for this request carries the client's `sub` as `user`.
+async fn act_for_subject(
+    claims: Option<Extension<Claims>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match claims.map(|c| c.sub.clone()).filter(|s| !s.is_empty()) {
+        Some(user) => lucid_client::acting_for(user, next.run(request)).await,
+        None => lucid_kit::auth::unauthorized("the token names no subject"),
+    }
 }
 
 fn relay(status: reqwest::StatusCode, body: Bytes) -> Response {
-    let status = axum::http::StatusCode::from_u16(status.as_u16())
-        .unwrap_or(axum::http::StatusCode::BAD_GATEWAY);
-    (
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
+    let status = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 async fn open_session(
     State(s): State<Arc<GatewayState>>,
     body: Bytes,
 ) -> Result<Response, ServiceError> {
-    let recorder = s.peers.client("session-recorder")?;
-    let (status, bytes) = recorder
+    // A POST is sent once (lucid-client retries only idempotent calls): a retry could
+    // open a second session.
+    let (status, bytes) = s
+        .peers
+        .client("session-recorder")?
         .send(
             Method::POST,
             "/sessions",
@@ -81,27 +128,54 @@ async fn open_session(
     Ok(relay(status, bytes))
 }
 
-/// Streams the client's body to the recorder without buffering it (and so without retry).
+/// Streams the client's body to the recorder without buffering it (and so without retry),
+/// counting bytes: past the limit the stream fails, the recorder records nothing, and the
+/// client gets 413.
 async fn upload(
     State(s): State<Arc<GatewayState>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ServiceError> {
     address::require_session_id(&id)?;
+    let limit = s.max_upload_bytes;
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(ServiceError::TooLarge { limit });
+    }
     let recorder = s.peers.client("session-recorder")?;
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
-    let response = recorder
+    let over = Arc::new(AtomicBool::new(false));
+    let seen = over.clone();
+    let metrics = s.metrics.clone();
+    let mut total = 0usize;
+    let stream = body
+        .into_data_stream()
+        .map_err(std::io::Error::other)
+        .and_then(move |piece| {
+            total += piece.len();
+            metrics.bytes_received.inc_by(piece.len() as u64);
+            let result = if total > limit {
+                seen.store(true, Ordering::Relaxed);
+                Err(std::io::Error::other("body over the upload limit"))
+            } else {
+                Ok(piece)
+            };
+            futures::future::ready(result)
+        });
+    let result = recorder
         .send_stream(
             Method::PUT,
             &format!("/sessions/{id}/data"),
-            reqwest::Body::wrap_stream(stream),
+            Box::pin(stream),
         )
-        .await?;
-    let status = response.status();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| ServiceError::Unavailable(e.to_string()))?;
+        .await;
+    if over.load(Ordering::Relaxed) {
+        return Err(ServiceError::TooLarge { limit });
+    }
+    let (status, bytes) = result?;
     Ok(relay(status, bytes))
 }
 
@@ -110,23 +184,18 @@ async fn finalize(
     Path(id): Path<String>,
 ) -> Result<Response, ServiceError> {
     address::require_session_id(&id)?;
-    // Not retried: a finalize that succeeded but whose answer was lost must not run twice.
-    let recorder = s.peers.client("session-recorder")?;
-    let response = recorder
-        .send_stream(
+    // Retried: the recorder's finalize is idempotent (a repeat returns the stored manifest).
+    let (status, bytes) = s
+        .peers
+        .client("session-recorder")?
+        .send_idempotent(
             Method::POST,
             &format!("/sessions/{id}/finalize"),
-            reqwest::Body::from(Vec::new()),
+            None,
+            None,
         )
         .await?;
-    let status = response.status();
-    Ok(relay(
-        status,
-        response
-            .bytes()
-            .await
-            .map_err(|e| ServiceError::Unavailable(e.to_string()))?,
-    ))
+    Ok(relay(status, bytes))
 }
 
 async fn manifest(
@@ -142,25 +211,54 @@ async fn manifest(
     Ok(relay(status, bytes))
 }
 
+/// A chunk of one of the caller's finalized sessions, checked against its address before
+/// it is passed on. Chunks are zstd frames: `Content-Type: application/zstd` (RFC 8878), not
+/// a `Content-Encoding`, so clients get the bytes the address names.
 async fn chunk(
     State(s): State<Arc<GatewayState>>,
     Path(addr): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ServiceError> {
     if !address::is_valid(&addr) {
         return Err(ServiceError::BadRequest(format!(
             "{addr:?} is not a chunk address"
         )));
     }
-    let (_, bytes) = s
+    let not_yours = || ServiceError::NotFound(format!("no chunk {addr}"));
+    match s
+        .peers
+        .client("session-recorder")?
+        .send(Method::GET, &format!("/access/chunks/{addr}"), None, None)
+        .await
+    {
+        Ok(_) => {}
+        Err(lucid_client::ClientError::NotFound { .. }) => return Err(not_yours()),
+        Err(e) => return Err(e.into()),
+    }
+    if not_modified(&headers, &addr) {
+        return Ok((
+            StatusCode::NOT_MODIFIED,
+            chunk_headers(&addr, "application/zstd"),
+        )
+            .into_response());
+    }
+    let bytes = match s
         .peers
         .client("session-storage")?
         .send(Method::GET, &format!("/chunks/{addr}"), None, None)
-        .await?;
-    Ok((
-        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
-        bytes,
-    )
-        .into_response())
+        .await
+    {
+        Ok((_, bytes)) => bytes,
+        Err(lucid_client::ClientError::NotFound { .. }) => return Err(not_yours()),
+        Err(e) => return Err(e.into()),
+    };
+    if address::of(&bytes) != addr {
+        s.metrics.chunks_rejected.inc();
+        return Err(ServiceError::BadGateway(format!(
+            "session-storage sent chunk {addr} with content that fails its hash"
+        )));
+    }
+    Ok((chunk_headers(&addr, "application/zstd"), bytes).into_response())
 }
 
 async fn peers(State(s): State<Arc<GatewayState>>) -> Response {

@@ -12,5 +12,21 @@ pub mod chunk_store;
 pub mod error;
 pub mod gateway;
 pub mod merkle;
+pub mod metrics;
 pub mod recorder;
+pub mod redis_conn;
 pub mod storage;
+
+/// The signing key from a service's settings (environment or config file, one path for
+/// every service), checked: in production it must be set, long and not a placeholder.
+pub fn signing_key(
+    raw: Option<lucid_kit::settings::Secret>,
+    environment: lucid_client::Environment,
+) -> Result<Option<Vec<u8>>, lucid_client::ClientError> {
+    let key = raw
+        .map(lucid_kit::settings::Secret::into_inner)
+        .filter(|k| !k.is_empty())
+        .map(String::into_bytes);
+    lucid_client::check_key(key.as_deref(), environment)?;
+    Ok(key)
+}

@@ -1,22 +1,32 @@
 //! session-recorder (port 8090, from the catalog): sessions in Redis; session data arrives as
 //! a streamed body, is cut into chunks, compressed (zstd), hashed (blake3) and sent to
 //! session-storage; finalize writes the manifest with the Merkle root to MongoDB.
+//!
+//! A session belongs to the user the gateway acts for (the `user` claim of its signed
+//! service token); another user's calls get 404, as if the session did not exist.
+//! States: `open` -> `finalizing` -> `finalized`. Appending is one Redis script that
+//! checks the state and appends together, so a finalize cannot miss an acknowledged upload;
+//! finalize is idempotent: repeated, it returns the stored manifest.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use axum::{Extension, middleware};
 use futures::StreamExt;
 use lucid_client::PeerClient;
+use lucid_client::token::Claims;
 use mongodb::bson::doc;
-use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
 use crate::error::ServiceError;
+use crate::metrics::Metrics;
+use crate::redis_conn::Redis;
 use crate::{address, merkle};
 
 #[derive(Deserialize, Debug, Clone)]
@@ -36,6 +46,16 @@ pub struct Settings {
     pub max_upload_bytes: usize,
     #[serde(default = "default_level")]
     pub zstd_level: i32,
+    /// session-storage's chunk limit (its `MAX_CHUNK_BYTES`): a compressed chunk must fit.
+    #[serde(default = "crate::storage::default_max_chunk")]
+    pub max_chunk_bytes: usize,
+    /// Uploads handled at once (`MAX_CONCURRENT_UPLOADS`); each holds about two chunks in
+    /// memory. Beyond, 503 at once.
+    #[serde(default = "default_uploads")]
+    pub max_concurrent_uploads: usize,
+    /// The signing key (env or config file, like every setting).
+    #[serde(default)]
+    pub jwt_secret_key: Option<lucid_kit::settings::Secret>,
 }
 
 fn default_port() -> u16 {
@@ -53,6 +73,55 @@ fn default_max_upload() -> usize {
 fn default_level() -> i32 {
     3
 }
+fn default_uploads() -> usize {
+    16
+}
+
+/// zstd's worst case for `n` input bytes (ZSTD_COMPRESSBOUND).
+pub fn compress_bound(n: usize) -> usize {
+    let small = if n < (128 << 10) {
+        ((128 << 10) - n) >> 11
+    } else {
+        0
+    };
+    n + (n >> 8) + small
+}
+
+impl Settings {
+    /// Range checks the types cannot make (a chunk size of 0 would loop for ever).
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=(16 << 20)).contains(&self.chunk_bytes) {
+            return Err(format!(
+                "CHUNK_BYTES={} must be from 1 to 16777216",
+                self.chunk_bytes
+            ));
+        }
+        if compress_bound(self.chunk_bytes) > self.max_chunk_bytes {
+            return Err(format!(
+                "CHUNK_BYTES={} can compress to {} bytes, above session-storage's MAX_CHUNK_BYTES={}: lower CHUNK_BYTES",
+                self.chunk_bytes,
+                compress_bound(self.chunk_bytes),
+                self.max_chunk_bytes
+            ));
+        }
+        if self.max_upload_bytes == 0 {
+            return Err("MAX_UPLOAD_BYTES must be at least 1".into());
+        }
+        if !(1..=19).contains(&self.zstd_level) {
+            return Err(format!(
+                "ZSTD_LEVEL={} must be from 1 to 19",
+                self.zstd_level
+            ));
+        }
+        if !(1..=4096).contains(&self.max_concurrent_uploads) {
+            return Err(format!(
+                "MAX_CONCURRENT_UPLOADS={} must be from 1 to 4096",
+                self.max_concurrent_uploads
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// One stored chunk of a session.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -64,53 +133,103 @@ pub struct ChunkRef {
 
 pub struct RecorderState {
     pub settings: Settings,
-    pub redis: redis::aio::MultiplexedConnection,
+    pub redis: Redis,
     pub manifests: mongodb::Collection<mongodb::bson::Document>,
+    /// `{_id: "<owner>/<address>"}`: which user may read which chunk.
+    pub chunk_owners: mongodb::Collection<mongodb::bson::Document>,
     pub storage: Arc<PeerClient>,
+    pub metrics: Metrics,
+    pub uploads: Arc<Semaphore>,
 }
 
 pub fn routes(state: Arc<RecorderState>) -> Router {
-    let limit = state.settings.max_upload_bytes;
     Router::new()
         .route("/sessions", post(open_session))
-        .route(
-            "/sessions/{id}/data",
-            put(upload).layer(DefaultBodyLimit::max(limit)),
-        )
         .route("/sessions/{id}/finalize", post(finalize))
         .route("/sessions/{id}/manifest", get(manifest))
+        .route("/access/chunks/{address}", get(chunk_access))
         .with_state(state)
+}
+
+/// The upload route apart: it streams, so it takes no request timeout.
+pub fn upload_routes(state: Arc<RecorderState>) -> Router {
+    Router::new()
+        .route("/sessions/{id}/data", put(upload))
+        .layer(middleware::from_fn_with_state(state.clone(), upload_slot))
+        .with_state(state)
+}
+
+async fn upload_slot(
+    State(s): State<Arc<RecorderState>>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    match s.uploads.clone().try_acquire_owned() {
+        Ok(_slot) => next.run(request).await,
+        Err(_) => {
+            s.metrics.shed.inc();
+            lucid_kit::app::overloaded()
+        }
+    }
 }
 
 fn session_key(id: &str) -> String {
     format!("lucid:session:{id}")
 }
 
+fn chunks_key(id: &str) -> String {
+    format!("lucid:session:{id}:chunks")
+}
+
+/// How long a session lives in Redis after its last change.
+const SESSION_TTL_SECONDS: u64 = 24 * 3600;
+
+/// The user a request acts for: the `user` claim of the caller's service token. Without a
+/// signing key (development only) there are no claims and every session is `anonymous`'s.
+fn owner(claims: Option<&Claims>) -> Result<String, ServiceError> {
+    match claims {
+        None => Ok("anonymous".into()),
+        Some(c) => c.user.clone().filter(|u| !u.is_empty()).ok_or_else(|| {
+            ServiceError::Forbidden("the service token names no user to act for".into())
+        }),
+    }
+}
+
 #[derive(Deserialize, Default)]
 struct OpenRequest {
+    /// Ignored: the owner is the authenticated user, never what the body says.
     #[serde(default)]
+    #[allow(dead_code)]
     owner: Option<String>,
 }
 
 async fn open_session(
     State(s): State<Arc<RecorderState>>,
+    claims: Option<Extension<Claims>>,
     body: Bytes,
 ) -> Result<Response, ServiceError> {
-    let request: OpenRequest = if body.is_empty() {
-        OpenRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ServiceError::BadRequest(format!("invalid JSON: {e}")))?
-    };
+    let owner = owner(claims.as_deref())?;
+    if !body.is_empty() {
+        serde_json::from_slice::<OpenRequest>(&body)
+            .map_err(|e| ServiceError::BadRequest(format!("invalid JSON: {e}")))?;
+    }
     let id = address::new_session_id();
-    let mut redis = s.redis.clone();
     let key = session_key(&id);
-    let owner = request.owner.unwrap_or_default();
-    let _: () = redis
-        .hset_multiple(&key, &[("state", "open"), ("owner", owner.as_str())])
+    s.redis
+        .query::<()>(
+            redis::cmd("HSET")
+                .arg(&key)
+                .arg("state")
+                .arg("open")
+                .arg("owner")
+                .arg(&owner),
+        )
         .await
         .map_err(redis_error)?;
-    let _: () = redis.expire(&key, 24 * 3600).await.map_err(redis_error)?;
+    s.redis
+        .query::<()>(redis::cmd("EXPIRE").arg(&key).arg(SESSION_TTL_SECONDS))
+        .await
+        .map_err(redis_error)?;
     Ok((
         StatusCode::CREATED,
         axum::Json(serde_json::json!({"session_id": id})),
@@ -122,13 +241,49 @@ fn redis_error(e: redis::RedisError) -> ServiceError {
     ServiceError::Unavailable(format!("redis: {e}"))
 }
 
-async fn session_state(s: &RecorderState, id: &str) -> Result<String, ServiceError> {
-    let mut redis = s.redis.clone();
-    let state: Option<String> = redis
-        .hget(session_key(id), "state")
+fn mongo_error(s: &RecorderState) -> impl Fn(mongodb::error::Error) -> ServiceError + '_ {
+    |e| {
+        s.metrics.mongo_errors.inc();
+        ServiceError::Unavailable(format!("mongodb: {e}"))
+    }
+}
+
+/// Checks owner and state, then appends ARGV[2..] to the chunk list, in one step: no
+/// finalize can run between the check and the append.
+const APPEND_IF_OPEN: &str = r#"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state or redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 'missing' end
+if state ~= 'open' then return state end
+for i = 2, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+redis.call('EXPIRE', KEYS[1], 86400)
+redis.call('EXPIRE', KEYS[2], 86400)
+return 'ok'
+"#;
+
+/// Owner check, then open -> finalizing; answers the state found.
+const BEGIN_FINALIZE: &str = r#"
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state or redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 'missing' end
+if state == 'open' then redis.call('HSET', KEYS[1], 'state', 'finalizing') end
+return state
+"#;
+
+/// The session's state if `owner` owns it.
+async fn session_state(s: &RecorderState, id: &str, owner: &str) -> Result<String, ServiceError> {
+    let (state, found_owner): (Option<String>, Option<String>) = s
+        .redis
+        .query(
+            redis::cmd("HMGET")
+                .arg(session_key(id))
+                .arg("state")
+                .arg("owner"),
+        )
         .await
         .map_err(redis_error)?;
-    state.ok_or_else(|| ServiceError::NotFound(format!("no session {id}")))
+    match (state, found_owner) {
+        (Some(state), Some(o)) if o == owner => Ok(state),
+        _ => Err(ServiceError::NotFound(format!("no session {id}"))),
+    }
 }
 
 /// Compresses and stores one chunk; returns its reference.
@@ -144,6 +299,7 @@ async fn store_chunk(s: &RecorderState, raw: Vec<u8>) -> Result<ChunkRef, Servic
     .map_err(|e| ServiceError::Internal(e.to_string()))?
     .map_err(|e| ServiceError::Internal(format!("compression failed: {e}")))?;
     let stored_bytes = compressed.len() as u64;
+    // PUT of a content-addressed chunk is idempotent: lucid-client retries it.
     s.storage
         .send(
             reqwest::Method::PUT,
@@ -159,18 +315,36 @@ async fn store_chunk(s: &RecorderState, raw: Vec<u8>) -> Result<ChunkRef, Servic
     })
 }
 
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
 /// Streams the body into chunks. The session's chunk list is extended only after the whole
-/// body arrived and every chunk is stored: a truncated or failed upload adds nothing.
+/// body arrived and every chunk is stored: a truncated, failed or oversized upload adds
+/// nothing, and reading stops at the limit.
 async fn upload(
     State(s): State<Arc<RecorderState>>,
+    claims: Option<Extension<Claims>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ServiceError> {
     address::require_session_id(&id)?;
-    if session_state(&s, &id).await? != "open" {
-        return Err(ServiceError::Conflict(format!(
-            "session {id} is finalized; open a new one"
-        )));
+    let owner = owner(claims.as_deref())?;
+    let limit = s.settings.max_upload_bytes;
+    if content_length(&headers).is_some_and(|n| n > limit as u64) {
+        return Err(ServiceError::TooLarge { limit });
+    }
+    match session_state(&s, &id, &owner).await?.as_str() {
+        "open" => {}
+        _ => {
+            return Err(ServiceError::Conflict(format!(
+                "session {id} is finalized; open a new one"
+            )));
+        }
     }
     let chunk_size = s.settings.chunk_bytes;
     let mut stream = body.into_data_stream();
@@ -179,18 +353,14 @@ async fn upload(
     let mut total = 0usize;
     while let Some(piece) = stream.next().await {
         let piece = piece.map_err(|e| {
-            // axum maps an over-limit body to an error whose source says so.
-            if format!("{e:?}").contains("LengthLimit") {
-                ServiceError::TooLarge {
-                    limit: s.settings.max_upload_bytes,
-                }
-            } else {
-                ServiceError::BadRequest(format!(
-                    "the body was cut short or unreadable ({e}); nothing was recorded"
-                ))
-            }
+            ServiceError::BadRequest(format!(
+                "the body was cut short or unreadable ({e}); nothing was recorded"
+            ))
         })?;
         total += piece.len();
+        if total > limit {
+            return Err(ServiceError::TooLarge { limit });
+        }
         let mut piece = &piece[..];
         while !piece.is_empty() {
             let take = (chunk_size - buffer.len()).min(piece.len());
@@ -210,17 +380,35 @@ async fn upload(
     if !buffer.is_empty() {
         refs.push(store_chunk(&s, buffer).await?);
     }
-    let mut redis = s.redis.clone();
-    let encoded: Vec<String> = refs
-        .iter()
-        .map(|r| serde_json::to_string(r).unwrap_or_default())
-        .collect();
+    let mut encoded = Vec::with_capacity(refs.len());
+    for r in &refs {
+        encoded.push(serde_json::to_string(r).map_err(|e| ServiceError::Internal(e.to_string()))?);
+    }
     if !encoded.is_empty() {
-        let _: () = redis
-            .rpush(format!("{}:chunks", session_key(&id)), encoded)
+        let answer: String = s
+            .redis
+            .query(
+                redis::cmd("EVAL")
+                    .arg(APPEND_IF_OPEN)
+                    .arg(2)
+                    .arg(session_key(&id))
+                    .arg(chunks_key(&id))
+                    .arg(&owner)
+                    .arg(&encoded),
+            )
             .await
             .map_err(redis_error)?;
+        match answer.as_str() {
+            "ok" => {}
+            "missing" => return Err(ServiceError::NotFound(format!("no session {id}"))),
+            _ => {
+                return Err(ServiceError::Conflict(format!(
+                    "session {id} was finalized during the upload; nothing was recorded"
+                )));
+            }
+        }
     }
+    s.metrics.bytes_received.inc_by(total as u64);
     Ok(
         axum::Json(serde_json::json!({"session_id": id, "chunks": refs.len(), "bytes": total}))
             .into_response(),
@@ -228,9 +416,9 @@ async fn upload(
 }
 
 async fn chunk_refs(s: &RecorderState, id: &str) -> Result<Vec<ChunkRef>, ServiceError> {
-    let mut redis = s.redis.clone();
-    let raw: Vec<String> = redis
-        .lrange(format!("{}:chunks", session_key(id)), 0, -1)
+    let raw: Vec<String> = s
+        .redis
+        .query(redis::cmd("LRANGE").arg(chunks_key(id)).arg(0).arg(-1))
         .await
         .map_err(redis_error)?;
     raw.iter()
@@ -241,71 +429,219 @@ async fn chunk_refs(s: &RecorderState, id: &str) -> Result<Vec<ChunkRef>, Servic
         .collect()
 }
 
+fn manifest_json(
+    id: &str,
+    doc: &mongodb::bson::Document,
+) -> Result<serde_json::Value, ServiceError> {
+    let corrupt = |what: &str| ServiceError::Internal(format!("manifest {id}: {what}"));
+    let entries = doc
+        .get_array("chunks")
+        .map_err(|_| corrupt("no chunk list"))?;
+    // Every entry or an error: a shorter manifest would silently lose data.
+    let refs = entries
+        .iter()
+        .map(|c| mongodb::bson::from_bson::<ChunkRef>(c.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt(&format!("unreadable chunk entry: {e}")))?;
+    let root = doc
+        .get_str("merkle_root")
+        .map_err(|_| corrupt("no Merkle root"))?;
+    Ok(serde_json::json!({"session_id": id, "merkle_root": root, "chunks": refs}))
+}
+
+async fn stored_manifest(
+    s: &RecorderState,
+    id: &str,
+    owner: &str,
+) -> Result<Option<serde_json::Value>, ServiceError> {
+    let found = s
+        .manifests
+        .find_one(doc! {"_id": id})
+        .await
+        .map_err(mongo_error(s))?;
+    match found {
+        // Manifests written before owners were recorded have none: readable by nobody.
+        Some(d) if d.get_str("owner").ok() == Some(owner) => manifest_json(id, &d).map(Some),
+        Some(_) => Err(ServiceError::NotFound(format!("no session {id}"))),
+        None => Ok(None),
+    }
+}
+
+fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    // E11000: the manifest is already there (a finalize that ran before).
+    e.to_string().contains("E11000")
+        || matches!(
+            e.kind.as_ref(),
+            mongodb::error::ErrorKind::Write(mongodb::error::WriteFailure::WriteError(w)) if w.code == 11000
+        )
+}
+
 async fn finalize(
     State(s): State<Arc<RecorderState>>,
+    claims: Option<Extension<Claims>>,
     Path(id): Path<String>,
 ) -> Result<Response, ServiceError> {
     address::require_session_id(&id)?;
-    if session_state(&s, &id).await? != "open" {
-        return Err(ServiceError::Conflict(format!(
-            "session {id} is already finalized"
-        )));
+    let owner = owner(claims.as_deref())?;
+    let state: String = s
+        .redis
+        .query(
+            redis::cmd("EVAL")
+                .arg(BEGIN_FINALIZE)
+                .arg(1)
+                .arg(session_key(&id))
+                .arg(&owner),
+        )
+        .await
+        .map_err(redis_error)?;
+    if state == "missing" {
+        // Redis may have expired the session after it was finalized: the manifest stays.
+        return match stored_manifest(&s, &id, &owner).await? {
+            Some(m) => Ok(axum::Json(m).into_response()),
+            None => Err(ServiceError::NotFound(format!("no session {id}"))),
+        };
     }
+    if state == "finalized"
+        && let Some(m) = stored_manifest(&s, &id, &owner).await?
+    {
+        return Ok(axum::Json(m).into_response());
+    }
+    // open (now finalizing) or finalizing (a finalize that failed or runs): the chunk list
+    // is frozen, so writing the manifest again gives the same one.
     let refs = chunk_refs(&s, &id).await?;
     let addresses: Vec<String> = refs.iter().map(|r| r.address.clone()).collect();
     let root = merkle::root_hex(&addresses)
         .ok_or_else(|| ServiceError::Internal("a chunk address is not hex".into()))?;
     let chunks =
         mongodb::bson::to_bson(&refs).map_err(|e| ServiceError::Internal(e.to_string()))?;
+    // Who may read these chunks, before the manifest makes them visible.
+    for a in &addresses {
+        s.chunk_owners
+            .update_one(
+                doc! {"_id": format!("{owner}/{a}")},
+                doc! {"$set": {"owner": &owner, "address": a}},
+            )
+            .upsert(true)
+            .await
+            .map_err(mongo_error(&s))?;
+    }
     let manifest = doc! {
         "_id": &id,
+        "owner": &owner,
         "merkle_root": &root,
         "chunks": chunks,
         "raw_bytes": refs.iter().map(|r| r.raw_bytes as i64).sum::<i64>(),
         "stored_bytes": refs.iter().map(|r| r.stored_bytes as i64).sum::<i64>(),
         "finalized_at": mongodb::bson::DateTime::now(),
     };
-    s.manifests
-        .insert_one(manifest)
-        .await
-        .map_err(|e| ServiceError::Unavailable(format!("mongodb: {e}")))?;
-    let mut redis = s.redis.clone();
-    let _: () = redis
-        .hset(session_key(&id), "state", "finalized")
+    let answer = match s.manifests.insert_one(manifest.clone()).await {
+        Ok(_) => manifest_json(&id, &manifest)?,
+        Err(e) if is_duplicate_key(&e) => stored_manifest(&s, &id, &owner)
+            .await?
+            .ok_or_else(|| ServiceError::Internal(format!("manifest {id} vanished")))?,
+        Err(e) => return Err(mongo_error(&s)(e)),
+    };
+    s.redis
+        .query::<()>(
+            redis::cmd("HSET")
+                .arg(session_key(&id))
+                .arg("state")
+                .arg("finalized"),
+        )
         .await
         .map_err(redis_error)?;
-    Ok(
-        axum::Json(serde_json::json!({"session_id": id, "merkle_root": root, "chunks": refs}))
-            .into_response(),
-    )
+    Ok(axum::Json(answer).into_response())
 }
 
 async fn manifest(
     State(s): State<Arc<RecorderState>>,
+    claims: Option<Extension<Claims>>,
     Path(id): Path<String>,
 ) -> Result<Response, ServiceError> {
     address::require_session_id(&id)?;
+    let owner = owner(claims.as_deref())?;
+    match stored_manifest(&s, &id, &owner).await? {
+        Some(m) => Ok(axum::Json(m).into_response()),
+        None => Err(ServiceError::NotFound(format!(
+            "session {id} has no manifest (not finalized)"
+        ))),
+    }
+}
+
+/// 204 when the acting user owns a finalized session holding this chunk, else 404: the
+/// gateway asks before it serves a chunk.
+async fn chunk_access(
+    State(s): State<Arc<RecorderState>>,
+    claims: Option<Extension<Claims>>,
+    Path(addr): Path<String>,
+) -> Result<Response, ServiceError> {
+    if !address::is_valid(&addr) {
+        return Err(ServiceError::BadRequest(format!(
+            "{addr:?} is not a chunk address"
+        )));
+    }
+    let owner = owner(claims.as_deref())?;
     let found = s
-        .manifests
-        .find_one(doc! {"_id": &id})
+        .chunk_owners
+        .find_one(doc! {"_id": format!("{owner}/{addr}")})
         .await
-        .map_err(|e| ServiceError::Unavailable(format!("mongodb: {e}")))?;
-    let doc = found.ok_or_else(|| {
-        ServiceError::NotFound(format!("session {id} has no manifest (not finalized)"))
-    })?;
-    let refs: Vec<ChunkRef> = doc
-        .get_array("chunks")
-        .ok()
-        .map(|a| {
-            a.iter()
-                .filter_map(|c| mongodb::bson::from_bson(c.clone()).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(axum::Json(serde_json::json!({
-        "session_id": id,
-        "merkle_root": doc.get_str("merkle_root").unwrap_or_default(),
-        "chunks": refs,
-    }))
-    .into_response())
+        .map_err(mongo_error(&s))?;
+    match found {
+        Some(_) => Ok(StatusCode::NO_CONTENT.into_response()),
+        None => Err(ServiceError::NotFound(format!("no chunk {addr}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            session_recorder_port: 8090,
+            redis_url: String::new(),
+            mongodb_url: String::new(),
+            mongodb_database: "lucid".into(),
+            chunk_bytes: 1 << 20,
+            max_upload_bytes: 256 << 20,
+            zstd_level: 3,
+            max_chunk_bytes: 8 << 20,
+            max_concurrent_uploads: 16,
+            jwt_secret_key: None,
+        }
+    }
+
+    #[test]
+    fn settings_out_of_range_are_refused_at_start() {
+        assert!(settings().validate().is_ok());
+        for bad in [
+            Settings {
+                chunk_bytes: 0,
+                ..settings()
+            },
+            Settings {
+                chunk_bytes: 1 << 20,
+                max_chunk_bytes: 1 << 20,
+                ..settings()
+            },
+            Settings {
+                max_upload_bytes: 0,
+                ..settings()
+            },
+            Settings {
+                zstd_level: 40,
+                ..settings()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+        let err = Settings {
+            chunk_bytes: 1 << 20,
+            max_chunk_bytes: 1 << 20,
+            ..settings()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.contains("MAX_CHUNK_BYTES"), "{err}");
+    }
 }

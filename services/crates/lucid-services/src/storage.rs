@@ -6,15 +6,19 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::put;
 use mongodb::bson::doc;
+use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
+use tokio::sync::Semaphore;
 
 use crate::chunk_store::{ChunkStore, StoreError, Stored};
 use crate::error::ServiceError;
+use crate::metrics::Metrics;
 
 #[derive(Deserialize, Debug, Clone)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -29,10 +33,14 @@ pub struct Settings {
     #[serde(default = "default_db")]
     pub mongodb_database: String,
     #[serde(default)]
-    pub jwt_secret_key: Option<String>,
+    pub jwt_secret_key: Option<lucid_kit::settings::Secret>,
     /// Largest chunk accepted, bytes (compressed chunks are smaller than the recorder's 1 MiB).
     #[serde(default = "default_max_chunk")]
     pub max_chunk_bytes: usize,
+    /// Bytes of request bodies held in memory at once (`BODY_MEMORY_BYTES`); a PUT that
+    /// would pass it gets 503 at once. 24 MiB: three 8 MiB chunks in a 64 MiB pod.
+    #[serde(default = "default_body_memory")]
+    pub body_memory_bytes: usize,
 }
 
 fn default_port() -> u16 {
@@ -47,24 +55,98 @@ fn default_logs() -> PathBuf {
 fn default_db() -> String {
     "lucid".into()
 }
-fn default_max_chunk() -> usize {
+pub fn default_max_chunk() -> usize {
     8 << 20
 }
+fn default_body_memory() -> usize {
+    24 << 20
+}
 
-#[derive(Clone)]
+/// The largest `MAX_CHUNK_BYTES` accepted: a chunk is held in memory whole.
+pub const MAX_CHUNK_LIMIT: usize = 64 << 20;
+
+impl Settings {
+    /// Range checks the types cannot make.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=MAX_CHUNK_LIMIT).contains(&self.max_chunk_bytes) {
+            return Err(format!(
+                "MAX_CHUNK_BYTES={} must be from 1 to {MAX_CHUNK_LIMIT}",
+                self.max_chunk_bytes
+            ));
+        }
+        if self.body_memory_bytes < self.max_chunk_bytes {
+            return Err(format!(
+                "BODY_MEMORY_BYTES={} must be at least MAX_CHUNK_BYTES={} (or no chunk fits)",
+                self.body_memory_bytes, self.max_chunk_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
 pub struct StorageState {
     pub store: ChunkStore,
     pub chunks: mongodb::Collection<mongodb::bson::Document>,
+    pub metrics: Metrics,
+    /// Body memory budget in KiB permits.
+    pub memory: Arc<Semaphore>,
+    pub max_chunk: usize,
 }
 
-pub fn routes(state: Arc<StorageState>, max_chunk: usize) -> Router {
+impl StorageState {
+    pub fn new(
+        store: ChunkStore,
+        chunks: mongodb::Collection<mongodb::bson::Document>,
+        metrics: Metrics,
+        settings: &Settings,
+    ) -> Self {
+        Self {
+            store,
+            chunks,
+            metrics,
+            memory: Arc::new(Semaphore::new(settings.body_memory_bytes.div_ceil(1024))),
+            max_chunk: settings.max_chunk_bytes,
+        }
+    }
+}
+
+pub fn routes(state: Arc<StorageState>) -> Router {
+    let max_chunk = state.max_chunk;
     Router::new()
         .route("/chunks/{address}", put(put_chunk).get(get_chunk))
         // Refuses on the announced Content-Length before reading the body (413 at once);
         // DefaultBodyLimit still bounds bodies without a length.
         .layer(tower_http::limit::RequestBodyLimitLayer::new(max_chunk))
         .layer(DefaultBodyLimit::max(max_chunk))
+        .layer(middleware::from_fn_with_state(state.clone(), memory_budget))
         .with_state(state)
+}
+
+/// Reserves the body's size (announced, else the chunk limit) from the memory budget
+/// before the body is read; 503 when it is spent, so N concurrent large PUTs cannot
+/// buffer N chunks and push the pod past its memory limit.
+async fn memory_budget(
+    State(s): State<Arc<StorageState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != axum::http::Method::PUT {
+        return next.run(request).await;
+    }
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let bytes = announced.unwrap_or(s.max_chunk).min(s.max_chunk);
+    let permits = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    match s.memory.clone().try_acquire_many_owned(permits) {
+        Ok(_held) => next.run(request).await,
+        Err(_) => {
+            s.metrics.shed.inc();
+            lucid_kit::app::overloaded()
+        }
+    }
 }
 
 impl From<StoreError> for ServiceError {
@@ -88,7 +170,19 @@ async fn put_chunk(
     // fsync blocks: keep it off the async workers.
     let stored = tokio::task::spawn_blocking(move || store.put(&addr, &body))
         .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let stored = match stored {
+        Ok(stored) => stored,
+        Err(e) => {
+            if matches!(
+                e,
+                StoreError::BadAddress(_) | StoreError::HashMismatch { .. }
+            ) {
+                s.metrics.chunks_rejected.inc();
+            }
+            return Err(e.into());
+        }
+    };
     let filter = doc! {"_id": &address};
     let update =
         doc! {"$setOnInsert": {"size": size as i64, "stored_at": mongodb::bson::DateTime::now()}};
@@ -97,21 +191,58 @@ async fn put_chunk(
         .upsert(true)
         .await
         .map_err(|e| {
+            s.metrics.mongo_errors.inc();
             ServiceError::Unavailable(format!(
-                "chunk is on disk but its metadata was not recorded (retry the upload): {e}"
+                "chunk {address} is on disk but its metadata was not recorded: {e}"
             ))
         })?;
-    let status = if stored == Stored::Created {
-        StatusCode::CREATED
-    } else {
+    let counter: &Counter = match stored {
+        Stored::Created => &s.metrics.chunks_stored,
+        Stored::Existing => &s.metrics.chunks_deduplicated,
+        Stored::Repaired => &s.metrics.chunks_repaired,
+    };
+    counter.inc();
+    if stored != Stored::Existing {
+        s.metrics.bytes_stored.inc_by(size as u64);
+    }
+    let status = if stored == Stored::Existing {
         StatusCode::OK
+    } else {
+        StatusCode::CREATED
     };
     Ok((status, axum::Json(serde_json::json!({"address": address, "size": size, "deduplicated": stored == Stored::Existing}))).into_response())
+}
+
+/// A chunk's headers: its address is its version, so it never changes under its URL.
+pub fn chunk_headers(
+    address: &str,
+    content_type: &'static str,
+) -> [(header::HeaderName, String); 3] {
+    [
+        (header::CONTENT_TYPE, content_type.to_string()),
+        (header::ETAG, format!("\"{address}\"")),
+        (
+            header::CACHE_CONTROL,
+            "private, max-age=31536000, immutable".to_string(),
+        ),
+    ]
+}
+
+/// Does `If-None-Match` name this chunk (or `*`)?
+pub fn not_modified(headers: &HeaderMap, address: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+        .any(|t| t == address || t == "*")
 }
 
 async fn get_chunk(
     State(s): State<Arc<StorageState>>,
     Path(address): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ServiceError> {
     let store = s.store.clone();
     let addr = address.clone();
@@ -119,11 +250,14 @@ async fn get_chunk(
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))??
     {
-        Some(content) => Ok((
-            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
-            content,
+        Some(_) if not_modified(&headers, &address) => Ok((
+            StatusCode::NOT_MODIFIED,
+            chunk_headers(&address, "application/octet-stream"),
         )
             .into_response()),
+        Some(content) => {
+            Ok((chunk_headers(&address, "application/octet-stream"), content).into_response())
+        }
         None => Err(ServiceError::NotFound(format!("no chunk {address}"))),
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use lucid_client::{ClientConfig, IntegrationManager};
 use lucid_kit::{App, init_logging};
 use lucid_services::gateway::{GatewayState, PEERS, Settings, routes};
+use lucid_services::metrics::Metrics;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -11,10 +12,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     init_logging();
     let settings: Settings = lucid_kit::load("api-gateway")
         .map_err(|e| format!("{e} (the gateway needs JWT_SECRET_KEY to check client tokens)"))?;
-    if settings.jwt_secret_key.len() < 16 {
-        return Err("JWT_SECRET_KEY is shorter than 16 bytes: use a long random value".into());
-    }
-    let peers = IntegrationManager::from_env(ClientConfig::from_env("api-gateway")?);
+    let mut client_config = ClientConfig::from_env("api-gateway")?;
+    // The gateway checks client tokens: it never runs without its key, in any environment.
+    let key = lucid_services::signing_key(
+        Some(settings.jwt_secret_key.clone()),
+        client_config.environment,
+    )?
+    .ok_or("JWT_SECRET_KEY is empty: the gateway needs it to check client tokens")?;
+    client_config.signing_key = Some(key.clone());
+    let metrics = Metrics::default();
+    let retries = metrics.peer_retries.clone();
+    client_config.on_retry = Some(Arc::new(move || {
+        retries.inc();
+    }));
+    let peers = IntegrationManager::from_env(client_config);
     for peer in PEERS {
         // Degrade, not fail, when a peer is unset; fail when one is set wrongly.
         match peers.client(peer) {
@@ -25,11 +36,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Err(e) => return Err(e.into()),
         }
     }
-    let app = App::new("api-gateway", env!("CARGO_PKG_VERSION"), Default::default());
-    let api = routes(
-        Arc::new(GatewayState { peers }),
-        settings.jwt_secret_key.into_bytes(),
+    let state = Arc::new(GatewayState {
+        peers,
+        metrics: metrics.clone(),
+        max_upload_bytes: settings.max_upload_bytes,
+    });
+    let ready = state.clone();
+    let app = App::new("api-gateway", env!("CARGO_PKG_VERSION"), Default::default())?.ready_check(
+        "peers",
+        Arc::new(move || {
+            let s = ready.clone();
+            Box::pin(async move {
+                let health = s
+                    .peers
+                    .health(PEERS, std::time::Duration::from_secs(2))
+                    .await;
+                match health
+                    .iter()
+                    .find(|(_, h)| **h != lucid_client::PeerHealth::Healthy)
+                {
+                    None => Ok(()),
+                    Some((peer, h)) => Err(format!("{peer}: {h:?}")),
+                }
+            })
+        }),
     );
+    let app = metrics.register(app);
+    if settings.max_upload_bytes == 0 {
+        return Err("MAX_UPLOAD_BYTES must be at least 1".into());
+    }
+    let api = routes(state, key, |r| app.bounded(r));
     app.serve(
         SocketAddr::from(([0, 0, 0, 0], settings.api_gateway_port)),
         app.router(api),

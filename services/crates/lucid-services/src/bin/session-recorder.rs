@@ -4,29 +4,36 @@ use std::sync::Arc;
 use lucid_client::{ClientConfig, IntegrationManager};
 use lucid_kit::auth::{TokenCheck, require_token};
 use lucid_kit::{App, init_logging, storage};
-use lucid_services::recorder::{RecorderState, Settings, routes};
+use lucid_services::metrics::Metrics;
+use lucid_services::recorder::{RecorderState, Settings, routes, upload_routes};
+use lucid_services::redis_conn::Redis;
+use tokio::sync::Semaphore;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     lucid_kit::exit_if_version_asked("session-recorder", env!("CARGO_PKG_VERSION"));
     init_logging();
     let settings: Settings = lucid_kit::load("session-recorder")?;
-    let client_config = ClientConfig::from_env("session-recorder")?;
-    let key = client_config.signing_key.clone();
+    settings.validate()?;
+    let mut client_config = ClientConfig::from_env("session-recorder")?;
+    let key =
+        lucid_services::signing_key(settings.jwt_secret_key.clone(), client_config.environment)?;
+    client_config.signing_key = key.clone();
+    let metrics = Metrics::default();
+    let retries = metrics.peer_retries.clone();
+    client_config.on_retry = Some(Arc::new(move || {
+        retries.inc();
+    }));
     // Fail at start, not at the first upload, when session-storage is unset or misaddressed.
     let storage_client = IntegrationManager::from_env(client_config).client("session-storage")?;
-    let redis = redis::Client::open(settings.redis_url.as_str())
+    let redis_client = redis::Client::open(settings.redis_url.as_str())
         .map_err(|e| format!("REDIS_URL is unusable: {e}"))?;
-    let redis = redis
-        .get_multiplexed_async_connection()
-        .await
-        .map_err(|e| format!("cannot reach REDIS_URL: {e}"))?;
+    // Redis may come up after us: no connection is needed to start, /ready says when one works.
+    let redis = Redis::new(redis_client, metrics.redis_errors.clone());
     let mongo = mongodb::Client::with_uri_str(&settings.mongodb_url)
         .await
         .map_err(|e| format!("MONGODB_URL is unusable: {e}"))?;
-    let manifests = mongo
-        .database(&settings.mongodb_database)
-        .collection("manifests");
+    let db = mongo.database(&settings.mongodb_database);
     let status = storage::check(&[
         std::path::Path::new(
             &std::env::var("LUCID_STORAGE_PATH").unwrap_or_else(|_| "/app/data".into()),
@@ -36,35 +43,54 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     ]);
     let port = settings.session_recorder_port;
-    let ping_redis = redis.clone();
     let state = Arc::new(RecorderState {
+        manifests: db.collection("manifests"),
+        chunk_owners: db.collection("chunk_owners"),
+        uploads: Arc::new(Semaphore::new(settings.max_concurrent_uploads)),
         settings,
         redis,
-        manifests,
         storage: storage_client,
+        metrics: metrics.clone(),
     });
-    let app = App::new("session-recorder", env!("CARGO_PKG_VERSION"), status).ready_check(
-        "redis",
-        Arc::new(move || {
-            let mut r = ping_redis.clone();
-            Box::pin(async move {
-                redis::cmd("PING")
-                    .query_async::<String>(&mut r)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            })
-        }),
-    );
-    let mut api = routes(state);
-    if let Some(key) = key {
-        let check = TokenCheck {
-            key: Arc::new(key),
-            audience: Some("session-recorder".into()),
-        };
-        api = api.layer(axum::middleware::from_fn_with_state(check, require_token));
-    } else {
-        tracing::warn!("JWT_SECRET_KEY is unset: session endpoints accept unauthenticated calls");
+    let ping = state.clone();
+    let app = App::new("session-recorder", env!("CARGO_PKG_VERSION"), status)?
+        .ready_check(
+            "redis",
+            Arc::new(move || {
+                let s = ping.clone();
+                Box::pin(async move {
+                    s.redis
+                        .query::<String>(&redis::cmd("PING"))
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            }),
+        )
+        .ready_check(
+            "mongodb",
+            Arc::new(move || {
+                let db = db.clone();
+                Box::pin(async move {
+                    db.run_command(mongodb::bson::doc! {"ping": 1})
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+            }),
+        );
+    let app = metrics.register(app);
+    let mut api = app
+        .bounded(routes(state.clone()))
+        .merge(upload_routes(state));
+    match key {
+        Some(key) => {
+            let check = TokenCheck::service(key, "session-recorder", &["api-gateway"]);
+            api = api.layer(axum::middleware::from_fn_with_state(check, require_token));
+        }
+        None => tracing::warn!(
+            "development without JWT_SECRET_KEY: session endpoints accept unauthenticated calls"
+        ),
     }
     app.serve(SocketAddr::from(([0, 0, 0, 0], port)), app.router(api))
         .await?;

@@ -1,9 +1,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use lucid_client::Environment;
 use lucid_kit::auth::{TokenCheck, require_token};
 use lucid_kit::{App, init_logging, storage};
-use lucid_services::chunk_store::ChunkStore;
+use lucid_services::chunk_store::{ChunkStore, TMP_MAX_AGE};
+use lucid_services::metrics::Metrics;
 use lucid_services::storage::{Settings, StorageState, routes};
 
 #[tokio::main]
@@ -11,6 +14,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     lucid_kit::exit_if_version_asked("session-storage", env!("CARGO_PKG_VERSION"));
     init_logging();
     let settings: Settings = lucid_kit::load("session-storage")?;
+    settings.validate()?;
+    let key =
+        lucid_services::signing_key(settings.jwt_secret_key.clone(), Environment::from_env())?;
     let status = storage::check(&[&settings.lucid_storage_path, &settings.lucid_logs_path]);
     let store = ChunkStore::open(&settings.lucid_storage_path).map_err(|e| {
         format!(
@@ -18,15 +24,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             settings.lucid_storage_path.display()
         )
     })?;
+    // Crashed writers' temp files, by age (a young one may be a write in flight).
+    let cleaner = store.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            let c = cleaner.clone();
+            match tokio::task::spawn_blocking(move || c.clean_tmp(TMP_MAX_AGE)).await {
+                Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "old temp files removed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "temp file cleaning failed"),
+                _ => {}
+            }
+        }
+    });
     let mongo = mongodb::Client::with_uri_str(&settings.mongodb_url)
         .await
         .map_err(|e| format!("MONGODB_URL is unusable: {e}"))?;
+    let metrics = Metrics::default();
     let chunks = mongo
         .database(&settings.mongodb_database)
         .collection("chunks");
-    let state = Arc::new(StorageState { store, chunks });
+    let state = Arc::new(StorageState::new(store, chunks, metrics.clone(), &settings));
     let db = mongo.database(&settings.mongodb_database);
-    let app = App::new("session-storage", env!("CARGO_PKG_VERSION"), status).ready_check(
+    let app = App::new("session-storage", env!("CARGO_PKG_VERSION"), status)?.ready_check(
         "mongodb",
         Arc::new(move || {
             let db = db.clone();
@@ -38,18 +58,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
         }),
     );
-    let mut api = routes(state, settings.max_chunk_bytes);
-    match settings.jwt_secret_key.filter(|k| !k.is_empty()) {
+    let app = metrics.register(app);
+    let mut api = app.bounded(routes(state));
+    match key {
         Some(key) => {
-            let check = TokenCheck {
-                key: Arc::new(key.into_bytes()),
-                audience: Some("session-storage".into()),
-            };
+            let check =
+                TokenCheck::service(key, "session-storage", &["session-recorder", "api-gateway"]);
             api = api.layer(axum::middleware::from_fn_with_state(check, require_token));
         }
-        None => {
-            tracing::warn!("JWT_SECRET_KEY is unset: chunk endpoints accept unauthenticated calls")
-        }
+        None => tracing::warn!(
+            "development without JWT_SECRET_KEY: chunk endpoints accept unauthenticated calls"
+        ),
     }
     let addr = SocketAddr::from(([0, 0, 0, 0], settings.session_storage_port));
     app.serve(addr, app.router(api)).await?;

@@ -1,0 +1,330 @@
+//! What the loopback tests share: real Redis (Debian `redis-server`) and a MongoDB
+//! wire-protocol server (`nx-27017` from PyPI: no real mongod is packaged), the three
+//! service binaries as processes, tokens, data.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lucid_client::token::{self, Claims};
+
+pub const KEY: &str = "test-signing-key-0123456789abcdef";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn spawn(cmd: &mut Command) -> Proc {
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    Proc(
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {cmd:?}: {e}")),
+    )
+}
+
+pub fn nx27017() -> String {
+    std::env::var("LUCID_NX27017").unwrap_or_else(|_| "/opt/lucid-nx/bin/nx-27017".into())
+}
+
+pub fn wait_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Redis, the MongoDB stand-in and the three services.
+pub struct Pipeline {
+    pub dir: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub gateway: String,
+    pub storage_port: u16,
+    pub recorder_port: u16,
+    pub redis_port: u16,
+    pub admin_ports: [(&'static str, u16); 3],
+    pub infra: Vec<(&'static str, Proc)>,
+    pub services: Vec<(&'static str, Proc)>,
+}
+
+impl Pipeline {
+    pub fn start() -> Pipeline {
+        Self::start_with(&[])
+    }
+
+    /// With extra or changed environment for the services.
+    pub fn start_with(overrides: &[(&str, &str)]) -> Pipeline {
+        let dir = std::env::temp_dir().join(format!(
+            "lucid-pipeline-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        let (redis_port, mongo_port) = (free_port(), free_port());
+        std::fs::create_dir_all(dir.join("redis")).unwrap();
+        let redis = redis_server(redis_port, &dir);
+        let mongo = spawn(
+            Command::new(nx27017())
+                .args([
+                    "--host",
+                    "127.0.0.1",
+                    "-p",
+                    &mongo_port.to_string(),
+                    "--db",
+                    "memory",
+                    "--log-file",
+                ])
+                .arg(dir.join("nx.log"))
+                .arg("--pid-file")
+                .arg(dir.join("nx.pid")),
+        );
+        wait_port(redis_port);
+        wait_port(mongo_port);
+        let (storage_port, recorder_port, gateway_port) = (free_port(), free_port(), free_port());
+        let admin_ports = [
+            ("session-storage", free_port()),
+            ("session-recorder", free_port()),
+            ("api-gateway", free_port()),
+        ];
+        let mut env: Vec<(String, String)> = [
+            ("LUCID_ENV", "development".to_string()),
+            ("JWT_SECRET_KEY", KEY.to_string()),
+            ("REDIS_URL", format!("redis://127.0.0.1:{redis_port}")),
+            (
+                "MONGODB_URL",
+                format!("mongodb://127.0.0.1:{mongo_port}/?directConnection=true"),
+            ),
+            ("LUCID_STORAGE_PATH", dir.join("data").display().to_string()),
+            ("LUCID_LOGS_PATH", dir.join("logs").display().to_string()),
+            ("SESSION_STORAGE_PORT", storage_port.to_string()),
+            ("SESSION_RECORDER_PORT", recorder_port.to_string()),
+            ("API_GATEWAY_PORT", gateway_port.to_string()),
+            (
+                "SESSION_STORAGE_URL",
+                format!("http://127.0.0.1:{storage_port}"),
+            ),
+            (
+                "SESSION_RECORDER_URL",
+                format!("http://127.0.0.1:{recorder_port}"),
+            ),
+            ("SERVICE_RETRY_DELAY_SECONDS", "0.2".to_string()),
+            ("SERVICE_RETRY_COUNT", "5".to_string()),
+            ("CHUNK_BYTES", (256 * 1024).to_string()),
+            ("MAX_UPLOAD_BYTES", (16 << 20).to_string()),
+            ("MAX_CHUNK_BYTES", (1 << 20).to_string()),
+            ("SESSION_STORAGE_ADMIN_PORT", admin_ports[0].1.to_string()),
+            ("SESSION_RECORDER_ADMIN_PORT", admin_ports[1].1.to_string()),
+            ("API_GATEWAY_ADMIN_PORT", admin_ports[2].1.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        for (k, v) in overrides {
+            env.retain(|(name, _)| name != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        let mut p = Pipeline {
+            dir,
+            env,
+            gateway: format!("http://127.0.0.1:{gateway_port}"),
+            storage_port,
+            recorder_port,
+            redis_port,
+            admin_ports,
+            infra: vec![("redis", redis), ("mongo", mongo)],
+            services: Vec::new(),
+        };
+        for (name, port) in [
+            ("session-storage", storage_port),
+            ("session-recorder", recorder_port),
+            ("api-gateway", gateway_port),
+        ] {
+            p.start_service(name);
+            wait_port(port);
+        }
+        p
+    }
+
+    pub fn command(&self, name: &str) -> Command {
+        let bin = match name {
+            "session-storage" => env!("CARGO_BIN_EXE_session-storage"),
+            "session-recorder" => env!("CARGO_BIN_EXE_session-recorder"),
+            _ => env!("CARGO_BIN_EXE_api-gateway"),
+        };
+        let mut cmd = Command::new(bin);
+        cmd.env_clear().envs(self.env.iter().cloned());
+        cmd
+    }
+
+    pub fn start_service(&mut self, name: &'static str) {
+        let proc = spawn(&mut self.command(name));
+        self.services.push((name, proc));
+    }
+
+    pub fn admin(&self, name: &str) -> String {
+        let port = self.admin_ports.iter().find(|(n, _)| *n == name).unwrap().1;
+        format!("http://127.0.0.1:{port}")
+    }
+
+    pub fn pid(&self, name: &str) -> u32 {
+        self.services
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap()
+            .1
+            .0
+            .id()
+    }
+
+    pub fn stop_redis(&mut self) {
+        if let Some(i) = self.infra.iter().position(|(n, _)| *n == "redis") {
+            let (_, mut p) = self.infra.remove(i);
+            let _ = p.0.kill();
+            let _ = p.0.wait();
+        }
+    }
+
+    pub fn start_redis(&mut self) {
+        let redis = redis_server(self.redis_port, &self.dir);
+        wait_port(self.redis_port);
+        self.infra.push(("redis", redis));
+    }
+
+    pub fn kill(&mut self, name: &str) {
+        if let Some(i) = self.services.iter().position(|(n, _)| *n == name) {
+            let (_, mut p) = self.services.remove(i);
+            let _ = p.0.kill(); // SIGKILL
+            let _ = p.0.wait();
+        }
+    }
+}
+
+/// Redis as the stack must run it: the append-only file fsynced on every write, so a
+/// session's acknowledged chunk list survives a Redis restart (see the README).
+fn redis_server(port: u16, dir: &std::path::Path) -> Proc {
+    spawn(
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .arg(dir.join("redis")),
+    )
+}
+
+/// Polls `condition` until it holds or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+pub fn client_token(exp_in: i64) -> String {
+    user_token("user-1", exp_in)
+}
+
+pub fn user_token(user: &str, exp_in: i64) -> String {
+    let now = token::now();
+    let claims = Claims {
+        iss: "lucid-auth-service".into(),
+        sub: user.into(),
+        aud: "api-gateway".into(),
+        iat: now,
+        nbf: None,
+        exp: (now as i64 + exp_in) as u64,
+        user: None,
+    };
+    token::sign(&claims, KEY.as_bytes()).unwrap()
+}
+
+/// A token as session-recorder signs it for `aud`.
+pub fn service_token(aud: &str) -> String {
+    let now = token::now();
+    token::sign(
+        &Claims {
+            iss: "session-recorder".into(),
+            sub: "session-recorder".into(),
+            aud: aud.into(),
+            iat: now,
+            nbf: None,
+            exp: now + 60,
+            user: None,
+        },
+        KEY.as_bytes(),
+    )
+    .unwrap()
+}
+
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    // Half compressible text, half noise, like a screen recording's mix.
+    let mut x = seed;
+    (0..len)
+        .map(|i| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if (i / 4096) % 2 == 0 {
+                b"lucid session "[i % 14]
+            } else {
+                x as u8
+            }
+        })
+        .collect()
+}
+
+pub async fn open_session(http: &reqwest::Client, p: &Pipeline, token: &str) -> String {
+    let r = http
+        .post(format!("{}/api/sessions", p.gateway))
+        .bearer_auth(token)
+        .body(r#"{"owner":"user-1"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    r.json::<serde_json::Value>().await.unwrap()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
