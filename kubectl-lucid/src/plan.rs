@@ -45,7 +45,8 @@ pub struct ServicePlan {
 #[derive(Serialize, Debug, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "camelCase")]
 pub struct PlanError {
-    /// `LucidService/<name>` or `LucidPhase/<name>`.
+    /// `LucidService/<name>`: the operator reports graph errors on the services they hold
+    /// back (a phase cycle on each member of the phases in it).
     pub object: String,
     pub reason: String,
     pub message: String,
@@ -72,19 +73,6 @@ pub fn plan(m: &Manifests) -> Plan {
             });
         }
     }
-    for p in &m.phases {
-        if let Some(cycle) = snapshot.phase_cycle(&p.name_any()) {
-            errors.insert(PlanError {
-                object: format!("LucidPhase/{}", p.name_any()),
-                reason: "PhaseCycle".into(),
-                message: format!(
-                    "phases depend on each other in a cycle: {}",
-                    cycle.join(" -> ")
-                ),
-            });
-        }
-    }
-
     let phases = phase_order(&m.phases);
     let mut out = Vec::new();
     for (i, phase) in phases.iter().enumerate() {
