@@ -40,8 +40,9 @@ pub struct PeerClient {
     base: ServiceUrl,
     /// Buffered calls: the whole attempt is bounded by `total_timeout`.
     http: reqwest::Client,
-    /// Streamed calls: no total bound (a long upload is fine while it moves), but every
-    /// read waits at most `idle_timeout`, and so does every piece of the request body.
+    /// Streamed calls: no total bound (a long upload is fine while it moves); every piece
+    /// of the request body must come within `idle_timeout`, and the answer within the
+    /// total timeout once the body is sent.
     streaming: reqwest::Client,
     config: ClientConfig,
     retries: Arc<AtomicU64>,
@@ -59,7 +60,8 @@ impl PeerClient {
                 })
         };
         let http = build(reqwest::Client::builder().timeout(config.total_timeout))?;
-        let streaming = build(reqwest::Client::builder().read_timeout(config.idle_timeout))?;
+        // No read timeout either: reqwest's runs while the body is still being sent.
+        let streaming = build(reqwest::Client::builder())?;
         Ok(Self {
             name: name.into(),
             base,
@@ -224,8 +226,8 @@ impl PeerClient {
 
     /// Streams `body` to the peer, once (a stream cannot be replayed). No total timeout: a
     /// slow upload that keeps moving succeeds. A body piece that does not come within the
-    /// idle timeout, or a peer that sends nothing back for as long, fails the call.
-    /// The answer's body is read whole (bounded by the idle timeout per read).
+    /// idle timeout fails the call; so does an answer that takes longer than the total
+    /// timeout after the body was sent.
     pub async fn send_stream(
         &self,
         method: Method,
@@ -234,7 +236,8 @@ impl PeerClient {
     ) -> Result<(StatusCode, Bytes), ClientError> {
         let idle = self.config.idle_timeout;
         let failed = Arc::new(std::sync::Mutex::new(None));
-        let body = idle_bounded(body, idle, failed.clone());
+        let sent = Arc::new(tokio::sync::Notify::new());
+        let body = idle_bounded(body, idle, failed.clone(), sent.clone());
         let request = self
             .request(&self.streaming, method, path)?
             .body(reqwest::Body::wrap_stream(body));
@@ -253,9 +256,23 @@ impl PeerClient {
                 },
             }
         };
-        let response = request.send().await.map_err(error)?;
+        let total = self.config.total_timeout;
+        let late = || ClientError::Unavailable {
+            peer: self.name.clone(),
+            attempts: 1,
+            last: format!("no answer within {total:?} after the body was sent"),
+        };
+        let response = tokio::select! {
+            r = request.send() => r.map_err(error)?,
+            () = async { sent.notified().await; tokio::time::sleep(total).await } => {
+                return Err(late());
+            }
+        };
         let status = response.status();
-        let bytes = response.bytes().await.map_err(error)?;
+        let bytes = tokio::time::timeout(total, response.bytes())
+            .await
+            .map_err(|_| late())?
+            .map_err(error)?;
         Ok((status, bytes))
     }
 }
@@ -263,12 +280,18 @@ impl PeerClient {
 /// Why our body failed: (stalled, reason).
 type BodyFailure = Arc<std::sync::Mutex<Option<(bool, String)>>>;
 
-/// Fails the stream when no piece comes within `idle`; notes why the body failed.
-fn idle_bounded(body: BodyStream, idle: Duration, failed: BodyFailure) -> BodyStream {
+/// Fails the stream when no piece comes within `idle`; notes why the body failed, or
+/// that it was sent whole.
+fn idle_bounded(
+    body: BodyStream,
+    idle: Duration,
+    failed: BodyFailure,
+    sent: Arc<tokio::sync::Notify>,
+) -> BodyStream {
     Box::pin(futures::stream::unfold(
         (body, false),
         move |(mut body, done)| {
-            let failed = failed.clone();
+            let (failed, sent) = (failed.clone(), sent.clone());
             async move {
                 if done {
                     return None;
@@ -282,7 +305,10 @@ fn idle_bounded(body: BodyStream, idle: Duration, failed: BodyFailure) -> BodySt
                         note(false, e.to_string());
                         Some((Err(e), (body, true)))
                     }
-                    Ok(None) => None,
+                    Ok(None) => {
+                        sent.notify_one();
+                        None
+                    }
                     Err(_) => {
                         let reason = format!("no body data for {idle:?}");
                         note(true, reason.clone());
