@@ -1,0 +1,297 @@
+//! Denial of service on loopback: byte limits, slow and stalled uploads, slowloris,
+//! concurrent large bodies, metrics on the admin port.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+
+fn finalize_chunks(v: &serde_json::Value) -> usize {
+    v["chunks"].as_array().map(Vec::len).unwrap_or(usize::MAX)
+}
+
+async fn finalize(
+    http: &reqwest::Client,
+    p: &Pipeline,
+    id: &str,
+    token: &str,
+) -> serde_json::Value {
+    let r = http
+        .post(format!("{}/api/sessions/{id}/finalize", p.gateway))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// Pieces of `size` bytes, `every` apart, `count` of them.
+fn paced(count: usize, size: usize, every: Duration) -> reqwest::Body {
+    reqwest::Body::wrap_stream(futures::stream::unfold(0, move |i| async move {
+        if i == count {
+            return None;
+        }
+        tokio::time::sleep(every).await;
+        Some((
+            Ok::<_, std::io::Error>(Bytes::from(pseudo_random(size, i as u64 + 1))),
+            i + 1,
+        ))
+    }))
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413_and_record_nothing() {
+    let p = Pipeline::start_with(&[("MAX_UPLOAD_BYTES", "300000")]);
+    let http = reqwest::Client::new();
+    let token = client_token(300);
+    let id = open_session(&http, &p, &token).await;
+    // Streamed without a length through the gateway: cut at the limit.
+    let r = http
+        .put(format!("{}/api/sessions/{id}/data", p.gateway))
+        .bearer_auth(&token)
+        .body(paced(5, 80_000, Duration::from_millis(1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413, "{:?}", r.text().await);
+    // Straight to the recorder (no gateway to stop it): its own count stops it.
+    let recorder = format!("http://127.0.0.1:{}", p.recorder_port);
+    let r = http
+        .put(format!("{recorder}/sessions/{id}/data"))
+        .bearer_auth(gateway_token_for("user-1"))
+        .body(paced(5, 80_000, Duration::from_millis(1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413, "{:?}", r.text().await);
+    // Announced too large: refused before reading.
+    let mut conn = std::net::TcpStream::connect(p.gateway.trim_start_matches("http://")).unwrap();
+    write!(conn, "PUT /api/sessions/{id}/data HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: 300001\r\n\r\n").unwrap();
+    let mut head = [0u8; 64];
+    let n = conn.read(&mut head).unwrap();
+    assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 413"));
+    let done = finalize(&http, &p, &id, &token).await;
+    assert_eq!(
+        finalize_chunks(&done),
+        0,
+        "nothing past the limit recorded: {done}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_upload_outlives_the_peer_timeout_and_a_stalled_one_is_cut() {
+    let p = Pipeline::start_with(&[
+        ("SERVICE_TIMEOUT_SECONDS", "1"),
+        ("SERVICE_IDLE_TIMEOUT_SECONDS", "1"),
+    ]);
+    let http = reqwest::Client::new();
+    let token = client_token(300);
+    let id = open_session(&http, &p, &token).await;
+    // 3 s in all, three times the gateway's timeout for a call to the recorder.
+    let started = Instant::now();
+    let r = http
+        .put(format!("{}/api/sessions/{id}/data", p.gateway))
+        .bearer_auth(&token)
+        .body(paced(10, 100_000, Duration::from_millis(300)))
+        .send()
+        .await
+        .unwrap();
+    assert!(started.elapsed() > Duration::from_secs(2));
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["bytes"],
+        1_000_000
+    );
+
+    let id2 = open_session(&http, &p, &token).await;
+    let stalled = reqwest::Body::wrap_stream(futures::stream::unfold(0, |i| async move {
+        if i == 1 {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+        Some((
+            Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 300_000])),
+            i + 1,
+        ))
+    }));
+    let started = Instant::now();
+    let r = http
+        .put(format!("{}/api/sessions/{id2}/data", p.gateway))
+        .bearer_auth(&token)
+        .body(stalled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 408, "{:?}", r.text().await);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let done = finalize(&http, &p, &id2, &token).await;
+    assert_eq!(
+        finalize_chunks(&done),
+        0,
+        "a stalled upload records nothing: {done}"
+    );
+}
+
+#[tokio::test]
+async fn slowloris_connections_are_closed_and_the_service_keeps_answering() {
+    let p = Pipeline::start_with(&[("HTTP_HEADER_READ_TIMEOUT_SECONDS", "1")]);
+    let addr = format!("127.0.0.1:{}", p.storage_port);
+    let mut slow: Vec<std::net::TcpStream> = (0..50)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(&addr).unwrap();
+            c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
+            c
+        })
+        .collect();
+    // Still trickling a header line every 300 ms: the whole head's deadline cuts them.
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut open = slow.len();
+    while open > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{open} slow connections still open"
+        );
+        let r = http
+            .get(format!("http://{addr}/health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "the service answers meanwhile");
+        open = 0;
+        for c in &mut slow {
+            if c.write_all(b"X-Slow: 1\r\n").is_ok() {
+                c.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+                let mut b = [0u8; 256];
+                match c.read(&mut b) {
+                    Ok(0) => {}
+                    Ok(_) => {} // the 408 hyper sends before closing
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => open += 1,
+                    Err(_) => {}
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn concurrent_large_puts_are_shed_with_503_within_the_memory_limit() {
+    let p = Pipeline::start_with(&[("MAX_CHUNK_BYTES", &(8 << 20).to_string())]);
+    let pid = p.pid("session-storage");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}", p.storage_port);
+    let auth = service_token("session-storage");
+    let chunks: Vec<Bytes> = (0..4u64)
+        .map(|i| Bytes::from(pseudo_random(8 << 20, i + 1)))
+        .collect();
+    let puts: Vec<_> = (0..40usize)
+        .map(|i| {
+            let (http, url, auth) = (http.clone(), url.clone(), auth.clone());
+            let chunk = chunks[i % chunks.len()].clone();
+            tokio::spawn(async move {
+                let address = blake3::hash(&chunk).to_hex().to_string();
+                match http
+                    .put(format!("{url}/chunks/{address}"))
+                    .bearer_auth(&auth)
+                    .body(chunk)
+                    .send()
+                    .await
+                {
+                    Ok(r) => Some(r.status().as_u16()),
+                    // Refused before its body was read: the client may see the reset first.
+                    Err(_) => None,
+                }
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for put in puts {
+        statuses.push(put.await.unwrap());
+    }
+    let stored = statuses
+        .iter()
+        .filter(|s| matches!(s, Some(200 | 201)))
+        .count();
+    let shed = statuses
+        .iter()
+        .filter(|s| matches!(s, Some(503) | None))
+        .count();
+    assert!(stored > 0 && shed > 0, "{statuses:?}");
+    assert_eq!(stored + shed, 40, "only stored or shed: {statuses:?}");
+    let hwm = vm_hwm_kib(pid);
+    assert!(
+        hwm < 64 * 1024,
+        "storage peaked at {hwm} KiB, over a 64 MiB pod's limit"
+    );
+    let metrics = http
+        .get(format!("{}/metrics", p.admin("session-storage")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("lucid_budget_shed_total") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    // Still serving.
+    let r = http.get(format!("{url}/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn metrics_live_on_the_admin_port_with_bounded_method_labels() {
+    let p = Pipeline::start();
+    let http = reqwest::Client::new();
+    let main = format!("http://127.0.0.1:{}", p.storage_port);
+    for m in ["FOO", "BAR", "BAZ"] {
+        http.request(
+            reqwest::Method::from_bytes(m.as_bytes()).unwrap(),
+            format!("{main}/x"),
+        )
+        .send()
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        http.get(format!("{main}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404,
+        "not on the main port"
+    );
+    let metrics = http
+        .get(format!("{}/metrics", p.admin("session-storage")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+    for m in ["FOO", "BAR", "BAZ"] {
+        assert!(!metrics.contains(m), "{m} became a label");
+    }
+    assert!(metrics.contains("lucid_chunks_stored_total"), "{metrics}");
+}
