@@ -118,7 +118,7 @@ impl PeerClient {
     }
 
     /// Sends a request with a body that can be sent again, retrying transient failures
-    /// (connection errors, timeouts, 5xx and 429) only when the method is idempotent: a
+    /// (connection errors, timeouts, 502/503/504 and 429) only when the method is idempotent: a
     /// retried POST could create a second session. 4xx are answers, not failures.
     pub async fn send(
         &self,
@@ -195,7 +195,21 @@ impl PeerClient {
                             path: path.into(),
                         });
                     }
-                    if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+                    // Only overload and gateway trouble pass: a 500 is this request's fault.
+                    let transient = matches!(
+                        status,
+                        StatusCode::TOO_MANY_REQUESTS
+                            | StatusCode::BAD_GATEWAY
+                            | StatusCode::SERVICE_UNAVAILABLE
+                            | StatusCode::GATEWAY_TIMEOUT
+                    );
+                    if status.is_server_error() && !transient {
+                        return Err(ClientError::Failed {
+                            peer: self.name.clone(),
+                            status: status.as_u16(),
+                        });
+                    }
+                    if status.is_client_error() && !transient {
                         return Err(ClientError::Rejected {
                             peer: self.name.clone(),
                             status: status.as_u16(),

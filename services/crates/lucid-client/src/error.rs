@@ -17,6 +17,9 @@ pub enum ClientError {
         status: u16,
         body: String,
     },
+    /// A 5xx that retrying will not change (500, 501, ...): the peer failed on this request.
+    #[error("{peer} failed on the request ({status})")]
+    Failed { peer: String, status: u16 },
     #[error("{peer} failed after {attempts} attempt(s): {last}")]
     Unavailable {
         peer: String,

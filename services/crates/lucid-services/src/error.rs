@@ -94,6 +94,7 @@ impl From<lucid_client::ClientError> for ServiceError {
             lucid_client::ClientError::Body { .. } => ServiceError::BadRequest(format!(
                 "the body was cut short or unreadable; nothing was recorded ({e})"
             )),
+            lucid_client::ClientError::Failed { .. } => ServiceError::Internal(e.to_string()),
             _ => ServiceError::Unavailable(e.to_string()),
         }
     }

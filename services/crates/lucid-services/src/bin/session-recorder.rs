@@ -9,8 +9,21 @@ use lucid_services::recorder::{RecorderState, Settings, routes, upload_routes};
 use lucid_services::redis_conn::Redis;
 use tokio::sync::Semaphore;
 
+/// Errors at start are printed with their message (Display), never Debug: messages are
+/// written to name what to fix and never a secret's value.
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("session-recorder: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     lucid_kit::exit_if_version_asked("session-recorder", env!("CARGO_PKG_VERSION"));
     init_logging();
     let settings: Settings = lucid_kit::load("session-recorder")?;

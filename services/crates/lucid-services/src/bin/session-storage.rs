@@ -9,8 +9,21 @@ use lucid_services::chunk_store::{ChunkStore, TMP_MAX_AGE};
 use lucid_services::metrics::Metrics;
 use lucid_services::storage::{Settings, StorageState, routes};
 
+/// Errors at start are printed with their message (Display), never Debug: messages are
+/// written to name what to fix and never a secret's value.
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("session-storage: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     lucid_kit::exit_if_version_asked("session-storage", env!("CARGO_PKG_VERSION"));
     init_logging();
     let settings: Settings = lucid_kit::load("session-storage")?;
