@@ -54,26 +54,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         metrics: metrics.clone(),
         max_upload_bytes: settings.max_upload_bytes,
     });
-    let ready = state.clone();
-    let app = App::new("api-gateway", env!("CARGO_PKG_VERSION"), Default::default())?.ready_check(
-        "peers",
-        Arc::new(move || {
-            let s = ready.clone();
-            Box::pin(async move {
-                let health = s
-                    .peers
-                    .health(PEERS, std::time::Duration::from_secs(2))
-                    .await;
-                match health
-                    .iter()
-                    .find(|(_, h)| **h != lucid_client::PeerHealth::Healthy)
-                {
-                    None => Ok(()),
-                    Some((peer, h)) => Err(format!("{peer}: {h:?}")),
-                }
-            })
-        }),
-    );
+    // No dependency checks in /ready: the gateway (phase core) must become ready before
+    // its peers (phase application) are started; /api/health/peers reports them.
+    let app = App::new("api-gateway", env!("CARGO_PKG_VERSION"), Default::default())?;
     let app = metrics.register(app);
     if settings.max_upload_bytes == 0 {
         return Err("MAX_UPLOAD_BYTES must be at least 1".into());
