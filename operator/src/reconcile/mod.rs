@@ -408,7 +408,9 @@ pub(crate) fn resync(base: std::time::Duration) -> kube::runtime::controller::Ac
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    kube::runtime::controller::Action::requeue(base + base.mul_f64(f64::from(nanos % 1000) / 10_000.0))
+    kube::runtime::controller::Action::requeue(
+        base + base.mul_f64(f64::from(nanos % 1000) / 10_000.0),
+    )
 }
 
 /// One span per reconcile: what it is about now, how it ended and how long it took later.
@@ -711,5 +713,73 @@ mod scope_tests {
             Scope::from_list("b, a,b,"),
             vec![Scope::Namespace("a".into()), Scope::Namespace("b".into())]
         );
+    }
+}
+
+#[cfg(test)]
+mod wiring_tests {
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::core::ObjectMeta;
+    use kube::runtime::watcher::{Error, Event};
+
+    use super::{Health, fan_out, owning_service};
+    use crate::leader::Leadership;
+
+    fn cm(name: &str) -> ConfigMap {
+        ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// Every consumer gets every touched object (listed, changed and deleted), in order; a
+    /// failure is reported to /healthz and the next event clears it.
+    #[tokio::test]
+    async fn fan_out_copies_every_touched_object_to_each_consumer_and_reports_failures() {
+        let health = std::sync::Arc::new(Health::new(1, Duration::ZERO, Leadership::sole()));
+        let mut recovered = health.recoveries();
+        let events = futures::stream::iter(vec![
+            Ok(Event::Init),
+            Ok(Event::InitApply(cm("listed"))),
+            Ok(Event::InitDone),
+            Err(Error::NoResourceVersion),
+            Ok(Event::Apply(cm("changed"))),
+            Ok(Event::Delete(cm("deleted"))),
+        ]);
+        let [first, second] = fan_out::<ConfigMap, 2>("ns/configmaps".into(), &health, events);
+        for consumer in [first, second] {
+            let names: Vec<String> = consumer
+                .filter_map(|o| async move { o.ok().and_then(|o| o.metadata.name) })
+                .collect()
+                .await;
+            assert_eq!(names, ["listed", "changed", "deleted"]);
+        }
+        assert!(
+            recovered.has_changed().unwrap_or(false),
+            "the event after the failure counts as a recovery"
+        );
+        assert!(health.live().is_ok(), "nothing is failing any more");
+    }
+
+    #[test]
+    fn children_and_pods_wake_the_service_named_by_their_label() {
+        let meta = ObjectMeta {
+            namespace: Some("lucid".into()),
+            labels: Some([("lucid.io/service".to_string(), "redis".to_string())].into()),
+            ..Default::default()
+        };
+        let woken = owning_service(&meta).expect("a service");
+        assert_eq!(
+            (woken.name.as_str(), woken.namespace.as_deref()),
+            ("redis", Some("lucid"))
+        );
+        assert!(owning_service(&ObjectMeta::default()).is_none());
     }
 }
