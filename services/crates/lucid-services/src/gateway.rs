@@ -90,6 +90,9 @@ pub fn routes(
         )
         .layer(middleware::from_fn(act_for_subject))
         .layer(middleware::from_fn_with_state(check, require_token))
+        .merge(crate::openapi::route(
+            <crate::openapi::GatewayApi as utoipa::OpenApi>::openapi(),
+        ))
 }
 
 /// Every peer call made for this request carries the client's `sub` as `user`.
@@ -109,7 +112,9 @@ fn relay(status: reqwest::StatusCode, body: Bytes) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-async fn open_session(
+#[utoipa::path(post, path = "/api/sessions", request_body(content = String, description = "optional JSON object; its owner field is ignored", content_type = "application/json"),
+    responses((status = 201, body = crate::openapi::SessionOpened), (status = 401, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn open_session(
     State(s): State<Arc<GatewayState>>,
     body: Bytes,
 ) -> Result<Response, ServiceError> {
@@ -131,7 +136,9 @@ async fn open_session(
 /// Streams the client's body to the recorder without buffering it (and so without retry),
 /// counting bytes: past the limit the stream fails, the recorder records nothing, and the
 /// client gets 413.
-async fn upload(
+#[utoipa::path(put, path = "/api/sessions/{id}/data", params(("id" = String, Path)), request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, body = crate::openapi::Uploaded), (status = 404, description = "no such session of this user", body = crate::openapi::ErrorBody), (status = 408, body = crate::openapi::ErrorBody), (status = 409, description = "finalized", body = crate::openapi::ErrorBody), (status = 413, body = crate::openapi::ErrorBody), (status = 503, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn upload(
     State(s): State<Arc<GatewayState>>,
     Path(id): Path<String>,
     headers: HeaderMap,
@@ -179,7 +186,9 @@ async fn upload(
     Ok(relay(status, bytes))
 }
 
-async fn finalize(
+#[utoipa::path(post, path = "/api/sessions/{id}/finalize", params(("id" = String, Path)),
+    responses((status = 200, description = "the manifest; the same one when repeated", body = crate::openapi::Manifest), (status = 404, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn finalize(
     State(s): State<Arc<GatewayState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ServiceError> {
@@ -198,7 +207,9 @@ async fn finalize(
     Ok(relay(status, bytes))
 }
 
-async fn manifest(
+#[utoipa::path(get, path = "/api/sessions/{id}/manifest", params(("id" = String, Path)),
+    responses((status = 200, body = crate::openapi::Manifest), (status = 404, body = crate::openapi::ErrorBody), (status = 500, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn manifest(
     State(s): State<Arc<GatewayState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ServiceError> {
@@ -214,7 +225,9 @@ async fn manifest(
 /// A chunk of one of the caller's finalized sessions, checked against its address before
 /// it is passed on. Chunks are zstd frames: `Content-Type: application/zstd` (RFC 8878), not
 /// a `Content-Encoding`, so clients get the bytes the address names.
-async fn chunk(
+#[utoipa::path(get, path = "/api/chunks/{address}", params(("address" = String, Path, description = "blake3 hex of the content")),
+    responses((status = 200, description = "a zstd frame; ETag is the address; immutable", content_type = "application/zstd", body = Vec<u8>), (status = 304), (status = 404, body = crate::openapi::ErrorBody), (status = 502, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn chunk(
     State(s): State<Arc<GatewayState>>,
     Path(addr): Path<String>,
     headers: HeaderMap,

@@ -13,6 +13,7 @@ pub mod error;
 pub mod gateway;
 pub mod merkle;
 pub mod metrics;
+pub mod openapi;
 pub mod recorder;
 pub mod redis_conn;
 pub mod storage;

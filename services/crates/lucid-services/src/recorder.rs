@@ -124,7 +124,7 @@ impl Settings {
 }
 
 /// One stored chunk of a session.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ChunkRef {
     pub address: String,
     pub raw_bytes: u64,
@@ -203,7 +203,8 @@ struct OpenRequest {
     owner: Option<String>,
 }
 
-async fn open_session(
+#[utoipa::path(post, path = "/sessions", responses((status = 201, body = crate::openapi::SessionOpened), (status = 403, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn open_session(
     State(s): State<Arc<RecorderState>>,
     claims: Option<Extension<Claims>>,
     body: Bytes,
@@ -325,7 +326,9 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// Streams the body into chunks. The session's chunk list is extended only after the whole
 /// body arrived and every chunk is stored: a truncated, failed or oversized upload adds
 /// nothing, and reading stops at the limit.
-async fn upload(
+#[utoipa::path(put, path = "/sessions/{id}/data", params(("id" = String, Path)), request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 200, body = crate::openapi::Uploaded), (status = 404, body = crate::openapi::ErrorBody), (status = 409, body = crate::openapi::ErrorBody), (status = 413, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn upload(
     State(s): State<Arc<RecorderState>>,
     claims: Option<Extension<Claims>>,
     Path(id): Path<String>,
@@ -476,7 +479,8 @@ fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
         )
 }
 
-async fn finalize(
+#[utoipa::path(post, path = "/sessions/{id}/finalize", params(("id" = String, Path)), responses((status = 200, body = crate::openapi::Manifest), (status = 404, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn finalize(
     State(s): State<Arc<RecorderState>>,
     claims: Option<Extension<Claims>>,
     Path(id): Path<String>,
@@ -553,7 +557,8 @@ async fn finalize(
     Ok(axum::Json(answer).into_response())
 }
 
-async fn manifest(
+#[utoipa::path(get, path = "/sessions/{id}/manifest", params(("id" = String, Path)), responses((status = 200, body = crate::openapi::Manifest), (status = 404, body = crate::openapi::ErrorBody), (status = 500, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn manifest(
     State(s): State<Arc<RecorderState>>,
     claims: Option<Extension<Claims>>,
     Path(id): Path<String>,
@@ -570,7 +575,8 @@ async fn manifest(
 
 /// 204 when the acting user owns a finalized session holding this chunk, else 404: the
 /// gateway asks before it serves a chunk.
-async fn chunk_access(
+#[utoipa::path(get, path = "/access/chunks/{address}", params(("address" = String, Path)), responses((status = 204, description = "the user may read it"), (status = 404, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn chunk_access(
     State(s): State<Arc<RecorderState>>,
     claims: Option<Extension<Claims>>,
     Path(addr): Path<String>,

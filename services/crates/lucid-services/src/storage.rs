@@ -160,7 +160,9 @@ impl From<StoreError> for ServiceError {
     }
 }
 
-async fn put_chunk(
+#[utoipa::path(put, path = "/chunks/{address}", params(("address" = String, Path)), request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, body = crate::openapi::StoredChunk), (status = 200, description = "already stored, checked", body = crate::openapi::StoredChunk), (status = 400, body = crate::openapi::ErrorBody), (status = 413, body = crate::openapi::ErrorBody), (status = 503, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn put_chunk(
     State(s): State<Arc<StorageState>>,
     Path(address): Path<String>,
     body: Bytes,
@@ -239,7 +241,8 @@ pub fn not_modified(headers: &HeaderMap, address: &str) -> bool {
         .any(|t| t == address || t == "*")
 }
 
-async fn get_chunk(
+#[utoipa::path(get, path = "/chunks/{address}", params(("address" = String, Path)), responses((status = 200, content_type = "application/octet-stream", body = Vec<u8>), (status = 304), (status = 404, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn get_chunk(
     State(s): State<Arc<StorageState>>,
     Path(address): Path<String>,
     headers: HeaderMap,

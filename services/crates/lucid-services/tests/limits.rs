@@ -295,3 +295,86 @@ async fn metrics_live_on_the_admin_port_with_bounded_method_labels() {
     }
     assert!(metrics.contains("lucid_chunks_stored_total"), "{metrics}");
 }
+
+#[tokio::test]
+async fn every_service_serves_its_openapi_document_without_a_token() {
+    let p = Pipeline::start();
+    let http = reqwest::Client::new();
+    for (base, path) in [
+        (p.gateway.clone(), "/api/sessions/{id}/data"),
+        (
+            format!("http://127.0.0.1:{}", p.recorder_port),
+            "/sessions/{id}/finalize",
+        ),
+        (
+            format!("http://127.0.0.1:{}", p.storage_port),
+            "/chunks/{address}",
+        ),
+    ] {
+        let doc: serde_json::Value = http
+            .get(format!("{base}/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+        assert!(doc["paths"][path].is_object(), "{base}: {path} in {doc}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_id_is_in_every_log_line_of_its_request() {
+    let p = Pipeline::start();
+    let (port, admin) = (free_port(), free_port());
+    let log = p.dir.join("gateway.log");
+    let mut cmd = p.command("api-gateway");
+    cmd.env("API_GATEWAY_PORT", port.to_string())
+        .env("API_GATEWAY_ADMIN_PORT", admin.to_string())
+        // A recorder nobody listens on: the request fails and says so in the log.
+        .env(
+            "SESSION_RECORDER_URL",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
+        .env("SERVICE_RETRY_COUNT", "0");
+    cmd.stdout(std::fs::File::create(&log).unwrap());
+    let _gateway = Proc(cmd.spawn().unwrap());
+    wait_port(port);
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/sessions"))
+        .bearer_auth(client_token(300))
+        .header("x-request-id", "log-me-7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("log-me-7") && !body.contains("127.0.0.1"),
+        "{body}"
+    );
+    let mut lines = Vec::new();
+    eventually(
+        Duration::from_secs(5),
+        "the access log line is written",
+        || {
+            lines = std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .map(String::from)
+                .collect::<Vec<_>>();
+            let done = lines.iter().any(|l| l.contains("\"access\""));
+            async move { done }
+        },
+    )
+    .await;
+    let of_request: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("request failed") || l.contains("\"access\""))
+        .collect();
+    assert_eq!(of_request.len(), 2, "{lines:#?}");
+    for l in of_request {
+        assert!(l.contains("log-me-7"), "{l}");
+    }
+}

@@ -119,10 +119,9 @@ async fn killing_storage_mid_upload_loses_no_acknowledged_chunk_and_leaves_no_ba
                     .body(chunk)
                     .send()
                     .await
+                    && r.status().is_success()
                 {
-                    if r.status().is_success() {
-                        acked.lock().unwrap().push(address);
-                    }
+                    acked.lock().unwrap().push(address);
                 }
             })
         })

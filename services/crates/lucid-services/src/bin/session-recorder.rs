@@ -105,6 +105,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             "development without JWT_SECRET_KEY: session endpoints accept unauthenticated calls"
         ),
     }
+    let api = api.merge(lucid_services::openapi::route(
+        <lucid_services::openapi::RecorderApi as utoipa::OpenApi>::openapi(),
+    ));
     app.serve(SocketAddr::from(([0, 0, 0, 0], port)), app.router(api))
         .await?;
     Ok(())

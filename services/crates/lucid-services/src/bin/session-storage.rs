@@ -83,6 +83,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             "development without JWT_SECRET_KEY: chunk endpoints accept unauthenticated calls"
         ),
     }
+    let api = api.merge(lucid_services::openapi::route(
+        <lucid_services::openapi::StorageApi as utoipa::OpenApi>::openapi(),
+    ));
     let addr = SocketAddr::from(([0, 0, 0, 0], settings.session_storage_port));
     app.serve(addr, app.router(api)).await?;
     Ok(())
