@@ -293,7 +293,48 @@ async fn metrics_live_on_the_admin_port_with_bounded_method_labels() {
     for m in ["FOO", "BAR", "BAZ"] {
         assert!(!metrics.contains(m), "{m} became a label");
     }
-    assert!(metrics.contains("lucid_chunks_stored_total"), "{metrics}");
+    // Business metrics after one session's upload.
+    let token = client_token(300);
+    let id = open_session(&http, &p, &token).await;
+    let r = http
+        .put(format!("{}/api/sessions/{id}/data", p.gateway))
+        .bearer_auth(&token)
+        .body(pseudo_random(300_000, 4))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let value = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    let scrape = |service: &'static str| {
+        let url = format!("{}/metrics", p.admin(service));
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let storage = scrape("session-storage").await;
+    assert_eq!(
+        value(&storage, "lucid_chunks_stored_total"),
+        2.0,
+        "{storage}"
+    );
+    assert!(value(&storage, "lucid_stored_bytes_total") > 0.0);
+    assert_eq!(
+        value(
+            &scrape("session-recorder").await,
+            "lucid_received_bytes_total"
+        ),
+        300_000.0
+    );
+    assert_eq!(
+        value(&scrape("api-gateway").await, "lucid_received_bytes_total"),
+        300_000.0
+    );
+    // Histogram buckets reach slow uploads.
+    assert!(storage.contains("le=\"600.0\""), "{storage}");
 }
 
 #[tokio::test]

@@ -508,3 +508,29 @@ async fn chunks_are_served_verified_with_etag_and_immutable_caching() {
     let r = fresh.get(&url).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 502);
 }
+
+#[tokio::test]
+async fn settings_out_of_range_stop_the_start_with_the_variable_named() {
+    let p = Pipeline::start();
+    let run = |name: &str, var: &str, value: &str| {
+        let out = p.command(name).env(var, value).output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    for (name, var, value) in [
+        ("session-recorder", "CHUNK_BYTES", "0"),
+        ("session-recorder", "SERVICE_TIMEOUT_SECONDS", "1e300"),
+        ("api-gateway", "SERVICE_TIMEOUT_SECONDS", "1e300"),
+        ("session-storage", "MAX_CHUNK_BYTES", "0"),
+        ("session-storage", "HTTP_IDLE_TIMEOUT_SECONDS", "1e300"),
+    ] {
+        let (ok, err) = run(name, var, value);
+        assert!(!ok && err.contains(var), "{name} {var}={value}: {err}");
+        assert!(!err.contains("panicked"), "{name} {var}={value}: {err}");
+    }
+    // 1 MiB raw can compress to more than storage's 1 MiB limit in this pipeline.
+    let (ok, err) = run("session-recorder", "CHUNK_BYTES", &(1 << 20).to_string());
+    assert!(!ok && err.contains("MAX_CHUNK_BYTES"), "{err}");
+}
