@@ -3,7 +3,9 @@
 # - a Rust service (session-storage) vs a FastAPI service written to the seeds' template
 #   (uvicorn, one worker): start-up time to a first 200 on /health, idle RSS, /health
 #   latency p50/p99 under wrk (2 threads, 32 connections, 10 s), RSS after the load;
-# - recorder throughput vs raw blake3 of the same bytes (examples/throughput.rs).
+# - recorder throughput vs raw blake3 of the same bytes, one upload through the gateway and
+#   8 at once through it, with the services' default limits (examples/throughput.rs); peak
+#   RSS of storage, recorder and gateway after it.
 # Needs: redis-server, nx-27017 (tests/harness/install-service-deps.sh), wrk, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,11 +29,11 @@ redis-server --port "$rp" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 
 "$NX" --host 127.0.0.1 -p "$mp" --db memory --log-file "$work/nx.log" --pid-file "$work/nx.pid" >/dev/null 2>&1 & pids+=($!)
 sleep 1
 mkdir -p "$work/data" "$work/logs"
-export LUCID_ENV=development JWT_SECRET_KEY=bench-key-0123456789abcdef LUCID_STORAGE_PATH="$work/data" LUCID_LOGS_PATH="$work/logs" \
+export LUCID_ENV=development JWT_SECRET_KEY=bench-key-0123456789abcdef-0123456789 LUCID_STORAGE_PATH="$work/data" LUCID_LOGS_PATH="$work/logs" \
   MONGODB_URL="mongodb://127.0.0.1:$mp/?directConnection=true" REDIS_URL="redis://127.0.0.1:$rp" RUST_LOG=warn
 
 sp=$(port); t0=$(now)
-SESSION_STORAGE_PORT=$sp target/release/session-storage & spid=$!; pids+=($spid)
+SESSION_STORAGE_PORT=$sp SESSION_STORAGE_ADMIN_PORT=$(port) target/release/session-storage & spid=$!; pids+=($spid)
 rust_start=$(wait_health "$t0" "http://127.0.0.1:$sp/health"); sleep 1; rust_idle=$(rss $spid)
 read -r rust_p50 rust_p99 rust_rps < <(wrk_pcts "http://127.0.0.1:$sp/health"); rust_loaded=$(hwm $spid)
 
@@ -40,10 +42,11 @@ fp=$(port); t0=$(now)
 py_start=$(wait_health "$t0" "http://127.0.0.1:$fp/health"); sleep 1; py_idle=$(rss $fpid)
 read -r py_p50 py_p99 py_rps < <(wrk_pcts "http://127.0.0.1:$fp/health"); py_loaded=$(hwm $fpid)
 
-rp2=$(port)
-SESSION_RECORDER_PORT=$rp2 SESSION_STORAGE_URL="http://127.0.0.1:$sp" target/release/session-recorder & pids+=($!)
-until curl -sf "http://127.0.0.1:$rp2/health" >/dev/null; do sleep 0.05; done
-throughput=$(RECORDER_URL="http://127.0.0.1:$rp2" BENCH_MIB=64 target/release/examples/throughput)
+rp2=$(port); gp=$(port)
+SESSION_RECORDER_PORT=$rp2 SESSION_RECORDER_ADMIN_PORT=$(port) SESSION_STORAGE_URL="http://127.0.0.1:$sp" target/release/session-recorder & rpid=$!; pids+=($rpid)
+API_GATEWAY_PORT=$gp API_GATEWAY_ADMIN_PORT=$(port) SESSION_RECORDER_URL="http://127.0.0.1:$rp2" SESSION_STORAGE_URL="http://127.0.0.1:$sp" target/release/api-gateway & gpid=$!; pids+=($gpid)
+until curl -sf "http://127.0.0.1:$rp2/health" >/dev/null && curl -sf "http://127.0.0.1:$gp/health" >/dev/null; do sleep 0.05; done
+throughput=$(RECORDER_URL="http://127.0.0.1:$rp2" GATEWAY_URL="http://127.0.0.1:$gp" BENCH_MIB=64 target/release/examples/throughput)
 
 cat <<MD
 | service | start-up to first /health 200 | idle RSS | /health p50 | /health p99 | requests/s | RSS after load (peak) |
@@ -54,4 +57,8 @@ cat <<MD
 | path | bytes | throughput |
 |---|---|---|
 $throughput
+
+| after the uploads | session-storage | session-recorder | api-gateway |
+|---|---|---|---|
+| peak RSS (VmHWM) | $(($(hwm $spid) / 1024)) MiB | $(($(hwm $rpid) / 1024)) MiB | $(($(hwm $gpid) / 1024)) MiB |
 MD

@@ -1,6 +1,8 @@
 //! Recorder throughput against raw blake3, on the same bytes, in one run (BENCHMARKS.md).
 //! Needs a running session-recorder (RECORDER_URL) wired to session-storage, and the
-//! JWT_SECRET_KEY they share. Prints one Markdown table row per measurement.
+//! JWT_SECRET_KEY they share; with GATEWAY_URL also one upload through the api-gateway
+//! and BENCH_PARALLEL (default 8) uploads at once through it, under the services' limits.
+//! Prints one Markdown table row per measurement.
 
 use std::time::Instant;
 
@@ -21,6 +23,40 @@ fn data(len: usize) -> Vec<u8> {
             }
         })
         .collect()
+}
+
+/// Opens a session through the gateway and uploads `data`; the upload's duration.
+async fn upload_via_gateway(
+    http: &reqwest::Client,
+    gateway: &str,
+    token: &str,
+    data: &[u8],
+) -> Result<std::time::Duration, Box<dyn std::error::Error + Send + Sync>> {
+    let id = http
+        .post(format!("{gateway}/api/sessions"))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .json::<serde_json::Value>()
+        .await?["session_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+        data.chunks(256 << 10).map(|c| Ok(c.to_vec())).collect();
+    let started = Instant::now();
+    let response = http
+        .put(format!("{gateway}/api/sessions/{id}/data"))
+        .bearer_auth(token)
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
+        .send()
+        .await?;
+    let status = response.status();
+    let body = response.text().await?;
+    if !status.is_success() {
+        return Err(format!("upload via the gateway failed: {status} {body}").into());
+    }
+    Ok(started.elapsed())
 }
 
 #[tokio::main]
@@ -79,6 +115,53 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("upload failed: {status} {body}").into());
     }
     let mbps = |d: std::time::Duration| (mib as f64 * 1.048576) / d.as_secs_f64();
+    if let Ok(gateway) = std::env::var("GATEWAY_URL") {
+        let client = token::sign(
+            &Claims {
+                iss: "lucid-auth-service".into(),
+                sub: "bench".into(),
+                aud: "api-gateway".into(),
+                iat: now,
+                nbf: None,
+                exp: now + 300,
+                user: None,
+            },
+            key.as_bytes(),
+        )?;
+        let one = upload_via_gateway(&http, &gateway, &client, &bytes)
+            .await
+            .map_err(|e| e.to_string())?;
+        let parallel: usize = std::env::var("BENCH_PARALLEL")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(8);
+        let part = bytes.len() / parallel;
+        let started = Instant::now();
+        let uploads: Vec<_> = (0..parallel)
+            .map(|i| {
+                let (http, gateway, client) = (http.clone(), gateway.clone(), client.clone());
+                let slice = bytes[i * part..(i + 1) * part].to_vec();
+                tokio::spawn(async move {
+                    upload_via_gateway(&http, &gateway, &client, &slice)
+                        .await
+                        .is_ok()
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for u in uploads {
+            ok += usize::from(u.await.unwrap_or(false));
+        }
+        let all = started.elapsed();
+        println!(
+            "| gateway -> recorder -> storage, one upload | {mib} MiB | {:.0} MB/s |",
+            mbps(one)
+        );
+        println!(
+            "| gateway, {parallel} uploads at once ({ok} accepted) | {mib} MiB in all | {:.0} MB/s |",
+            (ok * part) as f64 / 1e6 / all.as_secs_f64()
+        );
+    }
     println!(
         "| recorder: chunk (1 MiB) + zstd 3 + blake3 + store (fsync) via session-storage, loopback | {mib} MiB | {:.0} MB/s |",
         mbps(recorded)
