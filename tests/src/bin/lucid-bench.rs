@@ -45,6 +45,15 @@ struct Result {
     standby_rss_kib: Option<u64>,
     baseline_total: Duration,
     baseline_requests: BTreeMap<String, usize>,
+    restart: Option<Restart>,
+}
+
+/// A fresh operator process started on the namespace once all is Ready.
+struct Restart {
+    /// Until it had reconciled every service and phase once.
+    settled: Duration,
+    requests: BTreeMap<String, usize>,
+    peak_rss_kib: u64,
 }
 
 #[tokio::main]
@@ -96,6 +105,25 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
             "\n{name}: operator requests by verb {:?}; baseline {:?}\n",
             r.requests, r.baseline_requests
         ));
+        if let Some(restart) = &r.restart {
+            let writes: usize = restart
+                .requests
+                .iter()
+                .filter(|(verb, _)| {
+                    ["create", "patch", "update", "delete"]
+                        .iter()
+                        .any(|w| verb.starts_with(w))
+                })
+                .map(|(_, n)| n)
+                .sum();
+            report.push_str(&format!(
+                "{name}: restart with all Ready: settled in {:.1} s, {} requests ({writes} writes) {:?}, peak RSS {:.1} MiB\n",
+                restart.settled.as_secs_f64(),
+                restart.requests.values().sum::<usize>(),
+                restart.requests,
+                restart.peak_rss_kib as f64 / 1024.0
+            ));
+        }
         if let Some(standby) = r.standby_rss_kib {
             report.push_str(&format!(
                 "{name}: peak RSS, leader {:.1} MiB, standby {:.1} MiB (two replicas, leader election)\n",
@@ -229,6 +257,29 @@ async fn run(
         }
     }
 
+    // LUCID_BENCH_BIG_SECRETS=N: N unrelated 256 KiB Secrets (Helm-release-like) in the
+    // namespace, which the operator watches by metadata only.
+    let big_secrets: usize = std::env::var("LUCID_BENCH_BIG_SECRETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let secrets_api = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), &ns);
+    let blob = "x".repeat(256 * 1024);
+    for i in 0..big_secrets {
+        let body = serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": format!("sh.helm.release.v1.unrelated.v{i}")},
+            "stringData": {"release": blob},
+        });
+        secrets_api
+            .patch(
+                &format!("sh.helm.release.v1.unrelated.v{i}"),
+                &PatchParams::apply("bench").force(),
+                &Patch::Apply(body),
+            )
+            .await?;
+    }
+
     // Observe: when each service turns Ready, when each Deployment first appears.
     let ready_at: Arc<Mutex<HashMap<String, Instant>>> = Default::default();
     let created_at: Arc<Mutex<HashMap<String, Instant>>> = Default::default();
@@ -326,6 +377,11 @@ async fn run(
     }
     operator.kill()?;
     let _ = operator.wait();
+    let restart = if standby_mode {
+        None
+    } else {
+        Some(restart(operator_bin, &ns, n, scenario.phases.len()).await?)
+    };
     kubelet.stop();
     watch_services.abort();
     watch_deployments.abort();
@@ -418,5 +474,71 @@ async fn run(
         standby_rss_kib,
         baseline_total,
         baseline_requests,
+        restart,
     })
+}
+
+/// Starts a fresh operator (another user, so its requests are told apart) on a namespace
+/// where everything is Ready, and waits, by its own metrics, until it has reconciled every
+/// service and phase once.
+async fn restart(
+    operator_bin: &PathBuf,
+    ns: &str,
+    services: usize,
+    phases: usize,
+) -> std::result::Result<Restart, Box<dyn std::error::Error>> {
+    let cp = control_plane();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let started = Instant::now();
+    let mut operator = Command::new(operator_bin)
+        .env("KUBECONFIG", cp.kubeconfig_for("lucid-operator-b"))
+        .env("LUCID_WATCH_NAMESPACES", ns)
+        .env("LUCID_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let text = scrape(port).unwrap_or_default();
+        let count = |controller: &str| -> f64 {
+            text.lines()
+                .filter(|l| {
+                    l.contains("reconciles_total{")
+                        && l.contains(&format!("controller=\"{controller}\""))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        if count("lucidservice") >= services as f64 && count("lucidphase") >= phases as f64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the restarted operator did not settle"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let settled = started.elapsed();
+    let peak_rss_kib = peak_rss(operator.id());
+    operator.kill()?;
+    let _ = operator.wait();
+    Ok(Restart {
+        settled,
+        requests: cp.requests_by("lucid-operator-b"),
+        peak_rss_kib,
+    })
+}
+
+/// GET /metrics over plain HTTP/1.0 on loopback.
+fn scrape(port: u16) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    Ok(text)
 }
