@@ -23,13 +23,15 @@ fn main() -> ExitCode {
                 cli::Shell::Fish => clap_complete::Shell::Fish,
             };
             // Completes `kubectl-lucid`; kubectl's own plugin completion calls it by that name.
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "kubectl-lucid",
-                &mut std::io::stdout(),
-            );
-            Ok(0)
+            // Into memory first (cannot fail), so a closed pipe is an error, not a panic.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kubectl-lucid", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)
+                .map(|()| 0)
+                .map_err(|source| Error::Write {
+                    path: "(stdout)".into(),
+                    source,
+                })
         }
     };
     match result {

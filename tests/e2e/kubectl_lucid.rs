@@ -215,6 +215,24 @@ async fn imported_files_roll_out_to_ready_and_status_shows_it_live() {
     watch.kill().unwrap();
     let _ = watch.wait();
 
+    // --watch on a terminal redraws in place (cursor home, clear) rather than scrolling;
+    // `timeout` ends the otherwise endless watch.
+    let line = format!(
+        "timeout 5 {BIN} status -n {ns} --watch --kubeconfig {}",
+        control_plane().kubeconfig.display()
+    );
+    let o = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    let screen = text(&o.stdout);
+    assert!(
+        screen.contains("\x1b[H\x1b[2J") && screen.contains("7/7 services Ready"),
+        "{screen:?}"
+    );
+
     // Everything Ready: --wait exits 0 at once.
     let o = plugin(&["status", "-n", ns, "--wait", "--timeout", "60s"])
         .output()
