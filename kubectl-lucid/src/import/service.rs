@@ -542,6 +542,7 @@ fn storage(
 ) {
     let mut data = false;
     let mut logs = false;
+    let mut claimed = Vec::new();
     for (i, v) in seq(s.get("volumes")).iter().enumerate() {
         let (source, target, read_only) = match v {
             Value::String(text) => {
@@ -582,12 +583,7 @@ fn storage(
                     );
                 }
                 if bind {
-                    note(
-                        &at,
-                        format!(
-                            "host path {source} becomes a PersistentVolumeClaim (copy its contents into the claim)"
-                        ),
-                    );
+                    claimed.push(source.clone());
                 }
             }
             t if t == format!("/tmp/{name}")
@@ -625,6 +621,15 @@ fn storage(
                 ),
             ),
         }
+    }
+    if !claimed.is_empty() {
+        note(
+            "volumes",
+            format!(
+                "host paths {} become PersistentVolumeClaims: copy their contents into the claims",
+                claimed.join(", ")
+            ),
+        );
     }
     // Without a mount compose loses what the container wrote on recreate; so does an emptyDir.
     if !data {
