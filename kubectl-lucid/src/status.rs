@@ -482,3 +482,147 @@ fn apply<K: Resource + Clone>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(
+        name: &str,
+        phase: &str,
+        deps: &[&str],
+        state: Option<(&str, &str)>,
+    ) -> LucidService {
+        let mut ls: LucidService = serde_json::from_value(serde_json::json!({
+            "apiVersion": "lucid.io/v1alpha1", "kind": "LucidService",
+            "metadata": {"name": name, "generation": 1},
+            "spec": {"image": {"repository": "x"}, "phase": phase, "dependsOn": deps},
+        }))
+        .unwrap();
+        if let Some((state, reason)) = state {
+            let ready = if state == "Ready" { "True" } else { "False" };
+            let degraded = if state == "Degraded" { "True" } else { "False" };
+            ls.status = Some(
+                serde_json::from_value(serde_json::json!({
+                    "observedGeneration": 1, "readyReplicas": if state == "Ready" { 1 } else { 0 }, "replicas": 1,
+                    "state": state,
+                    "conditions": [
+                        {"type": "Ready", "status": ready, "reason": reason, "message": "m", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                        {"type": "Degraded", "status": degraded, "reason": reason, "message": "why", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+                    ],
+                }))
+                .unwrap(),
+            );
+        }
+        ls
+    }
+
+    fn phase(name: &str, state: &str) -> LucidPhase {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "lucid.io/v1alpha1", "kind": "LucidPhase",
+            "metadata": {"name": name, "generation": 1},
+            "spec": {},
+            "status": {"observedGeneration": 1, "state": state, "services": 1, "readyServices": 1},
+        }))
+        .unwrap()
+    }
+
+    fn view(services: Vec<LucidService>, phases: Vec<LucidPhase>) -> View {
+        View {
+            namespace: "ns".into(),
+            services: services.into_iter().map(|s| (s.name_any(), s)).collect(),
+            phases: phases.into_iter().map(|p| (p.name_any(), p)).collect(),
+            events: Default::default(),
+        }
+    }
+
+    #[test]
+    fn wait_is_ready_only_when_every_service_and_phase_is() {
+        let ready = view(
+            vec![service("a", "p", &[], Some(("Ready", "Ready")))],
+            vec![phase("p", "Ready")],
+        );
+        assert_eq!(verdict(&ready), Verdict::Ready);
+        let progressing = view(
+            vec![service("a", "p", &[], Some(("Progressing", "Rolling")))],
+            vec![phase("p", "Progressing")],
+        );
+        assert_eq!(verdict(&progressing), Verdict::Pending);
+        assert_eq!(
+            verdict(&view(vec![], vec![])),
+            Verdict::Pending,
+            "nothing applied yet"
+        );
+    }
+
+    #[test]
+    fn degraded_fails_the_wait_unless_the_graph_error_is_already_gone() {
+        let missing_dep = view(
+            vec![service(
+                "a",
+                "p",
+                &["ghost"],
+                Some(("Degraded", "DependencyNotFound")),
+            )],
+            vec![phase("p", "Degraded")],
+        );
+        assert!(
+            matches!(verdict(&missing_dep), Verdict::Degraded(w) if w[0].contains("LucidService/a is Degraded: DependencyNotFound: why"))
+        );
+        // Reported PhaseNotFound, but the phase is there now: the operator has not caught up.
+        let stale = view(
+            vec![service("a", "p", &[], Some(("Degraded", "PhaseNotFound")))],
+            vec![phase("p", "Progressing")],
+        );
+        assert_eq!(verdict(&stale), Verdict::Pending);
+        let crash = view(
+            vec![service(
+                "a",
+                "p",
+                &[],
+                Some(("Degraded", "CrashLoopBackOff")),
+            )],
+            vec![phase("p", "Degraded")],
+        );
+        assert!(matches!(verdict(&crash), Verdict::Degraded(_)));
+    }
+
+    #[test]
+    fn the_tree_is_plain_without_colour_and_coloured_with_it() {
+        let v = view(
+            vec![
+                service("db", "p", &[], Some(("Ready", "Ready"))),
+                service("api", "p", &["db"], Some(("Progressing", "Rolling"))),
+            ],
+            vec![phase("p", "Progressing")],
+        );
+        let plain = tree(
+            &v,
+            Style {
+                colour: false,
+                unicode: false,
+            },
+        );
+        assert!(plain.is_ascii() && !plain.contains('\x1b'), "{plain}");
+        let lines: Vec<&str> = plain.lines().collect();
+        assert!(
+            lines[0].starts_with("namespace ns: 1 phase, 1/2 services Ready"),
+            "{plain}"
+        );
+        assert!(
+            lines[2].starts_with("|- db") && lines[3].starts_with("`- api"),
+            "db first, by step: {plain}"
+        );
+        let coloured = tree(
+            &v,
+            Style {
+                colour: true,
+                unicode: true,
+            },
+        );
+        assert!(
+            coloured.contains("\x1b[32mReady") && coloured.contains("└─ api"),
+            "{coloured:?}"
+        );
+    }
+}
