@@ -32,10 +32,13 @@ fn oracle(files: &[&str]) -> BTreeMap<String, Json> {
         .unwrap()
         .iter()
         .map(|(name, body)| {
-            (
-                scalar(name),
-                shape(body.as_mapping().unwrap(), BTreeMap::new()),
-            )
+            let mut shaped = shape(body.as_mapping().unwrap(), BTreeMap::new());
+            // `config` prints a literal `$` as `$$` (its output is itself a compose file);
+            // the container sees one `$`.
+            for v in shaped["environment"].as_object_mut().unwrap().values_mut() {
+                *v = Json::String(v.as_str().unwrap().replace("$$", "$"));
+            }
+            (scalar(name), shaped)
         })
         .collect()
 }
@@ -60,7 +63,9 @@ fn ours(files: &[&str]) -> BTreeMap<String, Json> {
             let mut env = BTreeMap::new();
             if let Some(Value::Sequence(files)) = s.get("env_file") {
                 for f in files {
-                    for (k, v) in dotenv::read(&dir.join(scalar(f))).unwrap() {
+                    for (k, v) in
+                        dotenv::read_env_file(&dir.join(scalar(f)), &Default::default()).unwrap()
+                    {
                         env.insert(k, v);
                     }
                 }

@@ -1,6 +1,7 @@
 //! `.env` and `env_file` files as compose 1.29 reads them (python-dotenv): `KEY=VALUE` lines,
 //! an optional `export `, `#` comments, single quotes literal, double quotes with escapes.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::Problem;
@@ -85,6 +86,56 @@ fn unquote(value: &str) -> Result<String, &'static str> {
     Ok(value.trim_end().to_string())
 }
 
+/// An `env_file` as compose 1.29 reads it: python-dotenv expands `${NAME}` and
+/// `${NAME:-default}` (not `$NAME`) from the lines above it, then from the shell; an unset
+/// name becomes empty. `.env` plays no part here.
+pub fn read_env_file(
+    path: &Path,
+    shell: &BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>, Problem> {
+    let mut vars = read(path)?;
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in vars.iter_mut() {
+        *v = expand(v, &seen, shell);
+        seen.insert(k.clone(), v.clone());
+    }
+    Ok(vars)
+}
+
+/// python-dotenv's `\$\{(?P<name>[^}:]*)(?::-(?P<default>[^}]*))?\}`.
+fn expand(
+    value: &str,
+    file: &BTreeMap<String, String>,
+    shell: &BTreeMap<String, String>,
+) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(at) = rest.find("${") {
+        let Some(end) = rest[at..].find('}') else {
+            break;
+        };
+        out.push_str(&rest[..at]);
+        let body = &rest[at + 2..at + end];
+        let (name, default) = match body.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (body, None),
+        };
+        if name.contains(':') {
+            // Not the pattern: kept as written.
+            out.push_str(&rest[at..at + end + 1]);
+        } else {
+            let found = file
+                .get(name)
+                .or_else(|| shell.get(name))
+                .filter(|v| !v.is_empty() || default.is_none());
+            out.push_str(found.map(String::as_str).or(default).unwrap_or(""));
+        }
+        rest = &rest[at + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,6 +152,20 @@ mod tests {
                 ("C".into(), "q\"r".into()),
                 ("D".into(), "plain".into()),
             ]
+        );
+    }
+
+    #[test]
+    fn env_files_expand_braced_names_from_lines_above_then_the_shell() {
+        let file: BTreeMap<String, String> = [("B".to_string(), "b".to_string())].into();
+        let shell: BTreeMap<String, String> = [
+            ("S".to_string(), "s".to_string()),
+            ("B".to_string(), "shell".to_string()),
+        ]
+        .into();
+        assert_eq!(
+            expand("${B}-${S}-${NOPE}-$S-${NOPE:-d}", &file, &shell),
+            "b-s--$S-d"
         );
     }
 

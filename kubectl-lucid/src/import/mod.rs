@@ -191,6 +191,7 @@ fn read_env_files(
     problems: &mut Vec<Problem>,
 ) -> BTreeMap<String, Option<EnvFile>> {
     let mut out: BTreeMap<String, Option<EnvFile>> = BTreeMap::new();
+    let shell: BTreeMap<String, String> = std::env::vars().collect();
     let mut objects: BTreeMap<String, PathBuf> = BTreeMap::new();
     for s in &project.services {
         let Some(Value::Sequence(list)) = s.get("env_file") else {
@@ -206,7 +207,7 @@ fn read_env_files(
                 None => project.dir.join(&written),
             };
             let key = format!("services.{}.env_file[{i}]", s.name);
-            let vars = match dotenv::read(&path) {
+            let vars = match dotenv::read_env_file(&path, &shell) {
                 Ok(v) => v,
                 Err(e) => {
                     problems.push(Problem::new(

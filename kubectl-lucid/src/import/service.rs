@@ -257,9 +257,11 @@ pub(super) fn service(
                     }),
                 });
             } else {
+                // The kubelet expands `$(NAME)` in env values; compose does not: `$$(` keeps
+                // the text as compose passed it.
                 spec.env.push(EnvVar {
                     name: k,
-                    value: Some(v),
+                    value: Some(v.replace("$(", "$$(")),
                     value_from: None,
                 });
             }
