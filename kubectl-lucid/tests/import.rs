@@ -34,6 +34,18 @@ fn phase_files_import_to_the_golden_manifests_and_report_what_did_not_carry_over
         "{err}"
     );
     golden("phases.yaml", &directory_text(&out));
+    // .env.support sets LUCID_ENV=staging; the operator's own LUCID_ENV=production would beat
+    // envFrom, so the env file's value is pinned in env, by reference.
+    let tron = std::fs::read_to_string(out.join("40-lucidservice-tron-client.yaml")).unwrap();
+    assert!(
+        tron.contains("  - name: LUCID_ENV\n    valueFrom:\n      configMapKeyRef:\n        name: env-support\n        key: LUCID_ENV\n"),
+        "{tron}"
+    );
+    let gateway = std::fs::read_to_string(out.join("40-lucidservice-api-gateway.yaml")).unwrap();
+    assert!(
+        !gateway.contains("name: LUCID_ENV"),
+        "equal values are left to the operator"
+    );
     golden("phases.stderr", &err.replace(out.to_str().unwrap(), "OUT"));
     for secret in SECRET_VALUES {
         assert!(!err.contains(secret), "stderr shows a secret value");

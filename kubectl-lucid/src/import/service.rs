@@ -347,6 +347,19 @@ pub(super) fn service(
         return Err(problems);
     }
     let mut ls = LucidService::new(&name, spec);
+    let files: Vec<&EnvFile> = seq(s.get("env_file"))
+        .iter()
+        .filter_map(|e| env_files.get(&scalar(e)).and_then(Option::as_ref))
+        .collect();
+    for pinned in keep_env_file_values(&mut ls, &files) {
+        out.notes.push(Finding {
+            service: name.clone(),
+            key: "env_file".into(),
+            reason: format!(
+                "{pinned}: the env file's value is set in env, over the operator's own"
+            ),
+        });
+    }
     ls.metadata.labels = Some(imported_labels());
     let secret = (!secret_data.is_empty()).then(|| Secret {
         metadata: ObjectMeta {
@@ -359,6 +372,79 @@ pub(super) fn service(
         ..Default::default()
     });
     Ok((ls, secret))
+}
+
+/// The operator's own variables (`LUCID_ENV`, `<SERVICE>_URL`, ...) beat `envFrom`, but in
+/// compose an env file's value for one of them reached the container. Each one an env file
+/// sets differently is pinned in `env` to that file's ConfigMap or Secret key (the last file
+/// setting it, as compose reads them), so the value itself stays out of the LucidService.
+/// The operator's values come from its own render, not a copy of its list.
+fn keep_env_file_values(ls: &mut LucidService, files: &[&EnvFile]) -> Vec<String> {
+    let mut probe = ls.clone();
+    probe.metadata.namespace = Some("default".into());
+    probe.metadata.uid = Some(crate::render::PLACEHOLDER_UID.into());
+    let Ok(children) = lucid_operator::render::render(&probe, &Default::default()) else {
+        return Vec::new();
+    };
+    let injected: Vec<(String, String)> = children
+        .deployment
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|p| p.containers.into_iter().next())
+        .and_then(|c| c.env)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| !ls.spec.env.iter().any(|u| u.name == e.name))
+        .filter_map(|e| e.value.map(|v| (e.name, v)))
+        .collect();
+    let mut pinned = Vec::new();
+    for (var, operator_value) in injected {
+        // The last file that sets it wins, as in compose.
+        let source = files.iter().rev().find_map(|f| {
+            let plain = f
+                .plain
+                .iter()
+                .find(|(k, _)| *k == var)
+                .map(|(_, v)| (v, false));
+            let secret = f
+                .secret
+                .iter()
+                .find(|(k, _)| *k == var)
+                .map(|(_, v)| (v, true));
+            plain
+                .or(secret)
+                .map(|(v, is_secret)| (f.object.clone(), v.clone(), is_secret))
+        });
+        let Some((object, value, is_secret)) = source else {
+            continue;
+        };
+        if value == operator_value {
+            continue;
+        }
+        let key = KeyRef {
+            name: object,
+            key: var.clone(),
+            optional: false,
+        };
+        let from = if is_secret {
+            EnvValueSource {
+                secret_key_ref: Some(key),
+                config_map_key_ref: None,
+            }
+        } else {
+            EnvValueSource {
+                secret_key_ref: None,
+                config_map_key_ref: Some(key),
+            }
+        };
+        ls.spec.env.push(EnvVar {
+            name: var.clone(),
+            value: None,
+            value_from: Some(from),
+        });
+        pinned.push(var);
+    }
+    pinned
 }
 
 fn seq(v: Option<&Value>) -> Vec<Value> {
