@@ -77,14 +77,31 @@ pub fn verdict(v: &View) -> Verdict {
     }
     for p in v.phases.values() {
         let Some(st) = &p.status else { continue };
-        if st.state.as_deref() == Some("Degraded")
-            && current(p, st.observed_generation)
-            && degraded.is_empty()
-        {
+        if st.state.as_deref() != Some("Degraded") || !current(p, st.observed_generation) {
+            continue;
+        }
+        let Some(c) = st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded" && c.status == "True")
+        else {
+            continue;
+        };
+        // A degraded member is reported (or waited out) above; the phase's own graph errors
+        // count only while the objects seen here still have them.
+        let still = match c.reason.as_str() {
+            "PhaseCycle" => snapshot.phase_cycle(&p.name_any()).is_some(),
+            "PhaseDependencyNotFound" => {
+                p.spec.depends_on.iter().any(|d| !v.phases.contains_key(d))
+            }
+            _ => false,
+        };
+        if still {
             degraded.push(format!(
-                "LucidPhase/{} is Degraded: {}",
+                "LucidPhase/{} is Degraded: {}: {}",
                 p.name_any(),
-                st.waiting_on.clone().unwrap_or_default()
+                c.reason,
+                c.message
             ));
         }
     }
@@ -585,6 +602,36 @@ mod tests {
             vec![phase("p", "Degraded")],
         );
         assert!(matches!(verdict(&crash), Verdict::Degraded(_)));
+    }
+
+    fn degraded_phase(name: &str, depends_on: &[&str], reason: &str) -> LucidPhase {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "lucid.io/v1alpha1", "kind": "LucidPhase",
+            "metadata": {"name": name, "generation": 1},
+            "spec": {"dependsOn": depends_on},
+            "status": {"observedGeneration": 1, "state": "Degraded", "conditions": [
+                {"type": "Degraded", "status": "True", "reason": reason, "message": "phase why", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+            ]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_phase_is_degraded_by_its_own_graph_errors_not_by_a_stale_member() {
+        // The race seen against the API server: the member's PhaseNotFound is stale, and so
+        // is the phase's ServiceDegraded that came of it.
+        let stale = view(
+            vec![service("a", "p", &[], Some(("Degraded", "PhaseNotFound")))],
+            vec![degraded_phase("p", &[], "ServiceDegraded")],
+        );
+        assert_eq!(verdict(&stale), Verdict::Pending);
+        let missing = view(
+            vec![service("a", "p", &[], Some(("Progressing", "Rolling")))],
+            vec![degraded_phase("p", &["nowhere"], "PhaseDependencyNotFound")],
+        );
+        assert!(
+            matches!(verdict(&missing), Verdict::Degraded(w) if w[0] == "LucidPhase/p is Degraded: PhaseDependencyNotFound: phase why")
+        );
     }
 
     #[test]
