@@ -65,3 +65,49 @@ fn an_unreadable_kubeconfig_is_named() {
     let err = stderr(&o);
     assert!(err.contains("kubeconfig: /nonexistent/kubeconfig"), "{err}");
 }
+
+#[test]
+fn the_krew_manifest_installs_this_binary_at_this_version() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("krew");
+    let text = std::fs::read_to_string(dir.join("lucid.yaml")).unwrap();
+    let m: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(
+        m["apiVersion"],
+        "krew.googlecontainertools.github.com/v1alpha2"
+    );
+    assert_eq!(m["kind"], "Plugin");
+    assert_eq!(
+        m["metadata"]["name"], "lucid",
+        "installed as `kubectl lucid`"
+    );
+    assert_eq!(
+        m["spec"]["version"].as_str().unwrap(),
+        format!("v{}", env!("CARGO_PKG_VERSION"))
+    );
+    let platforms = m["spec"]["platforms"].as_sequence().unwrap();
+    assert!(!platforms.is_empty());
+    for p in platforms {
+        assert_eq!(p["bin"], "kubectl-lucid");
+        assert!(
+            p["files"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .any(|f| f["from"] == "kubectl-lucid")
+        );
+        // package.sh fills this in with the archive's digest.
+        assert_eq!(p["sha256"], "SHA256_OF_THE_ARCHIVE");
+    }
+    let script = dir.join("package.sh");
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .status()
+        .unwrap();
+    assert!(check.success());
+    let packaged = std::fs::read_to_string(&script).unwrap();
+    assert!(
+        packaged.contains("s/SHA256_OF_THE_ARCHIVE/"),
+        "package.sh writes the digest the manifest leaves open"
+    );
+}
