@@ -102,6 +102,10 @@ fn an_override_file_merges_as_compose_merges_it() {
         text.contains("tmpSizeLimit: 64Mi"),
         "the override's tmpfs size"
     );
+    assert!(
+        text.contains("  resources:\n    limits:\n      memory: 512Mi\n    requests:\n      cpu: 250m\n      memory: 128Mi\n"),
+        "mem_limit and deploy.resources.reservations over the defaults"
+    );
 }
 
 #[test]

@@ -276,7 +276,7 @@ pub(super) fn service(
 
     storage(s, &name, &mut spec, &mut lost, &mut note);
     hardening(s, &mut spec, &mut lost, &mut note);
-    spec.resources = resources(s, &mut lost);
+    spec.resources = resources(s, spec.resources.clone(), &mut lost);
 
     if let Some(Value::Mapping(nets)) = s.get("networks") {
         spec.networks.clear();
@@ -836,15 +836,12 @@ fn hardening(
 }
 
 /// mem_limit, cpus and deploy.resources as requests and limits over the operator's defaults.
-fn resources(s: &compose::Service, lost: &mut impl FnMut(&str, String)) -> ResourceRequirements {
-    let mut r: ResourceRequirements =
-        serde_json::from_value(serde_json::json!({})).unwrap_or_default();
-    // The LucidService's defaults come from its serde defaults; take them from a parsed spec.
-    if let Ok(spec) = serde_json::from_value::<LucidServiceSpec>(
-        serde_json::json!({"image": {"repository": "x"}, "phase": "x"}),
-    ) {
-        r = spec.resources;
-    }
+/// `r` holds the LucidService's defaults; compose's limits and reservations replace them.
+fn resources(
+    s: &compose::Service,
+    mut r: ResourceRequirements,
+    lost: &mut impl FnMut(&str, String),
+) -> ResourceRequirements {
     let mut set = |which: &str,
                    res: &str,
                    value: Option<&Value>,
