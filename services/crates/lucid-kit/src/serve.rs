@@ -22,8 +22,9 @@ use tokio::time::Sleep;
 pub struct Limits {
     /// Whole request head (`HTTP_HEADER_READ_TIMEOUT_SECONDS`, default 10).
     pub header_read_timeout: Duration,
-    /// Longest wait for the client's next bytes (`HTTP_IDLE_TIMEOUT_SECONDS`, default 60):
-    /// ends idle keep-alive connections and stalled uploads.
+    /// Longest wait for the client's next bytes (`HTTP_IDLE_TIMEOUT_SECONDS`, default 75):
+    /// ends idle keep-alive connections and stalled uploads. Longer than the request
+    /// timeout, because hyper may wait on a read while a handler works.
     pub idle_timeout: Duration,
     /// Whole handling of a buffered request (`HTTP_REQUEST_TIMEOUT_SECONDS`, default 60);
     /// streamed uploads are bounded by the idle timeout and their byte limit instead.
@@ -39,7 +40,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(75),
             request_timeout: Duration::from_secs(60),
             max_connections: 512,
             max_concurrent_requests: 64,

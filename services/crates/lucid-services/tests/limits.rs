@@ -419,3 +419,113 @@ async fn a_request_id_is_in_every_log_line_of_its_request() {
         assert!(l.contains("log-me-7"), "{l}");
     }
 }
+
+/// A PUT that sends its head and part of its body, then holds the connection.
+fn held_put(addr: &str, path: &str, auth: &str) -> std::net::TcpStream {
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "PUT {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {auth}\r\nContent-Length: 1000000\r\n\r\n"
+    )
+    .unwrap();
+    c.write_all(&[0u8; 1000]).unwrap();
+    c
+}
+
+#[tokio::test]
+async fn requests_beyond_the_concurrency_limits_are_shed_with_503_while_probes_answer() {
+    let p = Pipeline::start_with(&[
+        ("HTTP_MAX_CONCURRENT_REQUESTS", "2"),
+        ("MAX_CONCURRENT_UPLOADS", "1"),
+    ]);
+    let http = reqwest::Client::new();
+    // Storage: two PUTs in flight hold both slots; a third request is shed at once.
+    let storage = format!("127.0.0.1:{}", p.storage_port);
+    let auth = service_token("session-storage");
+    let address = blake3::hash(b"x").to_hex().to_string();
+    let _held: Vec<_> = (0..2)
+        .map(|_| held_put(&storage, &format!("/chunks/{address}"), &auth))
+        .collect();
+    eventually(Duration::from_secs(5), "a third request is shed", || {
+        let (http, url, auth) = (
+            http.clone(),
+            format!("http://{storage}/chunks/{address}"),
+            auth.clone(),
+        );
+        async move {
+            http.get(url)
+                .bearer_auth(auth)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 503 && r.headers().get("retry-after").is_some())
+        }
+    })
+    .await;
+    let r = http
+        .get(format!("http://{storage}/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "probes are not counted");
+
+    // Recorder: one upload in flight takes the only upload slot.
+    let recorder = format!("127.0.0.1:{}", p.recorder_port);
+    let token = client_token(300);
+    let a = open_session(&http, &p, &token).await;
+    let b = open_session(&http, &p, &token).await;
+    let gateway_token = gateway_token_for("user-1");
+    let _upload = held_put(&recorder, &format!("/sessions/{a}/data"), &gateway_token);
+    eventually(Duration::from_secs(5), "a second upload is shed", || {
+        let (http, url, auth) = (
+            http.clone(),
+            format!("http://{recorder}/sessions/{b}/data"),
+            gateway_token.clone(),
+        );
+        async move {
+            http.put(url)
+                .bearer_auth(auth)
+                .body("x")
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 503)
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed() {
+    let p = Pipeline::start_with(&[("HTTP_MAX_CONNECTIONS", "4")]);
+    let addr = format!("127.0.0.1:{}", p.storage_port);
+    // Four idle keep-alive connections, each having served a request.
+    let mut held: Vec<std::net::TcpStream> = Vec::new();
+    for _ in 0..4 {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut b = [0u8; 12];
+        c.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"HTTP/1.1 200");
+        held.push(c);
+    }
+    let mut fifth = std::net::TcpStream::connect(&addr).unwrap();
+    fifth
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let _ = fifth.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut b = [0u8; 16];
+    assert!(
+        matches!(fifth.read(&mut b), Ok(0) | Err(_)),
+        "the fifth connection is closed unanswered"
+    );
+    drop(held);
+    eventually(
+        Duration::from_secs(5),
+        "a slot frees when a connection ends",
+        || {
+            let url = format!("http://{addr}/health");
+            async move { reqwest::get(url).await.is_ok_and(|r| r.status() == 200) }
+        },
+    )
+    .await;
+}

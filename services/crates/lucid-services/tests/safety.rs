@@ -397,6 +397,28 @@ async fn finalize_is_idempotent_and_never_misses_an_acknowledged_upload() {
         let again: Value = again.json().await.unwrap();
         assert_eq!(again["merkle_root"], first["merkle_root"]);
         assert_eq!(again["chunks"], first["chunks"]);
+        if round == 0 {
+            // A finalize that died after writing the manifest left the state at
+            // `finalizing`: the next one meets the stored manifest (E11000) and returns it.
+            let redis = redis::Client::open(format!("redis://127.0.0.1:{}", p.redis_port)).unwrap();
+            let mut c = redis.get_multiplexed_async_connection().await.unwrap();
+            let _: () = redis::cmd("HSET")
+                .arg(format!("lucid:session:{id}"))
+                .arg("state")
+                .arg("finalizing")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            let retried = post(
+                &http,
+                format!("{}/api/sessions/{id}/finalize", p.gateway),
+                &token,
+            )
+            .await;
+            assert_eq!(retried.status(), 200);
+            let retried: Value = retried.json().await.unwrap();
+            assert_eq!(retried["merkle_root"], first["merkle_root"]);
+        }
     }
 }
 
