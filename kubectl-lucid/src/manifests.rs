@@ -83,6 +83,14 @@ pub fn read(paths: &[PathBuf]) -> Result<Manifests, Vec<Problem>> {
             if value.is_null() {
                 continue;
             }
+            if value.get("kind").is_none() && value.get("services").is_some() {
+                problems.push(Problem::new(
+                    f.display(),
+                    format!("document {}", i + 1),
+                    "a compose file, not manifests: run `kubectl lucid import` on it first (plan reads what import writes)",
+                ));
+                continue;
+            }
             let kind = value
                 .get("kind")
                 .and_then(|k| k.as_str())

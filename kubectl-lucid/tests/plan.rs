@@ -190,3 +190,14 @@ fn render_prints_exactly_the_operators_objects() {
     );
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn a_compose_file_given_to_plan_says_to_import_it_first() {
+    let o = run(&docker_dir(), &["plan", "-f", "docker-compose.core.yml"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("docker-compose.core.yml: document 1: a compose file, not manifests: run `kubectl lucid import` on it first"),
+        "{}",
+        stderr(&o)
+    );
+}
