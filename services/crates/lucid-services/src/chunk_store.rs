@@ -182,6 +182,18 @@ impl ChunkStore {
         })
     }
 
+    /// The size of the file under `address`, if there is one.
+    pub fn size(&self, address: &str) -> Result<Option<u64>, StoreError> {
+        if !address::is_valid(address) {
+            return Err(StoreError::BadAddress(address.into()));
+        }
+        match fs::metadata(self.path(address)) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub fn get(&self, address: &str) -> Result<Option<Vec<u8>>, StoreError> {
         if !address::is_valid(address) {
             return Err(StoreError::BadAddress(address.into()));

@@ -247,6 +247,15 @@ pub(crate) async fn get_chunk(
     Path(address): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ServiceError> {
+    // A read holds the whole chunk in memory too: it draws on the same budget as PUTs.
+    let Some(size) = s.store.size(&address)? else {
+        return Err(ServiceError::NotFound(format!("no chunk {address}")));
+    };
+    let permits = u32::try_from(size.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let Ok(_held) = s.memory.clone().try_acquire_many_owned(permits) else {
+        s.metrics.shed.inc();
+        return Ok(lucid_kit::app::overloaded());
+    };
     let store = s.store.clone();
     let addr = address.clone();
     match tokio::task::spawn_blocking(move || store.get(&addr))

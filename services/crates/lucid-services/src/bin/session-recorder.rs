@@ -23,6 +23,29 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// An acknowledged upload survives a Redis restart only with the append-only file fsynced
+/// on every write (README, durability promise): say so at start when Redis runs otherwise.
+/// A warning, not a refusal: managed Redis may hide CONFIG, and Redis may not be up yet.
+async fn warn_unless_durable(redis: &Redis) {
+    let setting = |name: &'static str| async move {
+        redis
+            .query::<Vec<String>>(redis::cmd("CONFIG").arg("GET").arg(name))
+            .await
+            .ok()
+            .and_then(|v| v.get(1).cloned())
+    };
+    let (aof, fsync) = (setting("appendonly").await, setting("appendfsync").await);
+    if let (Some(aof), Some(fsync)) = (&aof, &fsync)
+        && (aof != "yes" || fsync != "always")
+    {
+        tracing::warn!(
+            appendonly = %aof,
+            appendfsync = %fsync,
+            "Redis runs without appendonly yes + appendfsync always: a Redis crash or restart can lose acknowledged uploads"
+        );
+    }
+}
+
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     lucid_kit::exit_if_version_asked("session-recorder", env!("CARGO_PKG_VERSION"));
     init_logging();
@@ -43,6 +66,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| format!("REDIS_URL is unusable: {e}"))?;
     // Redis may come up after us: no connection is needed to start, /ready says when one works.
     let redis = Redis::new(redis_client, metrics.redis_errors.clone());
+    warn_unless_durable(&redis).await;
     let mongo = mongodb::Client::with_uri_str(&settings.mongodb_url)
         .await
         .map_err(|e| format!("MONGODB_URL is unusable: {e}"))?;
