@@ -368,6 +368,21 @@ async fn run(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let rollout = started.elapsed();
+    // The phases' own status trails their members' (debounced): let the operator finish it
+    // before the restart below, which would otherwise write it and count as a write.
+    let phases_api_wait: Api<LucidPhase> = Api::namespaced(client.clone(), &ns);
+    loop {
+        let phases = phases_api_wait.list(&Default::default()).await?;
+        if phases.items.iter().all(|p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.state.as_deref() == Some("Ready") && s.ready_services == s.services
+            })
+        }) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "phases did not report Ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let peak_rss_kib = peak_rss(pid);
     let requests = cp.requests_by("lucid-operator");
     let standby_rss_kib = standby.as_ref().map(|s| peak_rss(s.id()));
