@@ -90,6 +90,12 @@ impl<'a> Snapshot<'a> {
         self.members.get(phase).map(Vec::as_slice).unwrap_or(&[])
     }
 
+    /// The one rule for "a phase's members are Ready": every member Ready at its current
+    /// generation. Later phases wait on it (`gate`) and the wake-ups follow it.
+    pub fn members_ready(&self, phase: &str) -> bool {
+        self.members(phase).iter().all(|m| service_ready(m))
+    }
+
     /// Problems in the graph around `ls` that the user must fix. Checked on every reconcile,
     /// whether or not the service has changed.
     pub fn problem(&self, ls: &'a LucidService) -> Option<(&'static str, String)> {
@@ -170,7 +176,7 @@ impl<'a> Snapshot<'a> {
             };
         }
         for upstream in self.upstream_phases(phase_name) {
-            if self.members(upstream).iter().any(|m| !service_ready(m)) {
+            if !self.members_ready(upstream) {
                 // No counts here: a message that changed with every member would rewrite
                 // every waiting service's status on each change. The phase has the counts.
                 return Gate::Wait {

@@ -727,7 +727,7 @@ fn dependents_to_wake(
     let snapshot = view.snapshot();
     let name = changed.name_any();
     let phase = changed.spec.phase.as_str();
-    let phase_complete = snapshot.members(phase).iter().all(|m| service_ready(m));
+    let phase_complete = snapshot.members_ready(phase);
     // A phase that just completed (a member turned Ready or a laggard was deleted), or a
     // member that just stopped being ready, changes the gate of every later phase.
     // A deleted laggard can complete the phase; a deleted Ready member cannot hold it back.
