@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -137,8 +138,19 @@ pub async fn serve_listener(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(IdleStream::new(stream, limits.idle_timeout));
-        let service = TowerToHyperService::new(router.clone());
+        // The idle timer runs only between requests: while a handler works hyper may wait
+        // on a read, and that wait is not the client idling. Handlers bound their own
+        // body reads (request timeout, per-piece idle timeouts).
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let io = TokioIo::new(IdleStream::new(
+            stream,
+            limits.idle_timeout,
+            in_flight.clone(),
+        ));
+        let service = TowerToHyperService::new(Tracked {
+            router: router.clone(),
+            in_flight,
+        });
         let connection = graceful.watch(http.serve_connection(io, service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -162,19 +174,63 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// A TCP stream whose reads fail with `TimedOut` after waiting `idle` for bytes.
+/// The router, counting the connection's requests in flight until their response is ready.
+#[derive(Clone)]
+struct Tracked {
+    router: Router,
+    in_flight: Arc<AtomicUsize>,
+}
+
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl<B> tower_service::Service<axum::http::Request<B>> for Tracked
+where
+    Router: tower_service::Service<axum::http::Request<B>>,
+    <Router as tower_service::Service<axum::http::Request<B>>>::Future: Send + 'static,
+{
+    type Response = <Router as tower_service::Service<axum::http::Request<B>>>::Response;
+    type Error = <Router as tower_service::Service<axum::http::Request<B>>>::Error;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower_service::Service::<axum::http::Request<B>>::poll_ready(&mut self.router, cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = InFlight(self.in_flight.clone());
+        let future = tower_service::Service::call(&mut self.router, request);
+        Box::pin(async move {
+            let response = future.await;
+            drop(guard);
+            response
+        })
+    }
+}
+
+/// A TCP stream whose reads fail with `TimedOut` after waiting `idle` for bytes while no
+/// request is in flight (an idle keep-alive connection, a request head that never comes).
 struct IdleStream {
     inner: tokio::net::TcpStream,
     idle: Duration,
-    /// Armed when a read starts waiting, cleared when bytes come.
+    in_flight: Arc<AtomicUsize>,
+    /// Armed when a read starts waiting, cleared when bytes come or go.
     waiting: Option<Pin<Box<Sleep>>>,
 }
 
 impl IdleStream {
-    fn new(inner: tokio::net::TcpStream, idle: Duration) -> Self {
+    fn new(inner: tokio::net::TcpStream, idle: Duration, in_flight: Arc<AtomicUsize>) -> Self {
         Self {
             inner,
             idle,
+            in_flight,
             waiting: None,
         }
     }
@@ -191,6 +247,10 @@ impl AsyncRead for IdleStream {
             Poll::Ready(r) => {
                 this.waiting = None;
                 Poll::Ready(r)
+            }
+            Poll::Pending if this.in_flight.load(Ordering::SeqCst) > 0 => {
+                this.waiting = None;
+                Poll::Pending
             }
             Poll::Pending => {
                 let idle = this.idle;
@@ -215,7 +275,12 @@ impl AsyncWrite for IdleStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            // Sending a response is activity: the idle wait starts after it.
+            self.waiting = None;
+        }
+        written
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)

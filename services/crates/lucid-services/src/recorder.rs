@@ -140,6 +140,8 @@ pub struct RecorderState {
     pub storage: Arc<PeerClient>,
     pub metrics: Metrics,
     pub uploads: Arc<Semaphore>,
+    /// Longest wait for the next piece of an upload's body (the server's idle timeout).
+    pub body_idle: std::time::Duration,
 }
 
 pub fn routes(state: Arc<RecorderState>) -> Router {
@@ -354,7 +356,17 @@ pub(crate) async fn upload(
     let mut buffer: Vec<u8> = Vec::with_capacity(chunk_size);
     let mut refs = Vec::new();
     let mut total = 0usize;
-    while let Some(piece) = stream.next().await {
+    loop {
+        let piece = match tokio::time::timeout(s.body_idle, stream.next()).await {
+            Ok(Some(piece)) => piece,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(ServiceError::Timeout(format!(
+                    "no body data for {:?}; nothing was recorded",
+                    s.body_idle
+                )));
+            }
+        };
         let piece = piece.map_err(|e| {
             ServiceError::BadRequest(format!(
                 "the body was cut short or unreadable ({e}); nothing was recorded"

@@ -529,3 +529,80 @@ async fn connections_beyond_the_cap_are_closed() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn idle_connections_and_slow_handlers_are_bounded_in_time() {
+    let p = Pipeline::start_with(&[("HTTP_IDLE_TIMEOUT_SECONDS", "1")]);
+    // An idle keep-alive connection is closed after the idle timeout.
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", p.storage_port)).unwrap();
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let started = Instant::now();
+    let mut all = Vec::new();
+    let _ = c.read_to_end(&mut all);
+    assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 200"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed after about a second, not held open"
+    );
+
+    // A body that stops coming, straight to the recorder: 408 after the idle timeout, and
+    // the session records nothing. (No pooled connections: the services close them after
+    // the one-second idle timeout, racing a client that reuses one.)
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let token = client_token(300);
+    let id = open_session(&http, &p, &token).await;
+    let mut held = held_put(
+        &format!("127.0.0.1:{}", p.recorder_port),
+        &format!("/sessions/{id}/data"),
+        &gateway_token_for("user-1"),
+    );
+    held.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut head = [0u8; 12];
+    held.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 408");
+    let r = http
+        .post(format!("{}/api/sessions/{id}/finalize", p.gateway))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let done: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(finalize_chunks(&done), 0, "{done}");
+
+    // A peer that accepts and never answers: the request timeout answers 503 long before
+    // the peer timeout would.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let (port, admin) = (free_port(), free_port());
+    let mut cmd = p.command("api-gateway");
+    cmd.env("API_GATEWAY_PORT", port.to_string())
+        .env("API_GATEWAY_ADMIN_PORT", admin.to_string())
+        .env(
+            "SESSION_RECORDER_URL",
+            format!("http://127.0.0.1:{silent_port}"),
+        )
+        .env("SERVICE_TIMEOUT_SECONDS", "60")
+        .env("HTTP_REQUEST_TIMEOUT_SECONDS", "1");
+    let _gateway = spawn(&mut cmd);
+    wait_port(port);
+    let started = Instant::now();
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/api/sessions"))
+        .bearer_auth(client_token(300))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
+}

@@ -84,6 +84,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         manifests: db.collection("manifests"),
         chunk_owners: db.collection("chunk_owners"),
         uploads: Arc::new(Semaphore::new(settings.max_concurrent_uploads)),
+        body_idle: lucid_kit::serve::Limits::from_env()?.idle_timeout,
         settings,
         redis,
         storage: storage_client,
