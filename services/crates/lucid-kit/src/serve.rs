@@ -23,9 +23,9 @@ use tokio::time::Sleep;
 pub struct Limits {
     /// Whole request head (`HTTP_HEADER_READ_TIMEOUT_SECONDS`, default 10).
     pub header_read_timeout: Duration,
-    /// Longest wait for the client's next bytes (`HTTP_IDLE_TIMEOUT_SECONDS`, default 75):
-    /// ends idle keep-alive connections and stalled uploads. Longer than the request
-    /// timeout, because hyper may wait on a read while a handler works.
+    /// Longest wait for the client's next request (`HTTP_IDLE_TIMEOUT_SECONDS`, default 75):
+    /// ends idle keep-alive connections. During a request handlers bound their own body
+    /// reads with it (see the recorder's upload).
     pub idle_timeout: Duration,
     /// Whole handling of a buffered request (`HTTP_REQUEST_TIMEOUT_SECONDS`, default 60);
     /// streamed uploads are bounded by the idle timeout and their byte limit instead.
