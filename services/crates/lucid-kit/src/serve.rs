@@ -1,6 +1,6 @@
 //! Serving with limits: axum::serve runs hyper without a timer, so a client that trickles
 //! its headers (slowloris) or goes quiet holds a connection for ever. Here every connection
-//! has a header-read deadline and an idle (read) timeout, connections are capped, and the
+//! has a header-read deadline and an idle timeout between requests, connections are capped, and the
 //! service's routes are capped in concurrency (503 beyond, not a queue that eats memory).
 
 use std::net::SocketAddr;
