@@ -44,6 +44,14 @@ pub struct Settings {
     /// Largest upload relayed in one request (as the recorder's, whose default it shares).
     #[serde(default = "default_max_upload")]
     pub max_upload_bytes: usize,
+    /// Chunk reads at once (`MAX_CONCURRENT_CHUNK_READS`): each holds its chunk whole
+    /// while its hash is checked (about 1 MiB; storage allows up to 8). Beyond, 503.
+    #[serde(default = "default_chunk_reads")]
+    pub max_concurrent_chunk_reads: usize,
+}
+
+fn default_chunk_reads() -> usize {
+    16
 }
 
 fn default_port() -> u16 {
@@ -57,6 +65,7 @@ pub struct GatewayState {
     pub peers: IntegrationManager,
     pub metrics: Metrics,
     pub max_upload_bytes: usize,
+    pub chunk_reads: Arc<tokio::sync::Semaphore>,
 }
 
 /// `bound` puts the request timeout on the buffered routes (not on the streamed upload).

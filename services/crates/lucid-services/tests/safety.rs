@@ -512,10 +512,14 @@ async fn chunks_are_served_verified_with_etag_and_immutable_caching() {
         .unwrap();
     assert_eq!(r.status(), 304);
 
-    // A storage that sends other bytes under the address: the gateway refuses to relay them.
+    // A storage that sends other bytes under the address, slowly: the gateway refuses to
+    // relay them, and holds no more chunk reads at once than it may.
     let fake = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fake_port = fake.local_addr().unwrap().port();
-    let app = axum::Router::new().fallback(|| async { "not the chunk you asked for" });
+    let app = axum::Router::new().fallback(|| async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        "not the chunk you asked for"
+    });
     tokio::spawn(async move { axum::serve(fake, app).await.unwrap() });
     p.kill("api-gateway");
     let gateway_port: u16 = p.gateway.rsplit(':').next().unwrap().parse().unwrap();

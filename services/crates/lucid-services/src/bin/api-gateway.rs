@@ -53,6 +53,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         peers,
         metrics: metrics.clone(),
         max_upload_bytes: settings.max_upload_bytes,
+        chunk_reads: Arc::new(tokio::sync::Semaphore::new(
+            settings.max_concurrent_chunk_reads,
+        )),
     });
     // No dependency checks in /ready: the gateway (phase core) must become ready before
     // its peers (phase application) are started; /api/health/peers reports them.
@@ -60,6 +63,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let app = metrics.register(app);
     if settings.max_upload_bytes == 0 {
         return Err("MAX_UPLOAD_BYTES must be at least 1".into());
+    }
+    if !(1..=4096).contains(&settings.max_concurrent_chunk_reads) {
+        return Err("MAX_CONCURRENT_CHUNK_READS must be from 1 to 4096".into());
     }
     let api = routes(state, key, |r| app.bounded(r));
     app.serve(
