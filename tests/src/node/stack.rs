@@ -109,7 +109,9 @@ spec:
   image: {repository: lucid/redis, tag: harness, pullPolicy: Never}
   phase: foundation
   ports: [{name: redis, port: 6379}]
-  args: [--port, "6379", --bind, 0.0.0.0, --dir, /app/data, --protected-mode, "no"]
+  # AOF, fsynced per write: the recorder acknowledges an upload once its chunk is in the
+  # session's list in Redis (services/README.md, durability).
+  args: [--port, "6379", --bind, 0.0.0.0, --dir, /app/data, --protected-mode, "no", --appendonly, "yes", --appendfsync, always]
   healthCheck: {kind: Tcp, intervalSeconds: 5}
 "#;
 
