@@ -115,7 +115,24 @@ async fn children_deleted_or_edited_by_hand_are_put_back() {
     println!("owned claim deleted by hand -> back in {restored:?}");
 
     // `kubectl edit` of the port: a patch by another field manager. An apply alone would
-    // put 8080 back beside 9999; the port list must be as rendered.
+    // put 8080 back beside 9999; the port list must be as rendered. Managed-field times are
+    // whole seconds, and an edit counts when it is later than the operator's last write
+    // (docs in `drift::spec_edited_by`): the Service was just put back, so the edit waits
+    // for the clock to pass that second.
+    let written = services
+        .get("worker")
+        .await
+        .expect("Service")
+        .managed_fields()
+        .iter()
+        .filter(|m| m.manager.as_deref() == Some("lucid-operator"))
+        .filter_map(|m| m.time.as_ref().map(|t| t.0))
+        .max()
+        .expect("the operator's write time");
+    until("the clock past the operator's last write", || async move {
+        k8s_openapi::jiff::Timestamp::now().as_second() > written.as_second()
+    })
+    .await;
     let edit = PatchParams {
         field_manager: Some("kubectl-edit".into()),
         ..Default::default()
@@ -156,6 +173,28 @@ async fn children_deleted_or_edited_by_hand_are_put_back() {
         "the edit's fields are gone: {:?}",
         service.managed_fields()
     );
+
+    // A change held by a paused phase does not hold back putting a deleted child back.
+    env.apply_documents(
+        "apiVersion: lucid.io/v1alpha1\nkind: LucidPhase\nmetadata: {name: foundation}\nspec: {paused: true}\n",
+    )
+    .await;
+    env.apply_yaml::<LucidService>(&format!("{WORKER}  env: [{{name: LEVEL, value: two}}]\n"))
+        .await
+        .expect("change worker");
+    env.wait_service("worker", "Waiting on the paused phase", |ls| {
+        ls.status.as_ref().and_then(|s| s.state.as_deref()) == Some("Waiting")
+    })
+    .await;
+    policies
+        .delete("worker", &DeleteParams::default())
+        .await
+        .expect("delete NetworkPolicy");
+    let restored = until("NetworkPolicy back while waiting", || {
+        exists(&policies, "worker")
+    })
+    .await;
+    println!("NetworkPolicy deleted while a change waits -> back in {restored:?}");
     env.stop().await;
 }
 

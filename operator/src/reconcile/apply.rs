@@ -120,7 +120,7 @@ pub struct Planned<'a> {
     pub deployment: Option<(&'a Deployment, Drift)>,
 }
 
-impl Planned<'_> {
+impl<'a> Planned<'a> {
     pub fn is_empty(&self) -> bool {
         self.claims.is_empty()
             && self.service.is_none()
@@ -132,6 +132,24 @@ impl Planned<'_> {
     /// change to roll out, gated on dependencies. Anything else is a repair.
     pub fn changed(&self) -> bool {
         matches!(self.deployment, Some((_, Drift::Changed | Drift::Missing)))
+    }
+
+    /// The children that are not there at all, but the Deployment: what is put back even
+    /// while a change waits for its turn (a missing NetworkPolicy or Service, rendered from
+    /// the new spec, is better than none).
+    pub fn missing_only(&self) -> Planned<'a> {
+        let missing = |why: &Drift| *why == Drift::Missing;
+        Planned {
+            claims: self
+                .claims
+                .iter()
+                .filter(|(_, why)| missing(why))
+                .cloned()
+                .collect(),
+            service: self.service.clone().filter(|(_, why)| missing(why)),
+            network_policy: self.network_policy.clone().filter(|(_, why)| missing(why)),
+            deployment: None,
+        }
     }
 
     /// "Service/x (missing), NetworkPolicy/x (edited by kubectl-edit)", for events and logs.
@@ -232,8 +250,19 @@ pub async fn apply_planned(
     if let Some((service, why)) = &planned.service {
         first.push(Box::pin(async move {
             if why.needs_repair() {
+                // The node ports the API server allocated are kept: a port list without them
+                // would get new ones (on 1.20 before 1.20.11, every time).
+                let live = Api::<Service>::namespaced(client.clone(), namespace)
+                    .get_opt(&service.name_any())
+                    .await
+                    .map_err(|source| ChildError {
+                        kind: "Service".into(),
+                        name: service.name_any(),
+                        source,
+                    })?;
                 fenced(fence)?;
-                repair(client, namespace, *service, service_repair_patch(service)).await?;
+                let patch = service_repair_patch(service, live.as_ref());
+                repair(client, namespace, *service, patch).await?;
             }
             fenced(fence)?;
             apply_child(client, namespace, *service).await?;
@@ -295,13 +324,26 @@ where
 /// Ports and selector replaced wholesale: an apply would put ours back but keep a port or
 /// selector label someone added. (The rest of the spec holds allocated fields, clusterIP
 /// among them, that a wholesale replace would drop.)
-fn service_repair_patch(service: &Service) -> serde_json::Value {
+fn service_repair_patch(service: &Service, live: Option<&Service>) -> serde_json::Value {
     let spec = service.spec.clone().unwrap_or_default();
+    let live_ports = live
+        .and_then(|l| l.spec.as_ref())
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default();
     let mut ports = vec![serde_json::json!({"$patch": "replace"})];
     ports.extend(
         spec.ports
             .unwrap_or_default()
-            .iter()
+            .into_iter()
+            .map(|mut port| {
+                if port.node_port.is_none() {
+                    port.node_port = live_ports
+                        .iter()
+                        .find(|l| l.port == port.port && l.protocol == port.protocol)
+                        .and_then(|l| l.node_port);
+                }
+                port
+            })
             .filter_map(|p| serde_json::to_value(p).ok()),
     );
     let mut selector = serde_json::Map::new();

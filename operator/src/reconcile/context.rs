@@ -39,6 +39,8 @@ pub struct Context {
     /// Summaries of the ConfigMaps and Secrets read at those versions.
     pub contents: ContentCache,
     failures: Mutex<HashMap<String, u32>>,
+    /// When each object's status was last written, for `too_soon_to_write`.
+    last_writes: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// The metadata caches of the children other than Deployments.
@@ -94,6 +96,7 @@ impl Context {
             secrets,
             contents: ContentCache::default(),
             failures: Mutex::new(HashMap::new()),
+            last_writes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -136,6 +139,21 @@ impl Context {
         let n = failures.entry(key).or_insert(0);
         *n = n.saturating_add(1);
         Duration::from_secs(1u64 << (*n - 1).min(9)).min(Duration::from_secs(300))
+    }
+
+    /// None, and the write is recorded, when `key` was last written at least `interval` ago;
+    /// else how long until it may be.
+    pub fn too_soon_to_write(&self, key: &str, interval: Duration) -> Option<Duration> {
+        let now = std::time::Instant::now();
+        let mut last = self.last_writes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = last.get(key) {
+            let since = now.duration_since(*at);
+            if since < interval {
+                return Some(interval - since);
+            }
+        }
+        last.insert(key.to_string(), now);
+        None
     }
 
     pub fn succeeded(&self, key: &str) {

@@ -18,9 +18,22 @@ use crate::render::APPLIED_HASH_ANNOTATION;
 pub const EDITED_BY: &str = "lucid.io/cache-edited-by";
 
 /// Managers whose spec writes are part of the cluster working, not edits: the
-/// kube-controller-manager binds claims (`spec.volumeName`) and writes Deployment status and
-/// revision annotations.
-const SYSTEM_MANAGERS: [&str; 1] = ["kube-controller-manager"];
+/// kube-controller-manager (k3s runs the same controllers in-process, as `k3s`) binds claims
+/// (`spec.volumeName`) and writes Deployment status and revision annotations.
+const SYSTEM_MANAGERS: [&str; 2] = ["kube-controller-manager", "k3s"];
+
+/// Which part of a child's spec the operator puts back when someone else wrote it: only
+/// what the repair can restore, or the repair would never clear the mark and repeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Watched {
+    /// A Service: its ports and selector (replaced wholesale by the repair).
+    ServicePortsAndSelector,
+    /// A NetworkPolicy: its whole spec (replaced wholesale).
+    WholeSpec,
+    /// A Deployment: its spec but the pod template's annotations (`kubectl rollout
+    /// restart` writes one there, and the operator sets none of its own there).
+    DeploymentSpec,
+}
 
 /// Why a child must be applied again.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,12 +65,14 @@ impl std::fmt::Display for Drift {
 }
 
 /// Whether the live child (as the cache holds it) is what was rendered with `desired_hash`.
+/// A child being deleted (a claim in use stays so while its pods run) is left to finish:
+/// its deletion is the event that brings it back.
 pub fn drift(desired_hash: Option<&str>, live: Option<&ObjectMeta>) -> Option<Drift> {
     let Some(live) = live else {
         return Some(Drift::Missing);
     };
     if live.deletion_timestamp.is_some() {
-        return Some(Drift::Missing);
+        return None;
     }
     let annotations = live.annotations.as_ref();
     let applied = annotations.and_then(|a| a.get(APPLIED_HASH_ANNOTATION));
@@ -69,30 +84,75 @@ pub fn drift(desired_hash: Option<&str>, live: Option<&ObjectMeta>) -> Option<Dr
         .map(|manager| Drift::EditedBy(manager.clone()))
 }
 
-/// The first manager other than the operator (and the cluster's own controllers) that owns
-/// a field under `spec`.
-pub fn spec_edited_by(managed: &[ManagedFieldsEntry]) -> Option<String> {
+/// The manager other than the operator (and the cluster's own controllers) that wrote the
+/// `watched` part of the spec after the operator last changed the object. Later than the
+/// operator's own last write, so that a repair clears it even when the editor still shares
+/// a field (someone who wrote the same value as ours keeps co-owning it). Timestamps are
+/// whole seconds: an edit in the very second of the operator's last write is seen at the
+/// operator's next write, not at once.
+pub fn spec_edited_by(managed: &[ManagedFieldsEntry], watched: Watched) -> Option<String> {
+    let manager = |e: &ManagedFieldsEntry| e.manager.clone().unwrap_or_default();
+    let ours = managed
+        .iter()
+        .filter(|e| manager(e) == FIELD_MANAGER)
+        .filter_map(|e| e.time.as_ref().map(|t| t.0))
+        .max();
     managed
         .iter()
-        .filter(|entry| {
-            let manager = entry.manager.as_deref().unwrap_or_default();
-            manager != FIELD_MANAGER && !SYSTEM_MANAGERS.contains(&manager)
+        .filter(|e| {
+            let m = manager(e);
+            m != FIELD_MANAGER && !SYSTEM_MANAGERS.contains(&m.as_str())
         })
-        .find(|entry| {
-            entry
-                .fields_v1
+        .filter(|e| match (ours, e.time.as_ref()) {
+            (Some(ours), Some(theirs)) => theirs.0 > ours,
+            _ => true,
+        })
+        .find(|e| {
+            e.fields_v1
                 .as_ref()
-                .and_then(|f| f.0.as_object())
-                .is_some_and(|fields| fields.contains_key("f:spec"))
+                .and_then(|f| f.0.get("f:spec"))
+                .is_some_and(|spec| touches(spec, watched))
         })
-        .map(|entry| entry.manager.clone().unwrap_or_else(|| "someone".into()))
+        .map(|e| {
+            let m = manager(e);
+            if m.is_empty() { "someone".into() } else { m }
+        })
+}
+
+fn touches(spec: &serde_json::Value, watched: Watched) -> bool {
+    let Some(spec) = spec.as_object() else {
+        return false;
+    };
+    match watched {
+        Watched::WholeSpec => !spec.is_empty(),
+        Watched::ServicePortsAndSelector => {
+            spec.contains_key("f:ports") || spec.contains_key("f:selector")
+        }
+        Watched::DeploymentSpec => spec.iter().any(|(key, value)| {
+            if key != "f:template" {
+                return true;
+            }
+            value.as_object().is_some_and(|template| {
+                template.iter().any(|(key, value)| {
+                    key != "f:metadata"
+                        || value
+                            .as_object()
+                            .is_some_and(|meta| meta.keys().any(|k| k != "f:annotations"))
+                })
+            })
+        }),
+    }
 }
 
 /// What the caches keep of a child: name, namespace, labels, owners, deletion mark, the
 /// applied hash, and who else wrote its spec. Managed fields and other annotations (a
 /// `kubectl apply`'s last-applied copy can be as large as the object) are dropped.
-pub fn trim_child(meta: &mut ObjectMeta) {
-    let edited_by = meta.managed_fields.as_deref().and_then(spec_edited_by);
+pub fn trim_child(meta: &mut ObjectMeta, watched: Option<Watched>) {
+    let edited_by = watched.and_then(|watched| {
+        meta.managed_fields
+            .as_deref()
+            .and_then(|m| spec_edited_by(m, watched))
+    });
     meta.managed_fields = None;
     let applied = meta
         .annotations
@@ -112,7 +172,10 @@ pub fn trim_child(meta: &mut ObjectMeta) {
 /// fields, whose one use, who else wrote the spec, is kept as an annotation.
 pub fn trim_deployment(deployment: &mut k8s_openapi::api::apps::v1::Deployment) {
     let meta = &mut deployment.metadata;
-    let edited_by = meta.managed_fields.as_deref().and_then(spec_edited_by);
+    let edited_by = meta
+        .managed_fields
+        .as_deref()
+        .and_then(|m| spec_edited_by(m, Watched::DeploymentSpec));
     meta.managed_fields = None;
     let annotations = meta.annotations.get_or_insert_with(Default::default);
     annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
@@ -138,12 +201,88 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn entry(manager: &str, fields: serde_json::Value) -> ManagedFieldsEntry {
+        at(manager, fields, "2026-11-23T10:00:00Z")
+    }
+
+    fn at(manager: &str, fields: serde_json::Value, time: &str) -> ManagedFieldsEntry {
         ManagedFieldsEntry {
             manager: Some(manager.into()),
             operation: Some("Update".into()),
             fields_v1: Some(FieldsV1(fields)),
+            time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                time.parse().expect("time"),
+            )),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn an_edit_counts_until_the_operator_writes_after_it_and_only_where_a_repair_reaches() {
+        let ours = at(
+            FIELD_MANAGER,
+            serde_json::json!({"f:spec": {}}),
+            "2026-11-23T10:00:00Z",
+        );
+        let edit = |time| {
+            at(
+                "kubectl-edit",
+                serde_json::json!({"f:spec": {"f:ports": {}}}),
+                time,
+            )
+        };
+        let later = [ours.clone(), edit("2026-11-23T10:00:05Z")];
+        assert_eq!(
+            spec_edited_by(&later, Watched::ServicePortsAndSelector).as_deref(),
+            Some("kubectl-edit")
+        );
+        // Repaired: the operator wrote after it; a co-owned field no longer counts.
+        let repaired = [
+            edit("2026-11-23T10:00:05Z"),
+            at(
+                FIELD_MANAGER,
+                serde_json::json!({"f:spec": {}}),
+                "2026-11-23T10:00:06Z",
+            ),
+        ];
+        assert_eq!(
+            spec_edited_by(&repaired, Watched::ServicePortsAndSelector),
+            None
+        );
+        // What a Service repair cannot put back is not watched (it would repeat for ever).
+        let affinity = [
+            ours.clone(),
+            at(
+                "kubectl-edit",
+                serde_json::json!({"f:spec": {"f:sessionAffinity": {}}}),
+                "2026-11-23T10:00:05Z",
+            ),
+        ];
+        assert_eq!(
+            spec_edited_by(&affinity, Watched::ServicePortsAndSelector),
+            None
+        );
+        // `kubectl rollout restart` is not an edit to undo; `kubectl scale` is.
+        let restart = [
+            ours.clone(),
+            at(
+                "kubectl-rollout",
+                serde_json::json!({"f:spec": {"f:template": {"f:metadata": {"f:annotations": {"f:kubectl.kubernetes.io/restartedAt": {}}}}}}),
+                "2026-11-23T10:00:05Z",
+            ),
+        ];
+        assert_eq!(spec_edited_by(&restart, Watched::DeploymentSpec), None);
+        let scale = [
+            ours,
+            at(
+                "kubectl",
+                serde_json::json!({"f:spec": {"f:replicas": {}}}),
+                "2026-11-23T10:00:05Z",
+            ),
+        ];
+        assert_eq!(
+            spec_edited_by(&scale, Watched::DeploymentSpec).as_deref(),
+            Some("kubectl")
+        );
     }
 
     fn live(hash: Option<&str>, managed: Vec<ManagedFieldsEntry>) -> ObjectMeta {
@@ -161,7 +300,7 @@ mod tests {
             managed_fields: Some(managed),
             ..Default::default()
         };
-        trim_child(&mut meta);
+        trim_child(&mut meta, Some(Watched::WholeSpec));
         meta
     }
 
@@ -187,6 +326,13 @@ mod tests {
     #[test]
     fn missing_changed_and_edited_children_are_told_apart() {
         assert_eq!(drift(Some("h1"), None), Some(Drift::Missing));
+        // Being deleted (a claim its pods still use): left to finish, then put back.
+        let mut terminating = live(Some("h1"), vec![]);
+        terminating.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-11-23T10:00:00Z".parse().expect("time"),
+            ));
+        assert_eq!(drift(Some("h1"), Some(&terminating)), None);
         let meta = live(Some("h0"), vec![]);
         assert_eq!(drift(Some("h1"), Some(&meta)), Some(Drift::Changed));
         let edited = live(

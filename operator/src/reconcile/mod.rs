@@ -176,7 +176,12 @@ pub async fn run(
             child_services_writer,
             watcher(api.of::<PartialObjectMeta<Service>>(), managed.clone())
                 .backoff(WatchBackoff::default())
-                .modify(|o| drift::trim_child(&mut o.metadata)),
+                .modify(|o| {
+                    drift::trim_child(
+                        &mut o.metadata,
+                        Some(drift::Watched::ServicePortsAndSelector),
+                    )
+                }),
         ),
     );
     let (network_policies, network_policies_writer) =
@@ -191,7 +196,7 @@ pub async fn run(
                 managed.clone(),
             )
             .backoff(WatchBackoff::default())
-            .modify(|o| drift::trim_child(&mut o.metadata)),
+            .modify(|o| drift::trim_child(&mut o.metadata, Some(drift::Watched::WholeSpec))),
         ),
     );
     let (claims, claims_writer) = reflector::store::<PartialObjectMeta<PersistentVolumeClaim>>();
@@ -200,12 +205,14 @@ pub async fn run(
         &health,
         reflector(
             claims_writer,
+            // Claims: deletion only. Their spec is immutable but for a size the API server
+            // checks, and binding writes it.
             watcher(
                 api.of::<PartialObjectMeta<PersistentVolumeClaim>>(),
                 managed.clone(),
             )
             .backoff(WatchBackoff::default())
-            .modify(|o| drift::trim_child(&mut o.metadata)),
+            .modify(|o| drift::trim_child(&mut o.metadata, None)),
         ),
     );
 
@@ -338,12 +345,10 @@ pub async fn run(
         .for_each(|_| async {});
 
     let phases_for_peers = phases.clone();
-    // A phase's status sums its members: while they roll out, each member's change would be
-    // a phase status write. Triggers within PHASE_DEBOUNCE are taken together (the reconcile
-    // reads the members as they are then, so nothing is lost). Services gate on members'
-    // own status, never on this one, so the rollout does not wait for it.
+    // A phase's status write is throttled in its reconcile (`phase::PHASE_WRITE_INTERVAL`).
+    // Services gate on members' own status, never on this one, so the rollout never waits.
     let phase_controller = Controller::for_stream(phase_events, phases.clone())
-        .with_config(config().debounce(PHASE_DEBOUNCE))
+        .with_config(config())
         .watches_stream(service_events_for_phases, |ls: ServiceGuard| {
             let Ok(ls) = &ls.0 else { return Vec::new() };
             vec![
@@ -370,9 +375,6 @@ pub async fn run(
     futures::join!(service_controller, phase_controller);
     Ok(())
 }
-
-/// See the phase controller in `run`.
-const PHASE_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Objects per page of a watch's list (kube-runtime's default is 500). Measured on a restart
 /// with 1,000 services: see BENCHMARKS.md.

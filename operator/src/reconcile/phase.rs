@@ -37,8 +37,8 @@ pub async fn reconcile(
         let span = tracing::Span::current();
         span.record("duration_ms", timer.elapsed().as_millis() as u64);
         match &result {
-            Ok(state) => {
-                span.record("outcome", state.as_str());
+            Ok(written) => {
+                span.record("outcome", written.outcome());
                 timer.finish("ok");
                 ctx.succeeded(&backoff_key(&guard));
                 tracing::debug!("reconciled");
@@ -53,20 +53,46 @@ pub async fn reconcile(
                 ctx.metrics.failed(CONTROLLER, error.reason());
             }
         }
-        result.map(|_| super::resync(Duration::from_secs(600)))
+        result.map(|written| match written {
+            Written::Later(wait) => Action::requeue(wait),
+            Written::Done(_) => super::resync(Duration::from_secs(600)),
+        })
     }
     .instrument(span)
     .await
 }
 
-/// Returns the state written (or already there).
+/// A phase's status is written at most once per this interval: while a phase's members roll
+/// out, each member's change would otherwise be a phase status write. The reconcile that
+/// finds it too soon comes back when the interval is over and reads the members as they
+/// are then, so nothing is lost. (kube-runtime's `debounce` was tried: it postpones for as
+/// long as triggers keep coming, so a big phase's status stood still for its whole rollout.)
+const PHASE_WRITE_INTERVAL: Duration = Duration::from_millis(300);
+
+/// What one phase reconcile did with the status.
+enum Written {
+    /// Written, or already as summarised: the state.
+    Done(String),
+    /// Changed, but the last write was too recent: again after this long.
+    Later(Duration),
+}
+
+impl Written {
+    fn outcome(&self) -> &str {
+        match self {
+            Written::Done(state) => state,
+            Written::Later(_) => "throttled",
+        }
+    }
+}
+
 async fn summarise_and_write(
     guard: &DeserializeGuard<LucidPhase>,
     ctx: &Context,
-) -> Result<String, Error> {
+) -> Result<Written, Error> {
     let Ok(phase) = &guard.0 else {
         // Nothing to summarise; services in it report PhaseNotFound-like problems themselves.
-        return Ok("Unreadable".into());
+        return Ok(Written::Done("Unreadable".into()));
     };
     let namespace = phase.namespace().unwrap_or_default();
     let view = ctx.namespace_view(&namespace);
@@ -83,6 +109,9 @@ async fn summarise_and_write(
         i64::from(status.ready_services),
     );
     if Some(&status) != phase.status.as_ref() {
+        if let Some(wait) = ctx.too_soon_to_write(&backoff_key(guard), PHASE_WRITE_INTERVAL) {
+            return Ok(Written::Later(wait));
+        }
         ctx.leadership.ensure()?;
         let api: Api<LucidPhase> = Api::namespaced(ctx.client.clone(), &namespace);
         let body =
@@ -91,7 +120,7 @@ async fn summarise_and_write(
             .await
             .inspect_err(|e| ctx.metrics.api_error("patch", e))?;
     }
-    Ok(status.state.unwrap_or_default())
+    Ok(Written::Done(status.state.unwrap_or_default()))
 }
 
 fn backoff_key(guard: &DeserializeGuard<LucidPhase>) -> String {

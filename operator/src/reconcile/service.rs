@@ -242,6 +242,10 @@ async fn decide(
                 message,
                 waiting_on,
             } => {
+                let missing = planned.missing_only();
+                if existing.is_some() && !missing.is_empty() {
+                    restore_while_waiting(ls, ctx, namespace, &missing).await?;
+                }
                 let health = Health::Waiting {
                     reason: reason.into(),
                     message,
@@ -259,6 +263,7 @@ async fn decide(
         }
     }
 
+    let existed = existing.is_some();
     let deployment = if planned.is_empty() {
         existing.unwrap_or(children.deployment.clone())
     } else {
@@ -290,20 +295,10 @@ async fn decide(
                 });
             }
         };
-        // Only a change can leave a child behind; a first apply has nothing to clean.
+        // Children the spec no longer asks for go right after a change's apply, so the
+        // event can name them; `remove_orphans` below catches any left by an earlier failure.
         let deleted = if changed && existing.is_some() {
-            ctx.leadership.ensure()?;
-            let uid = ls.uid().unwrap_or_default();
-            delete_orphans(
-                &ctx.client,
-                &ctx.leadership,
-                &ctx.children,
-                namespace,
-                &ls.name_any(),
-                &uid,
-                &children,
-            )
-            .await?
+            remove_orphans(ls, ctx, namespace, &children).await?
         } else {
             Vec::new()
         };
@@ -340,6 +335,14 @@ async fn decide(
             (None, None) => children.deployment.clone(),
         }
     };
+    // Read from the caches, so free when there is nothing to remove: an orphan left by a
+    // failed delete, a lost lease or a restart right after an apply goes at the next look.
+    if planned.is_empty() && existed {
+        let late = remove_orphans(ls, ctx, namespace, &children).await?;
+        if !late.is_empty() {
+            tracing::info!(service = %ls.name_any(), namespace, removed = ?late, "removed children the spec no longer asks for");
+        }
+    }
 
     let health = match rollout(&deployment) {
         Rollout::Complete { ready, replicas } => Health::Ready {
@@ -370,6 +373,58 @@ async fn decide(
         waiting_on: None,
         retry: false,
     })
+}
+
+/// Puts back children deleted by hand while the service's change waits for its turn. A
+/// failure is logged and left to the next reconcile: the service reports Waiting either way.
+async fn restore_while_waiting(
+    ls: &LucidService,
+    ctx: &Context,
+    namespace: &str,
+    missing: &super::apply::Planned<'_>,
+) -> Result<(), Error> {
+    ctx.leadership.ensure()?;
+    let what = missing.describe();
+    match apply_planned(&ctx.client, &ctx.leadership, namespace, missing, None).await {
+        Ok(_) => {
+            tracing::info!(service = %ls.name_any(), namespace, %what, "restored children while waiting");
+            publish(
+                ctx,
+                ls,
+                EventType::Warning,
+                "Restored",
+                format!("restored {what}"),
+            )
+            .await;
+            Ok(())
+        }
+        Err(ApplyFailure::NotLeader) => Err(Error::NotLeader),
+        Err(ApplyFailure::Child(failed)) => {
+            ctx.metrics.api_error("patch", &failed.source);
+            tracing::warn!(service = %ls.name_any(), namespace, error = %failed, "restoring a child failed");
+            Ok(())
+        }
+    }
+}
+
+async fn remove_orphans(
+    ls: &LucidService,
+    ctx: &Context,
+    namespace: &str,
+    children: &crate::render::Children,
+) -> Result<Vec<String>, Error> {
+    ctx.leadership.ensure()?;
+    let uid = ls.uid().unwrap_or_default();
+    delete_orphans(
+        &ctx.client,
+        &ctx.leadership,
+        &ctx.children,
+        namespace,
+        &ls.name_any(),
+        &uid,
+        children,
+    )
+    .await
 }
 
 async fn write_status(ls: &LucidService, ctx: &Context, outcome: &Outcome) -> Result<(), Error> {
