@@ -19,7 +19,7 @@ use super::context::Context;
 use crate::api::{LucidPhase, LucidPhaseStatus, LucidService, MemberState, PhaseMember};
 use crate::error::Error;
 use crate::graph::{Snapshot, service_ready};
-use crate::status::Health;
+use crate::status::{Health, State};
 
 const CONTROLLER: &str = "lucidphase";
 
@@ -163,15 +163,15 @@ fn member_state(ls: &LucidService) -> (MemberState, Option<String>) {
         .find(|c| c.type_ == "Ready")
         .map(|c| c.message.clone())
         .filter(|m| !m.is_empty());
-    match status.state.as_deref() {
-        Some("Degraded") => {
+    match status.state.as_deref().and_then(State::parse) {
+        Some(State::Degraded) => {
             let degraded = status.conditions.iter().find(|c| c.type_ == "Degraded");
             (
                 MemberState::Degraded,
                 degraded.map(|c| format!("{}: {}", c.reason, c.message)),
             )
         }
-        Some("Waiting") => (MemberState::Waiting, ready),
+        Some(State::Waiting) => (MemberState::Waiting, ready),
         _ => (MemberState::Progressing, ready),
     }
 }

@@ -26,7 +26,7 @@ use crate::api::{LucidService, LucidServiceStatus};
 use crate::error::Error;
 use crate::graph::Gate;
 use crate::render::{RenderInputs, render};
-use crate::status::{Health, Rollout, rollout};
+use crate::status::{Health, Rollout, State, rollout};
 use crate::validate;
 
 const CONTROLLER: &str = "lucidservice";
@@ -524,7 +524,7 @@ async fn report_invalid(invalid: &InvalidObject, ctx: &Context) -> Result<Reconc
     .write(&mut conditions, invalid.metadata.generation, &now);
     let body = json!({
         "apiVersion": "lucid.io/v1alpha1", "kind": "LucidService",
-        "status": { "state": "Degraded", "observedGeneration": invalid.metadata.generation, "conditions": conditions },
+        "status": { "state": State::Degraded.as_str(), "observedGeneration": invalid.metadata.generation, "conditions": conditions },
     });
     api.patch_status(
         &name,
@@ -534,7 +534,7 @@ async fn report_invalid(invalid: &InvalidObject, ctx: &Context) -> Result<Reconc
     .await?;
     Ok(Reconciled {
         action: Action::await_change(),
-        state: "Degraded",
+        state: State::Degraded.as_str(),
         retrying: None,
     })
 }

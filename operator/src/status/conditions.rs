@@ -19,6 +19,38 @@ impl ConditionType {
     }
 }
 
+/// The one word `status.state` holds, for services and phases alike. Stored as a string in
+/// the CRD (printer columns, `kubectl wait --for=jsonpath`); read back through `parse`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Ready,
+    Progressing,
+    Waiting,
+    Degraded,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Ready => "Ready",
+            State::Progressing => "Progressing",
+            State::Waiting => "Waiting",
+            State::Degraded => "Degraded",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<State> {
+        [
+            State::Ready,
+            State::Progressing,
+            State::Waiting,
+            State::Degraded,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
 /// What an object's conditions say, decided once and written as three conditions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Health {
@@ -51,14 +83,18 @@ impl Health {
         }
     }
 
+    pub fn kind(&self) -> State {
+        match self {
+            Health::Ready { .. } => State::Ready,
+            Health::Progressing { .. } => State::Progressing,
+            Health::Waiting { .. } => State::Waiting,
+            Health::Degraded { .. } => State::Degraded,
+        }
+    }
+
     /// One word for the printer column.
     pub fn state(&self) -> &'static str {
-        match self {
-            Health::Ready { .. } => "Ready",
-            Health::Progressing { .. } => "Progressing",
-            Health::Waiting { .. } => "Waiting",
-            Health::Degraded { .. } => "Degraded",
-        }
+        self.kind().as_str()
     }
 
     pub fn is_ready(&self) -> bool {
@@ -210,5 +246,23 @@ mod tests {
         assert_eq!(get(&conditions, "Degraded").reason, "MissingSecret");
         assert_eq!(get(&conditions, "Ready").status, "False");
         assert_eq!(get(&conditions, "Progressing").status, "False");
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::State;
+
+    #[test]
+    fn every_state_reads_back_as_itself_and_nothing_else_is_one() {
+        for state in [
+            State::Ready,
+            State::Progressing,
+            State::Waiting,
+            State::Degraded,
+        ] {
+            assert_eq!(State::parse(state.as_str()), Some(state));
+        }
+        assert_eq!(State::parse("ready"), None);
     }
 }

@@ -6,6 +6,6 @@ mod conditions;
 mod pods;
 mod rollout;
 
-pub use conditions::{ConditionType, Health, set_condition};
+pub use conditions::{ConditionType, Health, State, set_condition};
 pub use pods::{PodProblem, current_template_hash, pod_problem};
 pub use rollout::{Rollout, rollout};
