@@ -2,6 +2,7 @@
 //! operator would create them in `namespace`.
 
 use kube::ResourceExt;
+use lucid_operator::reconcile::config_hash_of;
 use lucid_operator::render::{RenderInputs, render};
 use serde_json::Value;
 
@@ -21,12 +22,15 @@ pub fn rendered(m: &Manifests, order: &[String], namespace: &str) -> Result<Vec<
         let mut ls = ls.clone();
         ls.metadata.namespace = Some(namespace.to_string());
         ls.metadata.uid = Some(PLACEHOLDER_UID.to_string());
-        // The config hash digests the cluster's ConfigMaps and Secrets, which only the
-        // operator reads; it is left empty here (see the README).
-        let children = render(&ls, &RenderInputs::default()).map_err(|e| Error::Serialise {
-            what: format!("LucidService {name}"),
-            message: e.to_string(),
-        })?;
+        // The config hash of the ConfigMaps and Secrets given beside the service, by the
+        // operator's own rule: the same the operator writes once they are in the cluster.
+        // Empty when one it needs is not among them (the operator would report it missing).
+        let config_hash = config_hash_of(&ls, &m.config_maps, &m.secrets).unwrap_or_default();
+        let children =
+            render(&ls, &RenderInputs { config_hash }).map_err(|e| Error::Serialise {
+                what: format!("LucidService {name}"),
+                message: e.to_string(),
+            })?;
         let json = |v: serde_json::Result<Value>, what: &str| {
             v.map_err(|e| Error::Serialise {
                 what: what.to_string(),

@@ -148,7 +148,19 @@ fn render_prints_exactly_the_operators_objects() {
     let mut ls: LucidService = serde_yaml::from_str(&text).unwrap();
     ls.metadata.namespace = Some("lucid".into());
     ls.metadata.uid = Some(kubectl_lucid::render::PLACEHOLDER_UID.into());
-    let children = lucid_operator::render::render(&ls, &Default::default()).unwrap();
+    // The config hash by the operator's rule over the imported ConfigMaps and Secrets.
+    let manifests = kubectl_lucid::manifests::read(&[out.clone()]).unwrap();
+    let config_hash =
+        lucid_operator::reconcile::config_hash_of(&ls, &manifests.config_maps, &manifests.secrets)
+            .unwrap();
+    assert_eq!(
+        config_hash.len(),
+        32,
+        "api-gateway reads imported env files"
+    );
+    let children =
+        lucid_operator::render::render(&ls, &lucid_operator::render::RenderInputs { config_hash })
+            .unwrap();
     let find = |kind: &str| {
         items
             .iter()

@@ -256,6 +256,45 @@ async fn imported_files_roll_out_to_ready_and_status_shows_it_live() {
     ] {
         env.wait_service(name, "Ready", is_ready).await;
     }
+
+    // `plan --render` of the imported files hashes their ConfigMaps and Secrets as the
+    // operator did in the cluster: the pod templates carry the same config hash.
+    let o = plugin(&[
+        "plan",
+        "-f",
+        out.to_str().unwrap(),
+        "--render",
+        "-n",
+        ns,
+        "-o",
+        "json",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let config_hash = |d: &serde_json::Value| {
+        d["spec"]["template"]["metadata"]["annotations"]["lucid.io/config-hash"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> = env.api();
+    for rendered in list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["kind"] == "Deployment")
+    {
+        let name = rendered["metadata"]["name"].as_str().unwrap();
+        let live = serde_json::to_value(deployments.get(name).await.unwrap()).unwrap();
+        assert!(!config_hash(rendered).is_empty(), "{name}: a config hash");
+        assert_eq!(
+            config_hash(rendered),
+            config_hash(&live),
+            "{name}: plan --render and the operator hash the same ConfigMaps and Secrets"
+        );
+    }
     std::fs::remove_dir_all(&out).unwrap();
     env.stop().await;
 }

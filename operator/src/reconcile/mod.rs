@@ -38,7 +38,7 @@ use kube::{Api, Client, ResourceExt};
 pub use apply::FIELD_MANAGER;
 pub use context::{Caches, ChildStores, Context, NamespaceView};
 pub use phase::summarise as summarise_phase;
-pub use references::{Reference, references};
+pub use references::{Missing, Reference, config_hash_of, references};
 
 use crate::api::{LucidPhase, LucidService};
 use crate::error::Error;

@@ -221,6 +221,32 @@ pub async fn dereference(
     Ok(check_and_hash(&refs, &contents))
 }
 
+/// The config hash from objects at hand instead of the API server, by the same rules
+/// (`kubectl lucid plan --render` hashes the ConfigMaps and Secrets it was given exactly as
+/// the operator will hash them once they are in the cluster).
+pub fn config_hash_of(
+    ls: &LucidService,
+    config_maps: &[ConfigMap],
+    secrets: &[Secret],
+) -> Result<String, Vec<Missing>> {
+    let refs = references(ls);
+    let mut contents: BTreeMap<(Kind, String), Contents> = BTreeMap::new();
+    for r in &refs {
+        let found = match r.kind {
+            Kind::ConfigMap => config_maps
+                .iter()
+                .find(|cm| cm.metadata.name.as_deref() == Some(r.name.as_str()))
+                .map(|cm| Summary::of(&config_map_contents(cm.clone()))),
+            Kind::Secret => secrets
+                .iter()
+                .find(|s| s.metadata.name.as_deref() == Some(r.name.as_str()))
+                .map(|s| Summary::of(&secret_contents(s.clone()))),
+        };
+        contents.insert((r.kind, r.name.clone()), found);
+    }
+    check_and_hash(&refs, &contents)
+}
+
 /// One GET: the object's resourceVersion and summary; the values go no further.
 async fn read(
     client: &Client,
