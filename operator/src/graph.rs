@@ -73,7 +73,7 @@ impl<'a> Snapshot<'a> {
             members.entry(s.spec.phase.as_str()).or_default().push(s);
         }
         for list in members.values_mut() {
-            list.sort_by(|a, b| a.name_any().cmp(&b.name_any()));
+            list.sort_by_key(|s| s.name_any());
         }
         Self {
             services,

@@ -26,7 +26,7 @@ pub fn problems(ls: &LucidService) -> Vec<String> {
             out.push(format!("port {} is listed twice", port.port));
         }
     }
-    if spec.depends_on.iter().any(|d| *d == name) {
+    if spec.depends_on.contains(&name) {
         out.push(format!(
             "dependsOn names the service itself ({name}); remove it"
         ));

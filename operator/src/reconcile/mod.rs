@@ -737,7 +737,7 @@ fn dependents_to_wake(
     tracing::debug!(service = %name, deleted, now_ready, phase_complete, "readiness flipped");
     view.services()
         .filter(|s| {
-            s.spec.depends_on.iter().any(|d| *d == name)
+            s.spec.depends_on.contains(&name)
                 || (phase_flipped
                     && s.spec.phase != phase
                     && snapshot.upstream_phases(&s.spec.phase).contains(&phase))
@@ -793,7 +793,7 @@ mod wiring_tests {
     #[tokio::test]
     async fn fan_out_copies_every_touched_object_to_each_consumer_and_reports_failures() {
         let health = std::sync::Arc::new(Health::new(1, Duration::ZERO, Leadership::sole()));
-        let mut recovered = health.recoveries();
+        let recovered = health.recoveries();
         let events = futures::stream::iter(vec![
             Ok(Event::Init),
             Ok(Event::InitApply(cm("listed"))),

@@ -374,9 +374,10 @@ mod tests {
     use super::*;
     use crate::render::fixtures::redis;
 
-    fn contents(
-        entries: &[(Kind, &str, Option<&[(&str, &str)]>)],
-    ) -> BTreeMap<(Kind, String), Contents> {
+    /// (kind, name, its key/value pairs or None when absent).
+    type Entry<'a> = (Kind, &'a str, Option<&'a [(&'a str, &'a str)]>);
+
+    fn contents(entries: &[Entry<'_>]) -> BTreeMap<(Kind, String), Contents> {
         entries
             .iter()
             .map(|(kind, name, data)| {
