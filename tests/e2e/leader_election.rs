@@ -39,13 +39,18 @@ fn start(identity: &'static str, user: &'static str) -> Running {
     Running::start(NS, user, Some(election(NS, identity)))
 }
 
-async fn holder(leases: &Api<Lease>) -> Option<String> {
+async fn lease(leases: &Api<Lease>) -> Option<k8s_openapi::api::coordination::v1::LeaseSpec> {
     leases
         .get_opt("lucid-operator")
         .await
         .ok()
         .flatten()
         .and_then(|l| l.spec)
+}
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    lease(leases)
+        .await
         .and_then(|s| s.holder_identity)
         .filter(|h| !h.is_empty())
 }
@@ -71,12 +76,7 @@ async fn until_held_by(leases: &Api<Lease>, replica: &Running, limit: Duration) 
             "{identity} did not take the lease within {limit:?} (running: {}, role: {:?}; lease: {:?})",
             replica.is_running(),
             replica.leadership.role(),
-            leases
-                .get_opt("lucid-operator")
-                .await
-                .ok()
-                .flatten()
-                .and_then(|l| l.spec)
+            lease(leases).await
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

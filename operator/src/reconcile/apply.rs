@@ -5,7 +5,6 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -67,6 +66,16 @@ pub struct ChildError {
     pub source: kube::Error,
 }
 
+impl ChildError {
+    fn of<K: Resource<DynamicType = ()>>(child: &K, source: kube::Error) -> Self {
+        ChildError {
+            kind: K::kind(&()).into_owned(),
+            name: child.name_any(),
+            source,
+        }
+    }
+}
+
 /// The API server's own words when it answered, else the client's error.
 pub fn api_message(error: &kube::Error) -> String {
     match error {
@@ -85,11 +94,7 @@ where
 {
     apply(client, namespace, object)
         .await
-        .map_err(|source| ChildError {
-            kind: K::kind(&()).into_owned(),
-            name: object.name_any(),
-            source,
-        })
+        .map_err(|source| ChildError::of(object, source))
 }
 
 /// Why applying the children stopped.
@@ -187,45 +192,31 @@ pub fn plan<'a>(
         claims,
         network_policy,
     } = children;
-    fn live_meta<K>(
-        store: &Store<PartialObjectMeta<K>>,
-        child: &impl Resource,
-    ) -> Option<ObjectMeta>
-    where
-        K: Resource<DynamicType = ()> + Clone,
-        PartialObjectMeta<K>: Resource<DynamicType = ()>,
-    {
-        let key = ObjectRef::new(&child.name_any()).within(&child.namespace().unwrap_or_default());
-        store.get(&key).map(|o| o.metadata.clone())
-    }
-    let why = |child: &dyn DynHash, live: Option<ObjectMeta>| drift(child.hash(), live.as_ref());
     Planned {
         claims: claims
             .iter()
-            .filter_map(|c| Some((c, why(c, live_meta(&live.claims, c))?)))
+            .filter_map(|c| Some((c, cached_drift(&live.claims, c)?)))
             .collect(),
         service: service
             .as_ref()
-            .and_then(|s| Some((s, why(s, live_meta(&live.services, s))?))),
-        network_policy: why(
-            network_policy,
-            live_meta(&live.network_policies, network_policy),
-        )
-        .map(|d| (network_policy, d)),
+            .and_then(|s| Some((s, cached_drift(&live.services, s)?))),
+        network_policy: cached_drift(&live.network_policies, network_policy)
+            .map(|d| (network_policy, d)),
         deployment: drift(applied_hash(deployment), existing.map(|d| &d.metadata))
             .map(|d| (deployment, d)),
     }
 }
 
-/// The applied hash of any child, object-safe for `plan`.
-trait DynHash {
-    fn hash(&self) -> Option<&str>;
-}
-
-impl<K: Resource> DynHash for K {
-    fn hash(&self) -> Option<&str> {
-        applied_hash(self)
-    }
+/// The drift of `child` against its namesake in a metadata cache.
+fn cached_drift<K, C>(store: &Store<PartialObjectMeta<K>>, child: &C) -> Option<Drift>
+where
+    K: Resource<DynamicType = ()> + Clone,
+    PartialObjectMeta<K>: Resource<DynamicType = ()>,
+    C: Resource,
+{
+    let key = ObjectRef::new(&child.name_any()).within(&child.namespace().unwrap_or_default());
+    let live = store.get(&key);
+    drift(applied_hash(child), live.as_ref().map(|o| &o.metadata))
 }
 
 /// Applies what `plan` found, asking the fence before each write: claims, Service and
@@ -255,11 +246,7 @@ pub async fn apply_planned(
                 let live = Api::<Service>::namespaced(client.clone(), namespace)
                     .get_opt(&service.name_any())
                     .await
-                    .map_err(|source| ChildError {
-                        kind: "Service".into(),
-                        name: service.name_any(),
-                        source,
-                    })?;
+                    .map_err(|source| ChildError::of(*service, source))?;
                 fenced(fence)?;
                 let patch = service_repair_patch(service, live.as_ref());
                 repair(client, namespace, *service, patch).await?;
@@ -314,11 +301,7 @@ where
     api.patch(&child.name_any(), &params, &Patch::Strategic(patch))
         .await
         .map(drop)
-        .map_err(|source| ChildError {
-            kind: K::kind(&()).into_owned(),
-            name: child.name_any(),
-            source,
-        })
+        .map_err(|source| ChildError::of(child, source))
 }
 
 /// Ports and selector replaced wholesale: an apply would put ours back but keep a port or

@@ -26,16 +26,8 @@ pub struct Context {
     pub leadership: Leadership,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    pub services: Store<DeserializeGuard<LucidService>>,
-    pub phases: Store<DeserializeGuard<LucidPhase>>,
-    pub deployments: Store<Deployment>,
-    /// The managed pods, trimmed to what says why a rollout cannot finish.
-    pub pods: Store<Pod>,
-    /// The other children, metadata only (see `drift::trim_child`).
-    pub children: ChildStores,
-    /// ConfigMaps and Secrets, metadata only: which version is current.
-    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
-    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Every watch cache: what a reconcile decides on.
+    pub caches: Caches,
     /// Summaries of the ConfigMaps and Secrets read at those versions.
     pub contents: ContentCache,
     failures: Mutex<HashMap<String, u32>>,
@@ -56,8 +48,11 @@ pub struct Caches {
     pub services: Store<DeserializeGuard<LucidService>>,
     pub phases: Store<DeserializeGuard<LucidPhase>>,
     pub deployments: Store<Deployment>,
+    /// The managed pods, trimmed to what says why a rollout cannot finish.
     pub pods: Store<Pod>,
+    /// The other children, metadata only (see `drift::trim_child`).
     pub children: ChildStores,
+    /// ConfigMaps and Secrets, metadata only: which version is current.
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     pub secrets: Store<PartialObjectMeta<Secret>>,
 }
@@ -73,27 +68,12 @@ impl Context {
             controller: "lucid-operator".into(),
             instance: std::env::var("POD_NAME").ok(),
         };
-        let Caches {
-            services,
-            phases,
-            deployments,
-            pods,
-            children,
-            config_maps,
-            secrets,
-        } = caches;
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             leadership,
             metrics,
-            services,
-            phases,
-            deployments,
-            pods,
-            children,
-            config_maps,
-            secrets,
+            caches,
             contents: ContentCache::default(),
             failures: Mutex::new(HashMap::new()),
             last_writes: Mutex::new(HashMap::new()),
@@ -103,8 +83,8 @@ impl Context {
     /// The ConfigMap and Secret versions the watches saw, for `dereference`.
     pub fn watched(&self) -> Watched<'_> {
         Watched {
-            config_maps: &self.config_maps,
-            secrets: &self.secrets,
+            config_maps: &self.caches.config_maps,
+            secrets: &self.caches.secrets,
         }
     }
 
@@ -115,7 +95,7 @@ impl Context {
         service: &str,
         deployment: &Deployment,
     ) -> Option<crate::status::PodProblem> {
-        let pods = self.pods.state();
+        let pods = self.caches.pods.state();
         let current = crate::status::current_template_hash(deployment);
         crate::status::pod_problem(
             pods.iter().map(|p| p.as_ref()).filter(|p| {
@@ -130,7 +110,7 @@ impl Context {
     }
 
     pub fn namespace_view(&self, namespace: &str) -> NamespaceView {
-        NamespaceView::read(&self.services, &self.phases, namespace)
+        NamespaceView::read(&self.caches.services, &self.caches.phases, namespace)
     }
 
     /// Exponential backoff per object: 1 s, 2 s, 4 s ... 256 s, then 5 minutes.

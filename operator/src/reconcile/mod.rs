@@ -168,52 +168,28 @@ pub async fn run(
 
     // The other children by metadata only, label-selected, for drift: a Service, NetworkPolicy
     // or claim deleted or edited by someone wakes its service, which puts it back.
-    let (child_services, child_services_writer) = reflector::store::<PartialObjectMeta<Service>>();
-    let [child_service_events] = fan_out(
+    let (child_services, child_service_events) = cached_metadata(
         format!("{scope_name}/services"),
         &health,
-        reflector(
-            child_services_writer,
-            watcher(api.of::<PartialObjectMeta<Service>>(), managed.clone())
-                .backoff(WatchBackoff::default())
-                .modify(|o| {
-                    drift::trim_child(
-                        &mut o.metadata,
-                        Some(drift::Watched::ServicePortsAndSelector),
-                    )
-                }),
-        ),
+        api.of::<PartialObjectMeta<Service>>(),
+        managed.clone(),
+        |meta| drift::trim_child(meta, Some(drift::Watched::ServicePortsAndSelector)),
     );
-    let (network_policies, network_policies_writer) =
-        reflector::store::<PartialObjectMeta<NetworkPolicy>>();
-    let [network_policy_events] = fan_out(
+    let (network_policies, network_policy_events) = cached_metadata(
         format!("{scope_name}/networkpolicies"),
         &health,
-        reflector(
-            network_policies_writer,
-            watcher(
-                api.of::<PartialObjectMeta<NetworkPolicy>>(),
-                managed.clone(),
-            )
-            .backoff(WatchBackoff::default())
-            .modify(|o| drift::trim_child(&mut o.metadata, Some(drift::Watched::WholeSpec))),
-        ),
+        api.of::<PartialObjectMeta<NetworkPolicy>>(),
+        managed.clone(),
+        |meta| drift::trim_child(meta, Some(drift::Watched::WholeSpec)),
     );
-    let (claims, claims_writer) = reflector::store::<PartialObjectMeta<PersistentVolumeClaim>>();
-    let [claim_events] = fan_out(
+    // Claims: deletion only. Their spec is immutable but for a size the API server checks,
+    // and binding writes it.
+    let (claims, claim_events) = cached_metadata(
         format!("{scope_name}/persistentvolumeclaims"),
         &health,
-        reflector(
-            claims_writer,
-            // Claims: deletion only. Their spec is immutable but for a size the API server
-            // checks, and binding writes it.
-            watcher(
-                api.of::<PartialObjectMeta<PersistentVolumeClaim>>(),
-                managed.clone(),
-            )
-            .backoff(WatchBackoff::default())
-            .modify(|o| drift::trim_child(&mut o.metadata, None)),
-        ),
+        api.of::<PartialObjectMeta<PersistentVolumeClaim>>(),
+        managed.clone(),
+        |meta| drift::trim_child(meta, None),
     );
 
     // ConfigMaps and Secrets by metadata only: kube-client 5 asks for
@@ -221,27 +197,19 @@ pub async fn run(
     // the wire (a `kubectl apply` copy in an annotation aside, dropped on arrival). The cache
     // says which version of each is current; a reconcile reads one only when that changed.
     // Run here rather than by `Controller::watches` so that /healthz sees them too.
-    let (config_maps, config_maps_writer) = reflector::store::<PartialObjectMeta<ConfigMap>>();
-    let [config_map_events] = fan_out(
+    let (config_maps, config_map_events) = cached_metadata(
         format!("{scope_name}/configmaps"),
         &health,
-        reflector(
-            config_maps_writer,
-            watcher(api.of::<PartialObjectMeta<ConfigMap>>(), all())
-                .backoff(WatchBackoff::default())
-                .modify(|o| drift::trim_referenced(&mut o.metadata)),
-        ),
+        api.of::<PartialObjectMeta<ConfigMap>>(),
+        all(),
+        drift::trim_referenced,
     );
-    let (secrets, secrets_writer) = reflector::store::<PartialObjectMeta<Secret>>();
-    let [secret_events] = fan_out(
+    let (secrets, secret_events) = cached_metadata(
         format!("{scope_name}/secrets"),
         &health,
-        reflector(
-            secrets_writer,
-            watcher(api.of::<PartialObjectMeta<Secret>>(), all())
-                .backoff(WatchBackoff::default())
-                .modify(|o| drift::trim_referenced(&mut o.metadata)),
-        ),
+        api.of::<PartialObjectMeta<Secret>>(),
+        all(),
+        drift::trim_referenced,
     );
 
     // Gating on a half-filled cache would report dependencies as missing, so the controllers
@@ -483,7 +451,7 @@ fn fan_out<K, const N: usize>(
     name: String,
     health: &Arc<Health>,
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-) -> [futures::channel::mpsc::UnboundedReceiver<Result<K, watcher::Error>>; N]
+) -> [Changes<K>; N]
 where
     K: Clone + Send + Sync + 'static,
 {
@@ -544,6 +512,42 @@ fn drop_managed_fields<K: kube::Resource>(
         Ok(object) => object.meta_mut().managed_fields = None,
         Err(invalid) => invalid.metadata.managed_fields = None,
     }
+}
+
+/// A consumer's share of one watch's changes (see `fan_out`).
+type Changes<K> = futures::channel::mpsc::UnboundedReceiver<Result<K, watcher::Error>>;
+
+/// One kind watched by metadata only into a cache (each object trimmed by `trim` to what the
+/// reconciles read), its changes copied out to one consumer through `fan_out`.
+fn cached_metadata<K>(
+    name: String,
+    health: &Arc<Health>,
+    api: Api<PartialObjectMeta<K>>,
+    config: watcher::Config,
+    trim: fn(&mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta),
+) -> (Store<PartialObjectMeta<K>>, Changes<PartialObjectMeta<K>>)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+    PartialObjectMeta<K>: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<PartialObjectMeta<K>>();
+    let [events] = fan_out(
+        name,
+        health,
+        reflector(
+            writer,
+            watcher(api, config)
+                .backoff(WatchBackoff::default())
+                .modify(move |o| trim(&mut o.metadata)),
+        ),
+    );
+    (store, events)
 }
 
 /// The LucidService a child or pod belongs to, by its `lucid.io/service` label.

@@ -236,11 +236,11 @@ pub fn config_hash_of(
             Kind::ConfigMap => config_maps
                 .iter()
                 .find(|cm| cm.metadata.name.as_deref() == Some(r.name.as_str()))
-                .map(|cm| Summary::of(&config_map_contents(cm.clone()))),
+                .map(|cm| Summary::of(&config_map_contents(cm))),
             Kind::Secret => secrets
                 .iter()
                 .find(|s| s.metadata.name.as_deref() == Some(r.name.as_str()))
-                .map(|s| Summary::of(&secret_contents(s.clone()))),
+                .map(|s| Summary::of(&secret_contents(s))),
         };
         contents.insert((r.kind, r.name.clone()), found);
     }
@@ -260,49 +260,44 @@ async fn read(
             .await?
             .map(|cm| {
                 let rv = cm.metadata.resource_version.clone().unwrap_or_default();
-                (rv, Summary::of(&config_map_contents(cm)))
+                (rv, Summary::of(&config_map_contents(&cm)))
             }),
         Kind::Secret => Api::<Secret>::namespaced(client.clone(), namespace)
             .get_opt(name)
             .await?
             .map(|secret| {
                 let rv = secret.metadata.resource_version.clone().unwrap_or_default();
-                (rv, Summary::of(&secret_contents(secret)))
+                (rv, Summary::of(&secret_contents(&secret)))
             }),
     })
 }
 
-fn config_map_contents(cm: ConfigMap) -> BTreeMap<String, Vec<u8>> {
-    let mut out: BTreeMap<String, Vec<u8>> = cm
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.into_bytes()))
-        .collect();
-    out.extend(
-        cm.binary_data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0)),
-    );
-    out
+fn config_map_contents(cm: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
+    let text = cm.data.iter().flatten().map(|(k, v)| (k, v.as_bytes()));
+    let binary = cm
+        .binary_data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k, v.0.as_slice()));
+    text.chain(binary)
+        .map(|(k, v)| (k.clone(), v.to_vec()))
+        .collect()
 }
 
-fn secret_contents(secret: Secret) -> BTreeMap<String, Vec<u8>> {
-    let mut out: BTreeMap<String, Vec<u8>> = secret
+fn secret_contents(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
+    let data = secret
         .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
-        .collect();
-    out.extend(
-        secret
-            .string_data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.into_bytes())),
-    );
-    out
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k, v.0.as_slice()));
+    let string_data = secret
+        .string_data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k, v.as_bytes()));
+    data.chain(string_data)
+        .map(|(k, v)| (k.clone(), v.to_vec()))
+        .collect()
 }
 
 fn kind_name(kind: Kind) -> &'static str {

@@ -151,6 +151,7 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Reconcile
     let namespace = ls.namespace().unwrap_or_default();
     let name = ls.name_any();
     let existing = ctx
+        .caches
         .deployments
         .get(&ObjectRef::new(&name).within(&namespace))
         .map(|d| (*d).clone());
@@ -230,7 +231,7 @@ async fn decide(
         };
 
     let children = render(ls, &RenderInputs { config_hash })?;
-    let planned = plan(&children, &ctx.children, existing.as_ref());
+    let planned = plan(&children, &ctx.caches.children, existing.as_ref());
     // A new rendering rolls out only when the service's turn has come; putting back what
     // someone deleted or edited does not wait.
     let changed = planned.changed();
@@ -318,16 +319,7 @@ async fn decide(
             }
             publish(ctx, ls, EventType::Normal, "Applied", note).await;
         } else {
-            // Someone deleted or edited a child: worth a line in `kubectl describe`.
-            tracing::info!(service = %ls.name_any(), namespace, %what, "restored children");
-            publish(
-                ctx,
-                ls,
-                EventType::Warning,
-                "Restored",
-                format!("restored {what}"),
-            )
-            .await;
+            announce_restored(ctx, ls, namespace, &what).await;
         }
         match (applied, existing) {
             (Some(applied), _) => applied,
@@ -387,15 +379,7 @@ async fn restore_while_waiting(
     let what = missing.describe();
     match apply_planned(&ctx.client, &ctx.leadership, namespace, missing, None).await {
         Ok(_) => {
-            tracing::info!(service = %ls.name_any(), namespace, %what, "restored children while waiting");
-            publish(
-                ctx,
-                ls,
-                EventType::Warning,
-                "Restored",
-                format!("restored {what}"),
-            )
-            .await;
+            announce_restored(ctx, ls, namespace, &what).await;
             Ok(())
         }
         Err(ApplyFailure::NotLeader) => Err(Error::NotLeader),
@@ -405,6 +389,20 @@ async fn restore_while_waiting(
             Ok(())
         }
     }
+}
+
+/// Someone deleted or edited a child and it was put back: worth a line in `kubectl
+/// describe`.
+async fn announce_restored(ctx: &Context, ls: &LucidService, namespace: &str, what: &str) {
+    tracing::info!(service = %ls.name_any(), namespace, %what, "restored children");
+    publish(
+        ctx,
+        ls,
+        EventType::Warning,
+        "Restored",
+        format!("restored {what}"),
+    )
+    .await;
 }
 
 async fn remove_orphans(
@@ -418,7 +416,7 @@ async fn remove_orphans(
     delete_orphans(
         &ctx.client,
         &ctx.leadership,
-        &ctx.children,
+        &ctx.caches.children,
         namespace,
         &ls.name_any(),
         &uid,
