@@ -14,20 +14,7 @@ use serde_json::{Value, json};
 type Error = Box<dyn std::error::Error>;
 
 fn data(len: usize) -> Vec<u8> {
-    // Half text, half noise: a screen session compresses somewhere in between.
-    let mut x = 0x2545f4914f6cdd1du64;
-    (0..len)
-        .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if (i / 4096) % 2 == 0 {
-                b"lucid session "[i % 14]
-            } else {
-                x as u8
-            }
-        })
-        .collect()
+    lucid_services::sample::session_bytes(len, 0x2545f4914f6cdd1d)
 }
 
 fn client_token(key: &str) -> Result<String, Error> {

@@ -8,37 +8,22 @@ use std::time::Instant;
 
 use lucid_client::token::{self, Claims};
 
+use lucid_services::sample::session_bytes as seeded;
+
 fn data(len: usize) -> Vec<u8> {
     seeded(len, 0x9e3779b97f4a7c15)
 }
 
-/// Other seeds give other noise: uploads that storage cannot deduplicate.
-fn seeded(len: usize, seed: u64) -> Vec<u8> {
-    // Half text, half noise: a screen session compresses somewhere in between.
-    let mut x = seed;
-    (0..len)
-        .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if (i / 4096) % 2 == 0 {
-                b"lucid session "[i % 14]
-            } else {
-                x as u8
-            }
-        })
-        .collect()
-}
-
-/// Opens a session through the gateway and uploads `data`; the upload's duration.
-async fn upload_via_gateway(
+/// Opens a session at `sessions` (the recorder's `/sessions` or the gateway's
+/// `/api/sessions`) and uploads `data` in one streamed PUT; the upload's duration.
+async fn timed_upload(
     http: &reqwest::Client,
-    gateway: &str,
+    sessions: &str,
     token: &str,
     data: &[u8],
 ) -> Result<std::time::Duration, Box<dyn std::error::Error + Send + Sync>> {
     let id = http
-        .post(format!("{gateway}/api/sessions"))
+        .post(sessions)
         .bearer_auth(token)
         .send()
         .await?
@@ -51,7 +36,7 @@ async fn upload_via_gateway(
         data.chunks(256 << 10).map(|c| Ok(c.to_vec())).collect();
     let started = Instant::now();
     let response = http
-        .put(format!("{gateway}/api/sessions/{id}/data"))
+        .put(format!("{sessions}/{id}/data"))
         .bearer_auth(token)
         .body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
         .send()
@@ -59,7 +44,7 @@ async fn upload_via_gateway(
     let status = response.status();
     let body = response.text().await?;
     if !status.is_success() {
-        return Err(format!("upload via the gateway failed: {status} {body}").into());
+        return Err(format!("upload to {sessions} failed: {status} {body}").into());
     }
     Ok(started.elapsed())
 }
@@ -94,31 +79,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         key.as_bytes(),
     )?;
     let http = reqwest::Client::new();
-    let id = http
-        .post(format!("{url}/sessions"))
-        .bearer_auth(&auth)
-        .send()
-        .await?
-        .json::<serde_json::Value>()
-        .await?["session_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
-        bytes.chunks(256 << 10).map(|c| Ok(c.to_vec())).collect();
-    let started = Instant::now();
-    let response = http
-        .put(format!("{url}/sessions/{id}/data"))
-        .bearer_auth(&auth)
-        .body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
-        .send()
-        .await?;
-    let status = response.status();
-    let body = response.text().await?;
-    let recorded = started.elapsed();
-    if !status.is_success() {
-        return Err(format!("upload failed: {status} {body}").into());
-    }
+    let recorded = timed_upload(&http, &format!("{url}/sessions"), &auth, &bytes)
+        .await
+        .map_err(|e| e.to_string())?;
     let mbps = |d: std::time::Duration| (mib as f64 * 1.048576) / d.as_secs_f64();
     if let Ok(gateway) = std::env::var("GATEWAY_URL") {
         let client = token::sign(
@@ -135,7 +98,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )?;
         // Fresh bytes for every gateway upload: deduplicated chunks would skip the fsyncs.
         let fresh = seeded(bytes.len(), 0x2545f4914f6cdd1d);
-        let one = upload_via_gateway(&http, &gateway, &client, &fresh)
+        let sessions = format!("{gateway}/api/sessions");
+        let one = timed_upload(&http, &sessions, &client, &fresh)
             .await
             .map_err(|e| e.to_string())?;
         let parallel: usize = std::env::var("BENCH_PARALLEL")
@@ -146,10 +110,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let started = Instant::now();
         let uploads: Vec<_> = (0..parallel)
             .map(|i| {
-                let (http, gateway, client) = (http.clone(), gateway.clone(), client.clone());
+                let (http, sessions, client) = (http.clone(), sessions.clone(), client.clone());
                 let slice = seeded(part, 0x5851f42d4c957f2d ^ (i as u64 + 1));
                 tokio::spawn(async move {
-                    upload_via_gateway(&http, &gateway, &client, &slice)
+                    timed_upload(&http, &sessions, &client, &slice)
                         .await
                         .is_ok()
                 })

@@ -16,7 +16,21 @@ pub mod metrics;
 pub mod openapi;
 pub mod recorder;
 pub mod redis_conn;
+pub mod sample;
 pub mod storage;
+
+/// The `/ready` check of a service that keeps data in MongoDB: the database answers a ping.
+pub fn mongo_ready(db: mongodb::Database) -> lucid_kit::app::ReadyCheck {
+    std::sync::Arc::new(move || {
+        let db = db.clone();
+        Box::pin(async move {
+            db.run_command(mongodb::bson::doc! {"ping": 1})
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    })
+}
 
 /// The signing key from a service's settings (environment or config file, one path for
 /// every service), checked: in production it must be set, long and not a placeholder.

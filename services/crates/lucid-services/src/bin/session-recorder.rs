@@ -105,18 +105,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 })
             }),
         )
-        .ready_check(
-            "mongodb",
-            Arc::new(move || {
-                let db = db.clone();
-                Box::pin(async move {
-                    db.run_command(mongodb::bson::doc! {"ping": 1})
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                })
-            }),
-        );
+        .ready_check("mongodb", lucid_services::mongo_ready(db));
     let app = metrics.register(app);
     let mut api = app
         .bounded(routes(state.clone()))

@@ -59,18 +59,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .collection("chunks");
     let state = Arc::new(StorageState::new(store, chunks, metrics.clone(), &settings));
     let db = mongo.database(&settings.mongodb_database);
-    let app = App::new("session-storage", env!("CARGO_PKG_VERSION"), status)?.ready_check(
-        "mongodb",
-        Arc::new(move || {
-            let db = db.clone();
-            Box::pin(async move {
-                db.run_command(mongodb::bson::doc! {"ping": 1})
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            })
-        }),
-    );
+    let app = App::new("session-storage", env!("CARGO_PKG_VERSION"), status)?
+        .ready_check("mongodb", lucid_services::mongo_ready(db));
     let app = metrics.register(app);
     let mut api = app.bounded(routes(state));
     match key {

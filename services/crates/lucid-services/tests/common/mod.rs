@@ -298,20 +298,7 @@ pub fn service_token(aud: &str) -> String {
 }
 
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    // Half compressible text, half noise, like a screen recording's mix.
-    let mut x = seed;
-    (0..len)
-        .map(|i| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            if (i / 4096) % 2 == 0 {
-                b"lucid session "[i % 14]
-            } else {
-                x as u8
-            }
-        })
-        .collect()
+    lucid_services::sample::session_bytes(len, seed)
 }
 
 pub async fn open_session(http: &reqwest::Client, p: &Pipeline, token: &str) -> String {
