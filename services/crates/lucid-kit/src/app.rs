@@ -15,6 +15,7 @@ use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde_json::json;
@@ -59,6 +60,7 @@ struct Shared {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RequestLabels, Histogram>,
     shed: Counter,
+    in_flight: Gauge,
     registry: Registry,
     limits: Limits,
     /// `/metrics` (and the probes) on their own port, not the one a NodePort exposes.
@@ -119,6 +121,7 @@ impl App {
             Histogram::new(LATENCY_BUCKETS)
         });
         let shed = Counter::default();
+        let in_flight = Gauge::default();
         let mut registry = Registry::with_prefix("lucid");
         registry.register("http_requests", "HTTP requests served", requests.clone());
         registry.register(
@@ -131,6 +134,11 @@ impl App {
             "Requests answered 503 because the concurrency limit was reached",
             shed.clone(),
         );
+        registry.register(
+            "http_requests_in_flight",
+            "Requests being handled on the service's routes (probes and metrics not counted)",
+            in_flight.clone(),
+        );
         Self {
             shared: Arc::new(Shared {
                 service: service.into(),
@@ -141,6 +149,7 @@ impl App {
                 requests,
                 latency,
                 shed,
+                in_flight,
                 registry,
                 limits,
                 admin_port,
@@ -189,10 +198,10 @@ impl App {
     pub fn router(&self, routes: Router) -> Router {
         let shared = self.shared.clone();
         let gate = Arc::new(Semaphore::new(shared.limits.max_concurrent_requests));
-        let shed = shared.shed.clone();
+        let (shed, in_flight) = (shared.shed.clone(), shared.in_flight.clone());
         routes
             .layer(middleware::from_fn(move |request: Request, next: Next| {
-                shed_load(gate.clone(), shed.clone(), request, next)
+                shed_load(gate.clone(), shed.clone(), in_flight.clone(), request, next)
             }))
             .merge(self.probes())
             .layer(middleware::from_fn_with_state(shared, measure))
@@ -242,12 +251,36 @@ impl App {
 
 /// 503 at once when `gate` has no permit left: a queue of waiting uploads would hold
 /// their buffers and push the pod past its memory limit.
-async fn shed_load(gate: Arc<Semaphore>, shed: Counter, request: Request, next: Next) -> Response {
+async fn shed_load(
+    gate: Arc<Semaphore>,
+    shed: Counter,
+    in_flight: Gauge,
+    request: Request,
+    next: Next,
+) -> Response {
     let Ok(_permit) = gate.try_acquire_owned() else {
         shed.inc();
         return overloaded();
     };
+    let _counted = InFlight::enter(in_flight);
     next.run(request).await
+}
+
+/// Counts one request in `gauge` while it lives: decremented on every way out (a
+/// response, an error, a client that hangs up and drops the handler's future).
+pub struct InFlight(Gauge);
+
+impl InFlight {
+    pub fn enter(gauge: Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 pub fn overloaded() -> Response {

@@ -1,6 +1,7 @@
 //! The pipeline's business metrics, registered beside lucid-kit's HTTP ones.
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 
 #[derive(Clone, Debug, Default)]
 pub struct Metrics {
@@ -17,6 +18,8 @@ pub struct Metrics {
     pub mongo_errors: Counter,
     /// Requests refused because a memory or upload budget was spent.
     pub shed: Counter,
+    /// Uploads holding one of the recorder's upload slots.
+    pub uploads_in_flight: Gauge,
 }
 
 impl Metrics {
@@ -73,5 +76,10 @@ impl Metrics {
         .fold(app, |app, (name, help, counter)| {
             app.register(name, help, counter.clone())
         })
+        .register(
+            "uploads_in_flight",
+            "Uploads holding an upload slot (session-recorder)",
+            self.uploads_in_flight.clone(),
+        )
     }
 }

@@ -167,7 +167,10 @@ async fn upload_slot(
     next: middleware::Next,
 ) -> Response {
     match s.uploads.clone().try_acquire_owned() {
-        Ok(_slot) => next.run(request).await,
+        Ok(_slot) => {
+            let _counted = lucid_kit::app::InFlight::enter(s.metrics.uploads_in_flight.clone());
+            next.run(request).await
+        }
         Err(_) => {
             s.metrics.shed.inc();
             lucid_kit::app::overloaded()

@@ -440,27 +440,28 @@ async fn requests_beyond_the_concurrency_limits_are_shed_with_503_while_probes_a
     ]);
     let http = reqwest::Client::new();
     // Storage: two PUTs in flight hold both slots; a third request is shed at once.
+    // Waiting for the server to count both first: a request sent before a held PUT
+    // reached the gate would take its slot and shed the PUT instead.
     let storage = format!("127.0.0.1:{}", p.storage_port);
     let auth = service_token("session-storage");
     let address = blake3::hash(b"x").to_hex().to_string();
     let _held: Vec<_> = (0..2)
         .map(|_| held_put(&storage, &format!("/chunks/{address}"), &auth))
         .collect();
-    eventually(Duration::from_secs(5), "a third request is shed", || {
-        let (http, url, auth) = (
-            http.clone(),
-            format!("http://{storage}/chunks/{address}"),
-            auth.clone(),
-        );
-        async move {
-            http.get(url)
-                .bearer_auth(auth)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 503 && r.headers().get("retry-after").is_some())
-        }
+    let storage_admin = p.admin("session-storage");
+    eventually(Duration::from_secs(30), "both PUTs in flight", || {
+        let (http, admin) = (http.clone(), storage_admin.clone());
+        async move { metric(&http, &admin, "lucid_http_requests_in_flight").await == Some(2.0) }
     })
     .await;
+    let r = http
+        .get(format!("http://{storage}/chunks/{address}"))
+        .bearer_auth(&auth)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "a third request is shed");
+    assert!(r.headers().get("retry-after").is_some());
     let r = http
         .get(format!("http://{storage}/health"))
         .send()
@@ -475,22 +476,25 @@ async fn requests_beyond_the_concurrency_limits_are_shed_with_503_while_probes_a
     let b = open_session(&http, &p, &token).await;
     let gateway_token = gateway_token_for("user-1");
     let _upload = held_put(&recorder, &format!("/sessions/{a}/data"), &gateway_token);
-    eventually(Duration::from_secs(5), "a second upload is shed", || {
-        let (http, url, auth) = (
-            http.clone(),
-            format!("http://{recorder}/sessions/{b}/data"),
-            gateway_token.clone(),
-        );
-        async move {
-            http.put(url)
-                .bearer_auth(auth)
-                .body("x")
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 503)
-        }
+    let recorder_admin = p.admin("session-recorder");
+    eventually(Duration::from_secs(30), "the first upload in flight", || {
+        let (http, admin) = (http.clone(), recorder_admin.clone());
+        async move { metric(&http, &admin, "lucid_uploads_in_flight").await == Some(1.0) }
     })
     .await;
+    let r = http
+        .put(format!("http://{recorder}/sessions/{b}/data"))
+        .bearer_auth(&gateway_token)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "a second upload is shed");
+    assert_eq!(
+        metric(&http, &recorder_admin, "lucid_uploads_in_flight").await,
+        Some(1.0),
+        "the shed upload never counted"
+    );
 }
 
 #[tokio::test]

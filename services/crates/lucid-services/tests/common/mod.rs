@@ -333,3 +333,18 @@ pub fn gateway_token_for(user: &str) -> String {
     )
     .unwrap()
 }
+
+/// The value of the sample `name` (no labels) on a service's admin `/metrics`, if served.
+pub async fn metric(http: &reqwest::Client, admin: &str, name: &str) -> Option<f64> {
+    let text = http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
