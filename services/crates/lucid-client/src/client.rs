@@ -277,6 +277,8 @@ impl PeerClient {
             last: format!("no answer within {total:?} after the body was sent"),
         };
         let response = tokio::select! {
+            // An answer that is there wins over a deadline passing in the same poll.
+            biased;
             r = request.send() => r.map_err(error)?,
             () = async { sent.notified().await; tokio::time::sleep(total).await } => {
                 return Err(late());

@@ -141,13 +141,9 @@ impl ChunkStore {
         }
         let path = self.path(address);
         // "Deduplicated" only for content that is really there: size and hash checked.
-        let repairing = match fs::read(&path) {
-            Ok(existing)
-                if existing.len() == content.len() && address::of(&existing) == address =>
-            {
-                return Ok(Stored::Existing);
-            }
-            Ok(_) => {
+        let repairing = match file_holds(&path, content.len(), address) {
+            Ok(true) => return Ok(Stored::Existing),
+            Ok(false) => {
                 tracing::warn!(%address, "chunk on disk fails its hash; replacing it with this upload");
                 true
             }
@@ -237,6 +233,18 @@ impl ChunkStore {
         }
         Ok(out)
     }
+}
+
+/// Whether the file at `path` has `len` bytes hashing to `address`. Hashed as a stream:
+/// a duplicate upload must not hold the stored copy in memory beside its own body.
+fn file_holds(path: &Path, len: usize, address: &str) -> std::io::Result<bool> {
+    let file = fs::File::open(path)?;
+    if file.metadata()?.len() != len as u64 {
+        return Ok(false);
+    }
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(file)?;
+    Ok(hasher.finalize().to_hex().as_str() == address)
 }
 
 #[cfg(test)]

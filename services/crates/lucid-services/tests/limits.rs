@@ -84,23 +84,31 @@ async fn bodies_over_the_limit_get_413_and_record_nothing() {
 
 #[tokio::test]
 async fn a_slow_upload_outlives_the_peer_timeout_and_a_stalled_one_is_cut() {
-    let p = Pipeline::start_with(&[
-        ("SERVICE_TIMEOUT_SECONDS", "1"),
-        ("SERVICE_IDLE_TIMEOUT_SECONDS", "1"),
-    ]);
+    // Short peer timeouts on a gateway of its own: the recorder and storage keep theirs,
+    // so only the gateway's relay is under test (a loaded machine's fsyncs stay outside).
+    let p = Pipeline::start();
+    let (port, admin) = (free_port(), free_port());
+    let mut cmd = p.command("api-gateway");
+    cmd.env("API_GATEWAY_PORT", port.to_string())
+        .env("API_GATEWAY_ADMIN_PORT", admin.to_string())
+        .env("SERVICE_TIMEOUT_SECONDS", "3")
+        .env("SERVICE_IDLE_TIMEOUT_SECONDS", "3");
+    let _gateway = spawn(&mut cmd);
+    wait_port(port);
+    let gateway = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let token = client_token(300);
     let id = open_session(&http, &p, &token).await;
-    // 3 s in all, three times the gateway's timeout for a call to the recorder.
+    // 10 s in all, over three times the gateway's timeout for a call to the recorder.
     let started = Instant::now();
     let r = http
-        .put(format!("{}/api/sessions/{id}/data", p.gateway))
+        .put(format!("{gateway}/api/sessions/{id}/data"))
         .bearer_auth(&token)
-        .body(paced(10, 100_000, Duration::from_millis(300)))
+        .body(paced(20, 50_000, Duration::from_millis(500)))
         .send()
         .await
         .unwrap();
-    assert!(started.elapsed() > Duration::from_secs(2));
+    assert!(started.elapsed() > Duration::from_secs(9));
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
     assert_eq!(
         r.json::<serde_json::Value>().await.unwrap()["bytes"],
@@ -119,14 +127,14 @@ async fn a_slow_upload_outlives_the_peer_timeout_and_a_stalled_one_is_cut() {
     }));
     let started = Instant::now();
     let r = http
-        .put(format!("{}/api/sessions/{id2}/data", p.gateway))
+        .put(format!("{gateway}/api/sessions/{id2}/data"))
         .bearer_auth(&token)
         .body(stalled)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 408, "{:?}", r.text().await);
-    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(started.elapsed() < Duration::from_secs(20));
     let done = finalize(&http, &p, &id2, &token).await;
     assert_eq!(
         finalize_chunks(&done),
@@ -147,7 +155,11 @@ async fn slowloris_connections_are_closed_and_the_service_keeps_answering() {
         })
         .collect();
     // Still trickling a header line every 300 ms: the whole head's deadline cuts them.
-    let http = reqwest::Client::new();
+    // A fresh connection per probe: the 1 s head deadline also ends an idle pooled one.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut open = slow.len();
     while open > 0 {
@@ -235,6 +247,7 @@ async fn concurrent_large_puts_are_shed_with_503_within_the_memory_limit() {
     assert!(stored > 0 && shed > 0, "{statuses:?}");
     assert_eq!(stored + shed, 40, "only stored or shed: {statuses:?}");
     let hwm = vm_hwm_kib(pid);
+    println!("storage peaked at {hwm} KiB ({stored} stored, {shed} shed)");
     assert!(
         hwm < 64 * 1024,
         "storage peaked at {hwm} KiB, over a 64 MiB pod's limit"
@@ -518,9 +531,11 @@ async fn connections_beyond_the_cap_are_closed() {
         .unwrap();
     let _ = fifth.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     let mut b = [0u8; 16];
+    let read = fifth.read(&mut b);
     assert!(
-        matches!(fifth.read(&mut b), Ok(0) | Err(_)),
-        "the fifth connection is closed unanswered"
+        matches!(&read, Ok(0))
+            || read.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the fifth connection is closed unanswered: {read:?}"
     );
     drop(held);
     eventually(
@@ -576,6 +591,7 @@ async fn idle_connections_and_slow_handlers_are_bounded_in_time() {
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), 200);
     let done: serde_json::Value = r.json().await.unwrap();
     assert_eq!(finalize_chunks(&done), 0, "{done}");
 

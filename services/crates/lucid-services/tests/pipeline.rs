@@ -110,7 +110,7 @@ async fn killing_storage_mid_upload_loses_no_acknowledged_chunk_and_leaves_no_ba
                 acknowledged.clone(),
             );
             tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(i * 2)).await;
+                tokio::time::sleep(Duration::from_millis(i * 10)).await;
                 let chunk = pseudo_random(200 * 1024, i + 1);
                 let address = blake3::hash(&chunk).to_hex().to_string();
                 if let Ok(r) = http
@@ -126,7 +126,14 @@ async fn killing_storage_mid_upload_loses_no_acknowledged_chunk_and_leaves_no_ba
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // The kill lands once a few chunks are acknowledged (not after a fixed time: on a
+    // loaded machine the first fsyncs may take longer than any guess), with most of the
+    // uploads, spread over 2 s, still to come or in flight.
+    eventually(Duration::from_secs(30), "five chunks acknowledged", || {
+        let acked = acknowledged.clone();
+        async move { acked.lock().unwrap().len() >= 5 }
+    })
+    .await;
     p.kill("session-storage");
     for u in uploads {
         let _ = u.await;
@@ -139,7 +146,7 @@ async fn killing_storage_mid_upload_loses_no_acknowledged_chunk_and_leaves_no_ba
     );
 
     p.start_service("session-storage");
-    wait_port(p.storage_port);
+    p.wait_ready("session-storage");
     let store = lucid_services::chunk_store::ChunkStore::open(&p.dir.join("data")).unwrap();
     let on_disk = store.verify_all().unwrap();
     assert!(

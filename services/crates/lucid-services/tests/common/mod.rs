@@ -57,6 +57,17 @@ pub fn wait_port(port: u16) {
     }
 }
 
+/// The status of a plain GET on a loopback port (a blocking client, for set-up code).
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    c.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
 /// Redis, the MongoDB stand-in and the three services.
 pub struct Pipeline {
     pub dir: PathBuf,
@@ -158,15 +169,30 @@ impl Pipeline {
             infra: vec![("redis", redis), ("mongo", mongo)],
             services: Vec::new(),
         };
-        for (name, port) in [
-            ("session-storage", storage_port),
-            ("session-recorder", recorder_port),
-            ("api-gateway", gateway_port),
-        ] {
+        for name in ["session-storage", "session-recorder", "api-gateway"] {
             p.start_service(name);
-            wait_port(port);
+            p.wait_ready(name);
         }
         p
+    }
+
+    /// Waits until `name` answers 200 on its admin `/ready` (its Redis and MongoDB
+    /// connections work), failing at once if the process exited (a port taken, a bad
+    /// setting) instead of waiting for a port someone else may hold.
+    pub fn wait_ready(&mut self, name: &str) {
+        let port = self.admin_ports.iter().find(|(n, _)| *n == name).unwrap().1;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let proc = &mut self.services.iter_mut().find(|(n, _)| *n == name).unwrap().1;
+            if let Ok(Some(status)) = proc.0.try_wait() {
+                panic!("{name} exited at start: {status}");
+            }
+            if http_status(port, "/ready") == Some(200) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{name} not ready within 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn command(&self, name: &str) -> Command {
