@@ -296,8 +296,10 @@ pub async fn run(
     let held = reported == Role::Leader;
     leadership.stand_by();
     if ever_held {
-        // Compare-and-swap on the holder: safe whenever the Lease still names us.
-        match tokio::time::timeout(config.retry_period, release(&api, &config)).await {
+        // Compare-and-swap on the holder: safe whenever the Lease still names us. The renew
+        // deadline as budget, like every Lease call: a loaded API server answering slower
+        // than a retry period would otherwise leave the standby a whole lease to wait.
+        match tokio::time::timeout(config.renew_deadline, release(&api, &config)).await {
             Ok(Ok(())) => tracing::info!(lease = %config.name, "released the lease"),
             Ok(Err(error)) => {
                 tracing::warn!(lease = %config.name, error = %error, "could not release the lease")

@@ -31,6 +31,8 @@ use serde_json::Value;
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const SERVICES: usize = 27;
+/// A service of the last phase (support).
+const LAST: &str = "tron-client";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Fault {
@@ -196,7 +198,9 @@ async fn run(admin: &Client, fault: Fault) -> (BTreeMap<String, Value>, Duration
     };
     let mut standby = None;
     if elected {
+        let deadline = Instant::now() + Duration::from_secs(30);
         while !operator.leadership.is_leader() {
+            assert!(Instant::now() < deadline, "{fault:?}: a never led");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         standby = Some(Running::start(
@@ -206,6 +210,9 @@ async fn run(admin: &Client, fault: Fault) -> (BTreeMap<String, Value>, Duration
         ));
     }
     let kubelet = Kubelet::start(admin.clone(), &ns, Duration::from_millis(200));
+    // One last-phase service is kept from Ready until the fault is in: the fault lands
+    // mid-rollout however fast the rest goes.
+    kubelet.hold(LAST);
     apply_documents(admin, &ns, &stack_documents()).await;
 
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -252,10 +259,15 @@ async fn run(admin: &Client, fault: Fault) -> (BTreeMap<String, Value>, Duration
             }
         }
     }
+    kubelet.release(LAST);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &ns);
     let recovered = Instant::now();
     let deadline = recovered + Duration::from_secs(180);
     let mut progress = Vec::new();
     loop {
+        // The held one, if its Deployment came while held (the kubelet stand-in marks
+        // only what its watch reports after the release).
+        lucid_e2e::kubelet::mark_available(&deployments, LAST).await;
         let ready = ready_count(admin, &ns).await;
         if progress.last().map(|(n, _)| *n) != Some(ready) {
             progress.push((ready, recovered.elapsed().as_millis()));

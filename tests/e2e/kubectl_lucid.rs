@@ -216,22 +216,43 @@ async fn imported_files_roll_out_to_ready_and_status_shows_it_live() {
     let _ = watch.wait();
 
     // --watch on a terminal redraws in place (cursor home, clear) rather than scrolling;
-    // `timeout` ends the otherwise endless watch.
+    // read until a frame is drawn, then ended (`timeout` only as a safety net).
     let line = format!(
-        "timeout 5 {BIN} status -n {ns} --watch --kubeconfig {}",
+        "timeout 120 {BIN} status -n {ns} --watch --kubeconfig {}",
         control_plane().kubeconfig.display()
     );
-    let o = Command::new("script")
+    let mut terminal = Command::new("script")
         .args(["-qec", &line, "/dev/null"])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .output()
+        .stdout(Stdio::piped())
+        .spawn()
         .unwrap();
-    let screen = text(&o.stdout);
-    assert!(
-        screen.contains("\x1b[H\x1b[2J") && screen.contains("7/7 services Ready"),
-        "{screen:?}"
-    );
+    let (tx, rx) = mpsc::channel();
+    let mut drawing = terminal.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut drawing, &mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut screen = Vec::new();
+    let drawn = |screen: &[u8]| {
+        let s = String::from_utf8_lossy(screen);
+        s.contains("\x1b[H\x1b[2J") && s.contains("7/7 services Ready")
+    };
+    while !drawn(&screen) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(bytes) => screen.extend(bytes),
+            Err(_) => panic!("no frame redrawn in place: {:?}", text(&screen)),
+        }
+    }
+    terminal.kill().unwrap();
+    let _ = terminal.wait();
 
     // Everything Ready: --wait exits 0 at once.
     let o = plugin(&["status", "-n", ns, "--wait", "--timeout", "60s"])

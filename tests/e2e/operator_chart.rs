@@ -22,7 +22,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use lucid_e2e::{
-    Kubelet, apply_documents, control_plane, create_namespace, init_tracing, is_ready, wait_for,
+    Kubelet, apply_documents, control_plane, create_namespace, crds_established, eventually,
+    init_tracing, is_ready, wait_for,
 };
 use lucid_operator::api::{LucidPhase, LucidService};
 use lucid_operator::reconcile::{self, Scope, Shared};
@@ -182,6 +183,7 @@ async fn the_operator_chart_installs_upgrades_its_crds_and_runs_namespaced() {
         "lucid-system",
         "--create-namespace",
     ]);
+    crds_established(&admin).await;
     let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
     let crd = crds
         .get("lucidservices.lucid.io")
@@ -238,16 +240,21 @@ async fn the_operator_chart_installs_upgrades_its_crds_and_runs_namespaced() {
     let dir = tempdir();
     let upgraded = chart_with_new_crd_field(&dir, "upgradeNote");
     helm(&["upgrade", "lucid-operator", &upgraded, "-n", "lucid-system"]);
+    // The API server takes up a CRD's new schema when its own watch sees the update: a
+    // patch just after `helm upgrade` may still meet the old one.
     let note = serde_json::json!({"spec": {"upgradeNote": "kept"}});
-    let served = raw
-        .patch("probe", &PatchParams::default(), &Patch::Merge(&note))
-        .await
-        .expect("patch probe after the upgrade");
-    assert_eq!(
-        served.data["spec"]["upgradeNote"].as_str(),
-        Some("kept"),
-        "after `helm upgrade` the new field is accepted and served"
-    );
+    let (raw, note) = (&raw, &note);
+    eventually(
+        "after `helm upgrade` the new field is accepted and served",
+        || async move {
+            let served = raw
+                .patch("probe", &PatchParams::default(), &Patch::Merge(note))
+                .await
+                .expect("patch probe after the upgrade");
+            (served.data["spec"]["upgradeNote"].as_str() == Some("kept")).then_some(())
+        },
+    )
+    .await;
     // Back to the real chart: the field goes, the CRDs stay Helm's.
     helm(&[
         "upgrade",
@@ -301,16 +308,19 @@ async fn the_operator_chart_installs_upgrades_its_crds_and_runs_namespaced() {
     let as_scoped = control_plane()
         .client_as_service_account("scoped-system", "scoped-lucid-operator")
         .await;
+    // The authorizer reads RBAC from its own watch: the Role just bound works soon, not at
+    // once. Then the Secret outside is refused with the same, working, binding in place.
+    let inside: Api<Secret> = Api::namespaced(as_scoped.clone(), "lab");
+    let inside = &inside;
+    eventually("reads a Secret in a watched namespace", || async move {
+        inside.get("probe-secret").await.ok()
+    })
+    .await;
     let outside: Api<Secret> = Api::namespaced(as_scoped.clone(), "elsewhere");
     match outside.get("probe-secret").await {
         Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
         other => panic!("read a Secret outside its namespaces: {other:?}"),
     }
-    let inside: Api<Secret> = Api::namespaced(as_scoped.clone(), "lab");
-    inside
-        .get("probe-secret")
-        .await
-        .expect("reads a Secret in a watched namespace");
 
     let operator = Operator::start("scoped-system", "scoped-lucid-operator", "lab").await;
     let kubelet = Kubelet::start(admin.clone(), "lab", Duration::from_millis(100));

@@ -280,6 +280,13 @@ async fn the_session_pipeline_runs_hardened_in_real_pods_and_records_a_session()
         .expect("cluster DNS resolves the api-gateway Service");
     let service_ip = client_service_ip(&client, ns, "api-gateway").await;
     assert_eq!(gateway.to_string(), service_ip, "DNS answers the ClusterIP");
+    for name in ["api-gateway", "session-recorder", "session-storage"] {
+        lucid_e2e::eventually_within(POD_WAIT, &format!("{name}'s pod in its Endpoints"), || {
+            let client = client.clone();
+            async move { (!ready_endpoints(&client, ns, name).await.is_empty()).then_some(()) }
+        })
+        .await;
+    }
     let recorded = run({
         let mut c = Command::new(record_session_binary());
         c.arg(format!("http://{gateway}:8080"))
@@ -297,18 +304,24 @@ async fn the_session_pipeline_runs_hardened_in_real_pods_and_records_a_session()
     pods.delete(&victim.name_any(), &DeleteParams::default().grace_period(0))
         .await
         .expect("delete pod");
-    let services: Api<LucidService> = Api::namespaced(client.clone(), ns);
-    wait_for_within(
-        &services,
-        "session-storage",
-        "notices the pod is gone",
-        POD_WAIT,
-        |ls: &LucidService| !is_ready(ls),
-    )
+    // A new pod, Ready, and behind the Service (Ready on the LucidService is the
+    // Deployment's word; the Endpoints are what the recorder's calls go through).
+    lucid_e2e::eventually_within(POD_WAIT, "a new session-storage pod, ready, in the Endpoints", || {
+        let (client, victim) = (client.clone(), victim.uid());
+        async move {
+            let pod = pods_of(&client, ns, "session-storage")
+                .await
+                .into_iter()
+                .find(|p| p.uid() != victim && pod_ready(p))?;
+            let ip = pod.status.and_then(|s| s.pod_ip)?;
+            ready_endpoints(&client, ns, "session-storage")
+                .await
+                .contains(&ip)
+                .then_some(())
+        }
+    })
     .await;
     wait_service_ready(&client, ns, "session-storage").await;
-    let replacement = service_pod(&client, ns, "session-storage").await;
-    assert_ne!(replacement.uid(), victim.uid(), "a new pod");
     // The data volume outlived the pod: the session recorded before reads back again.
     let again = run({
         let mut c = Command::new(record_session_binary());
@@ -318,6 +331,39 @@ async fn the_session_pipeline_runs_hardened_in_real_pods_and_records_a_session()
         c
     });
     assert!(stdout(&again).contains("merkle_root"));
+}
+
+async fn pods_of(client: &Client, namespace: &str, service: &str) -> Vec<Pod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    pods.list(&ListParams::default().labels(&format!("lucid.io/service={service}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The addresses a Service's Endpoints list as ready.
+async fn ready_endpoints(client: &Client, namespace: &str, name: &str) -> Vec<String> {
+    let api: Api<k8s_openapi::api::core::v1::Endpoints> =
+        Api::namespaced(client.clone(), namespace);
+    api.get_opt(name)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|e| e.subsets)
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|s| s.addresses.unwrap_or_default())
+        .map(|a| a.ip)
+        .collect()
 }
 
 async fn client_service_ip(client: &Client, namespace: &str, name: &str) -> String {

@@ -93,7 +93,12 @@ pub fn control_plane() -> &'static ControlPlane {
         std::thread::Builder::new()
             .name("control-plane".into())
             .spawn(move || {
-                let (cp, children) = start(&Options::loopback());
+                let options = Options::loopback();
+                remove_dead_runs(&options.base);
+                let (cp, children) = start(&options);
+                *ETCD_DATA.lock().unwrap_or_else(|e| e.into_inner()) = Some(cp.dir.join("etcd"));
+                // SAFETY: registers a plain `extern "C" fn` with no captured state.
+                unsafe { libc::atexit(remove_etcd_data_at_exit) };
                 tx.send(cp).expect("send control plane");
                 let _children = children;
                 loop {
@@ -105,6 +110,39 @@ pub fn control_plane() -> &'static ControlPlane {
     })
 }
 
+/// This binary's etcd data directory, removed when the process exits.
+static ETCD_DATA: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+/// The state lives in /dev/shm, that is in memory: etcd's ~200 MB (preallocated WAL) would
+/// otherwise stay for every test binary of a run (24 GB after some hundred runs here, and
+/// gigabytes within one CI run). The logs stay for a look after a failure.
+extern "C" fn remove_etcd_data_at_exit() {
+    if let Some(dir) = ETCD_DATA.lock().ok().and_then(|d| d.clone()) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// State directories of test binaries that are gone (killed, or from before the at-exit
+/// removal): `lucid-e2e-<pid>` with no such process.
+fn remove_dead_runs(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("lucid-e2e-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 impl ControlPlane {
     /// A kubeconfig for one of [`USERS`].
     pub fn kubeconfig_for(&self, user: &str) -> PathBuf {
@@ -113,9 +151,19 @@ impl ControlPlane {
         path
     }
 
+    /// The audit log; a test that reads it while the API server audits nothing fails here
+    /// rather than passing on an empty log.
+    fn audit_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("audit.log")).unwrap_or_else(|e| {
+            panic!(
+                "no audit log ({e}): set LUCID_E2E_AUDIT=1 before this binary's control plane starts (in every test of the binary)"
+            )
+        })
+    }
+
     /// Requests in the audit log made by `user`, by verb (needs `LUCID_E2E_AUDIT=1`).
     pub fn requests_by(&self, user: &str) -> std::collections::BTreeMap<String, usize> {
-        let log = std::fs::read_to_string(self.dir.join("audit.log")).unwrap_or_default();
+        let log = self.audit_log();
         let needle = format!("\"username\":\"{user}\"");
         let field = |line: &str, name: &str| {
             line.split(&format!("\"{name}\":\""))
@@ -149,7 +197,7 @@ impl ControlPlane {
     /// (time the API server answered, verb, resource), Leases left out (needs
     /// `LUCID_E2E_AUDIT=1`).
     pub fn writes_by(&self, user: &str, namespace: &str) -> Vec<(String, String, String)> {
-        let log = std::fs::read_to_string(self.dir.join("audit.log")).unwrap_or_default();
+        let log = self.audit_log();
         let needle = format!("\"username\":\"{user}\"");
         let in_namespace = format!("\"namespace\":\"{namespace}\"");
         let field = |line: &str, name: &str| {

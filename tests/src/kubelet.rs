@@ -58,12 +58,19 @@ impl Kubelet {
                     if done(&d) || held.lock().unwrap().contains(&name) {
                         continue;
                     }
-                    let (api, log) = (api.clone(), log.clone());
+                    let (api, log, held) = (api.clone(), log.clone(), held.clone());
                     tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
+                        // A hold() made while this slept wins.
+                        if held.lock().unwrap().contains(&name) {
+                            return;
+                        }
+                        // Stamped before the write: nobody can see the Deployment available
+                        // earlier (a stamp after it could land after the operator, already
+                        // acting on it, created a dependent).
+                        let at = Instant::now();
                         if mark_available(&api, &name).await {
-                            log.lock().unwrap().entry(name).or_default().available_at =
-                                Some(Instant::now());
+                            log.lock().unwrap().entry(name).or_default().available_at = Some(at);
                         }
                     });
                 }

@@ -271,6 +271,16 @@ pub async fn install_crds(client: &Client) {
         )
         .await
         .expect("apply CRD");
+    }
+    crds_established(client).await;
+}
+
+/// Waits until both lucid.io CRDs are Established (served), however they were installed
+/// (`helm install` returns before the API server serves a CRD it just created).
+pub async fn crds_established(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in lucid_operator::api::crds() {
+        let name = crd.metadata.name.clone().expect("crd name");
         tokio::time::timeout(
             WAIT,
             await_condition(crds.clone(), &name, conditions::is_crd_established()),
@@ -278,6 +288,35 @@ pub async fn install_crds(client: &Client) {
         .await
         .expect("CRD established in time")
         .expect("watch CRD");
+    }
+}
+
+/// Polls `attempt` every 200 ms until it returns `Some`, for at most [`WAIT`]; for state
+/// the API server takes a moment to act on (a CRD's new schema, RBAC just bound).
+pub async fn eventually<T, F, Fut>(what: &str, attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    eventually_within(WAIT, what, attempt).await
+}
+
+/// [`eventually`] with its own limit (real pods start slower than the stand-in's).
+pub async fn eventually_within<T, F, Fut>(limit: Duration, what: &str, mut attempt: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = attempt().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {limit:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

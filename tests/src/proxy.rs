@@ -2,6 +2,7 @@
 //! ones refused) and heal: a network partition between one client and the control plane.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::{TcpListener, TcpStream};
@@ -11,6 +12,9 @@ pub struct Proxy {
     pub address: SocketAddr,
     upstream: SocketAddr,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    /// Set (under the tasks' lock) while cut: a connection accepted just as the cut
+    /// drained the tasks is closed, not left relaying through the partition.
+    is_cut: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -22,13 +26,14 @@ impl Proxy {
             address,
             upstream,
             tasks: Arc::new(Mutex::new(Vec::new())),
+            is_cut: Arc::new(AtomicBool::new(false)),
         };
         proxy.serve(listener);
         proxy
     }
 
     fn serve(&self, listener: TcpListener) {
-        let (upstream, tasks) = (self.upstream, self.tasks.clone());
+        let (upstream, tasks, is_cut) = (self.upstream, self.tasks.clone(), self.is_cut.clone());
         let accept = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
                 let relay = tokio::spawn(async move {
@@ -36,7 +41,12 @@ impl Proxy {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
                 });
-                tasks.lock().unwrap_or_else(|e| e.into_inner()).push(relay);
+                let mut tasks = tasks.lock().unwrap_or_else(|e| e.into_inner());
+                if is_cut.load(Ordering::SeqCst) {
+                    relay.abort();
+                    return;
+                }
+                tasks.push(relay);
             }
         });
         self.tasks
@@ -47,12 +57,9 @@ impl Proxy {
 
     /// Closes every connection and stops listening: connects are refused.
     pub fn cut(&self) {
-        for task in self
-            .tasks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-        {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        self.is_cut.store(true, Ordering::SeqCst);
+        for task in tasks.drain(..) {
             task.abort();
         }
     }
@@ -60,6 +67,7 @@ impl Proxy {
     /// Listens again on the same port.
     pub async fn heal(&self) {
         let listener = TcpListener::bind(self.address).await.expect("rebind");
+        self.is_cut.store(false, Ordering::SeqCst);
         self.serve(listener);
     }
 }
