@@ -7,17 +7,26 @@
 # run, outside the repo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export LUCID_K8S_BIN="$(bash tests/harness/install-control-plane.sh | tail -n 1)"
-export LUCID_KUBECTL="$(bash tests/harness/install-tools.sh | tail -n 1)/kubectl"
-export LUCID_HELM="$(dirname "$LUCID_KUBECTL")/helm"
-export LUCID_NX27017="$(bash tests/harness/install-service-deps.sh | tail -n 1)"
+# Each assigned before it is exported: `export X="$(...)"` would hide a failed install.
+LUCID_K8S_BIN="$(bash tests/harness/install-control-plane.sh | tail -n 1)"
+LUCID_KUBECTL="$(bash tests/harness/install-tools.sh | tail -n 1)/kubectl"
+LUCID_HELM="$(dirname "${LUCID_KUBECTL}")/helm"
+LUCID_NX27017="$(bash tests/harness/install-service-deps.sh | tail -n 1)"
+export LUCID_K8S_BIN LUCID_KUBECTL LUCID_HELM LUCID_NX27017
 bash tests/harness/install-node.sh
 command -v openssl >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null; }
 # The images the real cluster runs: this machine's architecture at least (.ci/run builds
 # arm64 too and passes them in LUCID_IMAGES).
 host_arch="$(dpkg --print-architecture)"
-export LUCID_IMAGES="${LUCID_IMAGES:-$(LUCID_IMAGE_ARCHES="$host_arch" bash images/build.sh | tail -n 1)}"
-export LUCID_NODE_IMAGES="$(bash tests/harness/build-node-images.sh | tail -n 1)"
+if [[ -z "${LUCID_IMAGES:-}" ]]; then
+  LUCID_IMAGES="$(LUCID_IMAGE_ARCHES="${host_arch}" bash images/build.sh | tail -n 1)"
+fi
+LUCID_NODE_IMAGES="$(bash tests/harness/build-node-images.sh | tail -n 1)"
+export LUCID_IMAGES LUCID_NODE_IMAGES
 bash tests/charts/check.sh
-cargo test --workspace --locked
-cargo test --manifest-path services/Cargo.toml --workspace --locked
+# --no-fail-fast: one failing test binary does not hide how the others fare; both
+# workspaces run, and the script fails if either did.
+status=0
+cargo test --workspace --locked --no-fail-fast || status=$?
+cargo test --manifest-path services/Cargo.toml --workspace --locked --no-fail-fast || status=$?
+exit "${status}"
