@@ -22,7 +22,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use lucid_e2e::{
-    Kubelet, apply_documents, control_plane, create_namespace, crds_established, eventually,
+    Kubelet, apply_documents, control_plane, crds_established, create_namespace, eventually,
     init_tracing, is_ready, wait_for,
 };
 use lucid_operator::api::{LucidPhase, LucidService};

@@ -306,20 +306,24 @@ async fn the_session_pipeline_runs_hardened_in_real_pods_and_records_a_session()
         .expect("delete pod");
     // A new pod, Ready, and behind the Service (Ready on the LucidService is the
     // Deployment's word; the Endpoints are what the recorder's calls go through).
-    lucid_e2e::eventually_within(POD_WAIT, "a new session-storage pod, ready, in the Endpoints", || {
-        let (client, victim) = (client.clone(), victim.uid());
-        async move {
-            let pod = pods_of(&client, ns, "session-storage")
-                .await
-                .into_iter()
-                .find(|p| p.uid() != victim && pod_ready(p))?;
-            let ip = pod.status.and_then(|s| s.pod_ip)?;
-            ready_endpoints(&client, ns, "session-storage")
-                .await
-                .contains(&ip)
-                .then_some(())
-        }
-    })
+    lucid_e2e::eventually_within(
+        POD_WAIT,
+        "a new session-storage pod, ready, in the Endpoints",
+        || {
+            let (client, victim) = (client.clone(), victim.uid());
+            async move {
+                let pod = pods_of(&client, ns, "session-storage")
+                    .await
+                    .into_iter()
+                    .find(|p| p.uid() != victim && pod_ready(p))?;
+                let ip = pod.status.and_then(|s| s.pod_ip)?;
+                ready_endpoints(&client, ns, "session-storage")
+                    .await
+                    .contains(&ip)
+                    .then_some(())
+            }
+        },
+    )
     .await;
     wait_service_ready(&client, ns, "session-storage").await;
     // The data volume outlived the pod: the session recorded before reads back again.

@@ -153,7 +153,11 @@ fn announced_length(headers: &HeaderMap) -> Option<usize> {
 /// is read when the announced length passes `limit` (413 at once), and as soon as the
 /// bytes do when none is announced. Collecting frames and then joining them would hold a
 /// chunk twice for a moment: 16 MiB for an 8 MiB chunk, in a 64 MiB pod.
-async fn read_chunk(body: Body, announced: Option<usize>, limit: usize) -> Result<Bytes, ServiceError> {
+async fn read_chunk(
+    body: Body,
+    announced: Option<usize>,
+    limit: usize,
+) -> Result<Bytes, ServiceError> {
     if announced.is_some_and(|n| n > limit) {
         return Err(ServiceError::TooLarge { limit });
     }

@@ -490,10 +490,14 @@ async fn requests_beyond_the_concurrency_limits_are_shed_with_503_while_probes_a
     let gateway_token = gateway_token_for("user-1");
     let _upload = held_put(&recorder, &format!("/sessions/{a}/data"), &gateway_token);
     let recorder_admin = p.admin("session-recorder");
-    eventually(Duration::from_secs(30), "the first upload in flight", || {
-        let (http, admin) = (http.clone(), recorder_admin.clone());
-        async move { metric(&http, &admin, "lucid_uploads_in_flight").await == Some(1.0) }
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the first upload in flight",
+        || {
+            let (http, admin) = (http.clone(), recorder_admin.clone());
+            async move { metric(&http, &admin, "lucid_uploads_in_flight").await == Some(1.0) }
+        },
+    )
     .await;
     let r = http
         .put(format!("http://{recorder}/sessions/{b}/data"))
@@ -534,7 +538,9 @@ async fn connections_beyond_the_cap_are_closed() {
     let read = fifth.read(&mut b);
     assert!(
         matches!(&read, Ok(0))
-            || read.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
         "the fifth connection is closed unanswered: {read:?}"
     );
     drop(held);

@@ -62,7 +62,11 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     use std::io::{Read, Write};
     let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     c.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut head = [0u8; 12];
     c.read_exact(&mut head).ok()?;
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
@@ -183,7 +187,12 @@ impl Pipeline {
         let port = self.admin_ports.iter().find(|(n, _)| *n == name).unwrap().1;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let proc = &mut self.services.iter_mut().find(|(n, _)| *n == name).unwrap().1;
+            let proc = &mut self
+                .services
+                .iter_mut()
+                .find(|(n, _)| *n == name)
+                .unwrap()
+                .1;
             if let Ok(Some(status)) = proc.0.try_wait() {
                 panic!("{name} exited at start: {status}");
             }
