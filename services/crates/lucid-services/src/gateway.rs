@@ -155,13 +155,7 @@ pub(crate) async fn upload(
 ) -> Result<Response, ServiceError> {
     address::require_session_id(&id)?;
     let limit = s.max_upload_bytes;
-    let announced = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limit as u64) {
-        return Err(ServiceError::TooLarge { limit });
-    }
+    crate::announced_length(&headers, limit)?;
     let recorder = s.peers.client("session-recorder")?;
     let over = Arc::new(AtomicBool::new(false));
     let seen = over.clone();

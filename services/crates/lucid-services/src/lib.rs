@@ -19,6 +19,22 @@ pub mod redis_conn;
 pub mod sample;
 pub mod storage;
 
+/// A request's announced body length (`Content-Length`): refused with 413 before a byte
+/// is read when it passes `limit`; `None` when the body comes without one.
+pub fn announced_length(
+    headers: &axum::http::HeaderMap,
+    limit: usize,
+) -> Result<Option<u64>, error::ServiceError> {
+    let announced = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(error::ServiceError::TooLarge { limit });
+    }
+    Ok(announced)
+}
+
 /// The `/ready` check of a service that keeps data in MongoDB: the database answers a ping.
 pub fn mongo_ready(db: mongodb::Database) -> lucid_kit::app::ReadyCheck {
     std::sync::Arc::new(move || {

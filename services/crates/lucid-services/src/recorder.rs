@@ -13,7 +13,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Extension, middleware};
@@ -321,13 +321,6 @@ async fn store_chunk(s: &RecorderState, raw: Vec<u8>) -> Result<ChunkRef, Servic
     })
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-}
-
 /// Streams the body into chunks. The session's chunk list is extended only after the whole
 /// body arrived and every chunk is stored: a truncated, failed or oversized upload adds
 /// nothing, and reading stops at the limit.
@@ -343,9 +336,7 @@ pub(crate) async fn upload(
     address::require_session_id(&id)?;
     let owner = owner(claims.as_deref())?;
     let limit = s.settings.max_upload_bytes;
-    if content_length(&headers).is_some_and(|n| n > limit as u64) {
-        return Err(ServiceError::TooLarge { limit });
-    }
+    crate::announced_length(&headers, limit)?;
     match session_state(&s, &id, &owner).await?.as_str() {
         "open" => {}
         _ => {

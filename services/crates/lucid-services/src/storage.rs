@@ -130,8 +130,9 @@ async fn memory_budget(
     if request.method() != axum::http::Method::PUT {
         return next.run(request).await;
     }
-    let announced = announced_length(request.headers());
-    let bytes = announced.unwrap_or(s.max_chunk).min(s.max_chunk);
+    // Over the limit: no reservation; `put_chunk` refuses it before reading.
+    let announced = crate::announced_length(request.headers(), s.max_chunk).unwrap_or(None);
+    let bytes = announced.map_or(s.max_chunk, |n| n as usize);
     let permits = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
     match s.memory.clone().try_acquire_many_owned(permits) {
         Ok(_held) => next.run(request).await,
@@ -142,26 +143,14 @@ async fn memory_budget(
     }
 }
 
-fn announced_length(headers: &HeaderMap) -> Option<usize> {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-}
-
 /// The chunk's body in one buffer sized from its announced length. Refused before a byte
 /// is read when the announced length passes `limit` (413 at once), and as soon as the
 /// bytes do when none is announced. Collecting frames and then joining them would hold a
 /// chunk twice for a moment: 16 MiB for an 8 MiB chunk, in a 64 MiB pod.
-async fn read_chunk(
-    body: Body,
-    announced: Option<usize>,
-    limit: usize,
-) -> Result<Bytes, ServiceError> {
-    if announced.is_some_and(|n| n > limit) {
-        return Err(ServiceError::TooLarge { limit });
-    }
-    let mut chunk = BytesMut::with_capacity(announced.unwrap_or(0));
+async fn read_chunk(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ServiceError> {
+    let announced = crate::announced_length(headers, limit)?;
+    // At most `limit`, checked above.
+    let mut chunk = BytesMut::with_capacity(announced.map_or(0, |n| n as usize));
     let mut frames = body.into_data_stream();
     while let Some(frame) = frames.next().await {
         let frame = frame.map_err(|e| {
@@ -194,7 +183,7 @@ pub(crate) async fn put_chunk(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ServiceError> {
-    let body = read_chunk(body, announced_length(&headers), s.max_chunk).await?;
+    let body = read_chunk(body, &headers, s.max_chunk).await?;
     let store = s.store.clone();
     let (addr, size) = (address.clone(), body.len());
     // fsync blocks: keep it off the async workers.

@@ -87,15 +87,13 @@ async fn a_slow_upload_outlives_the_peer_timeout_and_a_stalled_one_is_cut() {
     // Short peer timeouts on a gateway of its own: the recorder and storage keep theirs,
     // so only the gateway's relay is under test (a loaded machine's fsyncs stay outside).
     let p = Pipeline::start();
-    let (port, admin) = (free_port(), free_port());
-    let mut cmd = p.command("api-gateway");
-    cmd.env("API_GATEWAY_PORT", port.to_string())
-        .env("API_GATEWAY_ADMIN_PORT", admin.to_string())
-        .env("SERVICE_TIMEOUT_SECONDS", "3")
-        .env("SERVICE_IDLE_TIMEOUT_SECONDS", "3");
-    let _gateway = spawn(&mut cmd);
-    wait_port(port);
-    let gateway = format!("http://127.0.0.1:{port}");
+    let (_gateway, gateway) = p.another_gateway(
+        &[
+            ("SERVICE_TIMEOUT_SECONDS", "3"),
+            ("SERVICE_IDLE_TIMEOUT_SECONDS", "3"),
+        ],
+        None,
+    );
     let http = reqwest::Client::new();
     let token = client_token(300);
     let id = open_session(&http, &p, &token).await;
@@ -252,14 +250,7 @@ async fn concurrent_large_puts_are_shed_with_503_within_the_memory_limit() {
         hwm < 64 * 1024,
         "storage peaked at {hwm} KiB, over a 64 MiB pod's limit"
     );
-    let metrics = http
-        .get(format!("{}/metrics", p.admin("session-storage")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&http, &p.admin("session-storage")).await;
     assert!(
         metrics
             .lines()
@@ -294,14 +285,7 @@ async fn metrics_live_on_the_admin_port_with_bounded_method_labels() {
         404,
         "not on the main port"
     );
-    let metrics = http
-        .get(format!("{}/metrics", p.admin("session-storage")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&http, &p.admin("session-storage")).await;
     assert!(metrics.contains("method=\"other\""), "{metrics}");
     for m in ["FOO", "BAR", "BAZ"] {
         assert!(!metrics.contains(m), "{m} became a label");
@@ -318,17 +302,9 @@ async fn metrics_live_on_the_admin_port_with_bounded_method_labels() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let value = |text: &str, name: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name} ")))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
+        sample(text, name).unwrap_or_else(|| panic!("no {name} in {text}"))
     };
-    let scrape = |service: &'static str| {
-        let url = format!("{}/metrics", p.admin(service));
-        let http = http.clone();
-        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
-    };
-    let storage = scrape("session-storage").await;
+    let storage = scrape(&http, &p.admin("session-storage")).await;
     assert_eq!(
         value(&storage, "lucid_chunks_stored_total"),
         2.0,
@@ -337,13 +313,16 @@ async fn metrics_live_on_the_admin_port_with_bounded_method_labels() {
     assert!(value(&storage, "lucid_stored_bytes_total") > 0.0);
     assert_eq!(
         value(
-            &scrape("session-recorder").await,
+            &scrape(&http, &p.admin("session-recorder")).await,
             "lucid_received_bytes_total"
         ),
         300_000.0
     );
     assert_eq!(
-        value(&scrape("api-gateway").await, "lucid_received_bytes_total"),
+        value(
+            &scrape(&http, &p.admin("api-gateway")).await,
+            "lucid_received_bytes_total"
+        ),
         300_000.0
     );
     // Histogram buckets reach slow uploads.
@@ -381,22 +360,18 @@ async fn every_service_serves_its_openapi_document_without_a_token() {
 #[tokio::test]
 async fn a_request_id_is_in_every_log_line_of_its_request() {
     let p = Pipeline::start();
-    let (port, admin) = (free_port(), free_port());
     let log = p.dir.join("gateway.log");
-    let mut cmd = p.command("api-gateway");
-    cmd.env("API_GATEWAY_PORT", port.to_string())
-        .env("API_GATEWAY_ADMIN_PORT", admin.to_string())
-        // A recorder nobody listens on: the request fails and says so in the log.
-        .env(
-            "SESSION_RECORDER_URL",
-            format!("http://127.0.0.1:{}", free_port()),
-        )
-        .env("SERVICE_RETRY_COUNT", "0");
-    cmd.stdout(std::fs::File::create(&log).unwrap());
-    let _gateway = Proc(cmd.spawn().unwrap());
-    wait_port(port);
+    // A recorder nobody listens on: the request fails and says so in the log.
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let (_gateway, gateway) = p.another_gateway(
+        &[
+            ("SESSION_RECORDER_URL", &nobody),
+            ("SERVICE_RETRY_COUNT", "0"),
+        ],
+        Some(&log),
+    );
     let r = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/api/sessions"))
+        .post(format!("{gateway}/api/sessions"))
         .bearer_auth(client_token(300))
         .header("x-request-id", "log-me-7")
         .send()
@@ -605,21 +580,18 @@ async fn idle_connections_and_slow_handlers_are_bounded_in_time() {
     // the peer timeout would.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
-    let (port, admin) = (free_port(), free_port());
-    let mut cmd = p.command("api-gateway");
-    cmd.env("API_GATEWAY_PORT", port.to_string())
-        .env("API_GATEWAY_ADMIN_PORT", admin.to_string())
-        .env(
-            "SESSION_RECORDER_URL",
-            format!("http://127.0.0.1:{silent_port}"),
-        )
-        .env("SERVICE_TIMEOUT_SECONDS", "60")
-        .env("HTTP_REQUEST_TIMEOUT_SECONDS", "1");
-    let _gateway = spawn(&mut cmd);
-    wait_port(port);
+    let silent_url = format!("http://127.0.0.1:{silent_port}");
+    let (_gateway, gateway) = p.another_gateway(
+        &[
+            ("SESSION_RECORDER_URL", &silent_url),
+            ("SERVICE_TIMEOUT_SECONDS", "60"),
+            ("HTTP_REQUEST_TIMEOUT_SECONDS", "1"),
+        ],
+        None,
+    );
     let started = Instant::now();
     let r = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/api/sessions"))
+        .post(format!("{gateway}/api/sessions"))
         .bearer_auth(client_token(300))
         .send()
         .await

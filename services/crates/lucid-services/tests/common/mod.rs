@@ -204,6 +204,30 @@ impl Pipeline {
         }
     }
 
+    /// Another api-gateway beside the pipeline's, on ports of its own, with `env` over the
+    /// pipeline's settings and its log (stdout) in `log` if given; its base URL. Stopped
+    /// when the returned process drops.
+    pub fn another_gateway(
+        &self,
+        env: &[(&str, &str)],
+        log: Option<&std::path::Path>,
+    ) -> (Proc, String) {
+        let (port, admin) = (free_port(), free_port());
+        let mut cmd = self.command("api-gateway");
+        cmd.env("API_GATEWAY_PORT", port.to_string())
+            .env("API_GATEWAY_ADMIN_PORT", admin.to_string())
+            .envs(env.iter().copied());
+        let gateway = match log {
+            Some(path) => {
+                cmd.stdout(std::fs::File::create(path).unwrap());
+                Proc(cmd.spawn().unwrap())
+            }
+            None => spawn(&mut cmd),
+        };
+        wait_port(port);
+        (gateway, format!("http://127.0.0.1:{port}"))
+    }
+
     pub fn command(&self, name: &str) -> Command {
         let bin = match name {
             "session-storage" => env!("CARGO_BIN_EXE_session-storage"),
@@ -369,17 +393,22 @@ pub fn gateway_token_for(user: &str) -> String {
     .unwrap()
 }
 
-/// The value of the sample `name` (no labels) on a service's admin `/metrics`, if served.
-pub async fn metric(http: &reqwest::Client, admin: &str, name: &str) -> Option<f64> {
-    let text = http
-        .get(format!("{admin}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
+/// A service's admin `/metrics` text (empty when it does not answer).
+pub async fn scrape(http: &reqwest::Client, admin: &str) -> String {
+    match http.get(format!("{admin}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// The value of the sample `name` (no labels) in a `/metrics` text.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.trim().parse().ok())
+}
+
+/// The value of the sample `name` (no labels) on a service's admin `/metrics`, if served.
+pub async fn metric(http: &reqwest::Client, admin: &str, name: &str) -> Option<f64> {
+    sample(&scrape(http, admin).await, name)
 }
