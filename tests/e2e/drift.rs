@@ -57,17 +57,9 @@ spec:
   storage: {claimRetention: Delete, data: {kind: EmptyDir}, logs: {kind: PersistentVolumeClaim}}
 ";
 
-/// Every request of this binary's API server audited (the restart test counts writes):
-/// set by whichever test starts first, before the control plane starts on first use.
-fn audit_on() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    // SAFETY: once, before any control plane of this binary reads the environment.
-    ONCE.call_once(|| unsafe { std::env::set_var("LUCID_E2E_AUDIT", "1") });
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_deleted_or_edited_by_hand_are_put_back() {
-    audit_on();
+    lucid_e2e::control_plane::audit_on();
     let env = TestEnv::start("drift", Duration::from_millis(100)).await;
     env.apply_documents(
         "apiVersion: lucid.io/v1alpha1\nkind: LucidPhase\nmetadata: {name: foundation}\nspec: {}\n",
@@ -287,7 +279,7 @@ fn reconciled(replica: &Running, controller: &'static str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_operator_writes_nothing_and_a_secret_rolls_only_its_readers() {
     const NS: &str = "restart";
-    audit_on();
+    lucid_e2e::control_plane::audit_on();
     lucid_e2e::init_tracing();
     let cp = control_plane();
     let admin = cp.client().await;

@@ -316,8 +316,7 @@ async fn run(admin: &Client, fault: Fault) -> (BTreeMap<String, Value>, Duration
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stack_converges_to_the_same_objects_through_api_server_etcd_and_operator_faults() {
     // Every request audited, by user: the election scenarios check who wrote when.
-    // SAFETY: set before this binary's control plane (the only reader) starts.
-    unsafe { std::env::set_var("LUCID_E2E_AUDIT", "1") };
+    lucid_e2e::control_plane::audit_on();
     init_tracing();
     let admin = control_plane().client().await;
     install_crds(&admin).await;

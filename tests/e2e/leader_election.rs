@@ -55,13 +55,6 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
         .filter(|h| !h.is_empty())
 }
 
-fn audit_on() {
-    // Every request of this binary's API server is audited, by user.
-    // SAFETY: set before any thread of this binary reads the environment (the control
-    // plane starts after, on first use); both tests set the same value.
-    unsafe { std::env::set_var("LUCID_E2E_AUDIT", "1") };
-}
-
 /// Polls the Lease until `replica` holds it; returns how long that took. A failure says
 /// what the replica was doing (a replica whose task ended can never take over).
 async fn until_held_by(leases: &Api<Lease>, replica: &Running, limit: Duration) -> Duration {
@@ -102,7 +95,7 @@ fn service(name: &str, level: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_takes_over_from_a_killed_leader_and_two_replicas_never_write_at_once() {
-    audit_on();
+    lucid_e2e::control_plane::audit_on();
     init_tracing();
     let cp = control_plane();
     let admin = cp.client().await;
@@ -221,7 +214,7 @@ async fn a_standby_takes_over_from_a_killed_leader_and_two_replicas_never_write_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_cut_off_from_the_api_server_stops_writing_before_a_standby_starts() {
     const NS: &str = "partition";
-    audit_on();
+    lucid_e2e::control_plane::audit_on();
     init_tracing();
     let cp = control_plane();
     let admin = cp.client().await;

@@ -54,12 +54,8 @@ async fn wait_service_ready(client: &Client, namespace: &str, name: &str) -> Luc
 
 /// The running pod of a service (one replica).
 async fn service_pod(client: &Client, namespace: &str, name: &str) -> Pod {
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let list = pods
-        .list(&ListParams::default().labels(&format!("lucid.io/service={name}")))
+    pods_of(client, namespace, name)
         .await
-        .expect("list pods");
-    list.items
         .into_iter()
         .find(|p| p.metadata.deletion_timestamp.is_none())
         .unwrap_or_else(|| panic!("no pod for {name}"))
@@ -125,14 +121,10 @@ async fn helm_installs_the_operator_which_runs_from_its_image_under_the_charts_r
         .remove(0);
     let spec = pod.spec.clone().unwrap();
     assert_eq!(spec.service_account_name.as_deref(), Some("lucid-operator"));
-    let status = pod.status.clone().unwrap();
     assert!(
-        status
-            .conditions
-            .iter()
-            .flatten()
-            .any(|c| c.type_ == "Ready" && c.status == "True"),
-        "Ready by its readiness probe: {status:?}"
+        pod_ready(&pod),
+        "Ready by its readiness probe: {:?}",
+        pod.status
     );
     let (uid, caps, no_new_privs, seccomp, ro) = process_facts(cluster, &pod);
     assert_eq!(uid, "65532 65532 65532 65532");

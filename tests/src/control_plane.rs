@@ -110,6 +110,17 @@ pub fn control_plane() -> &'static ControlPlane {
     })
 }
 
+/// Every request of this binary's API server audited (metadata only), for
+/// [`ControlPlane::requests_by`] and [`ControlPlane::writes_by`]. Call it at the top of
+/// every test of a binary that counts requests: whichever test starts the control plane
+/// first must have set it.
+pub fn audit_on() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: once per process, before this binary's control plane (the only reader)
+    // starts on first use.
+    ONCE.call_once(|| unsafe { std::env::set_var("LUCID_E2E_AUDIT", "1") });
+}
+
 /// This binary's etcd data directory, removed when the process exits.
 static ETCD_DATA: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
 

@@ -30,6 +30,13 @@ pub enum State {
 }
 
 impl State {
+    pub const ALL: [State; 4] = [
+        State::Ready,
+        State::Progressing,
+        State::Waiting,
+        State::Degraded,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             State::Ready => "Ready",
@@ -40,14 +47,7 @@ impl State {
     }
 
     pub fn parse(text: &str) -> Option<State> {
-        [
-            State::Ready,
-            State::Progressing,
-            State::Waiting,
-            State::Degraded,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        State::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 
@@ -255,12 +255,7 @@ mod state_tests {
 
     #[test]
     fn every_state_reads_back_as_itself_and_nothing_else_is_one() {
-        for state in [
-            State::Ready,
-            State::Progressing,
-            State::Waiting,
-            State::Degraded,
-        ] {
+        for state in State::ALL {
             assert_eq!(State::parse(state.as_str()), Some(state));
         }
         assert_eq!(State::parse("ready"), None);

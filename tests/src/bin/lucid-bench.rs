@@ -58,8 +58,7 @@ struct Restart {
 
 #[tokio::main]
 async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
-    // SAFETY: set before any thread reads the environment.
-    unsafe { std::env::set_var("LUCID_E2E_AUDIT", "1") };
+    lucid_e2e::control_plane::audit_on();
     lucid_e2e::init_tracing();
     let operator_bin = PathBuf::from(format!("{ROOT}/target/release/lucid-operator"));
     assert!(
