@@ -157,6 +157,42 @@ async fn ready_count(client: &Client, ns: &str) -> usize {
     }
 }
 
+/// Each service not Ready: its state, reason and what it waits on, and its Deployment's
+/// status as the kubelet stand-in left it.
+async fn not_ready(client: &Client, ns: &str) -> Vec<String> {
+    let services: Api<LucidService> = Api::namespaced(client.clone(), ns);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let Ok(list) = services.list(&Default::default()).await else {
+        return vec!["(the API server did not answer)".into()];
+    };
+    let mut out = Vec::new();
+    for ls in list.items.iter().filter(|s| !lucid_e2e::is_ready(s)) {
+        let status = ls.status.clone().unwrap_or_default();
+        let ready = lucid_e2e::condition(&status.conditions, "Ready");
+        let deployment = deployments
+            .get_opt(&ls.name_any())
+            .await
+            .ok()
+            .flatten()
+            .map(|d| {
+                let s = d.status.unwrap_or_default();
+                format!(
+                    "generation {:?} observed {:?} available {:?}",
+                    d.metadata.generation, s.observed_generation, s.available_replicas
+                )
+            });
+        out.push(format!(
+            "{} (generation {:?}, observed {:?}): {:?} {ready:?} waiting on {:?}; Deployment {deployment:?}",
+            ls.name_any(),
+            ls.metadata.generation,
+            status.observed_generation,
+            status.state,
+            status.waiting_on,
+        ));
+    }
+    out
+}
+
 async fn foundation_ready(client: &Client, ns: &str) -> bool {
     let api: Api<LucidPhase> = Api::namespaced(client.clone(), ns);
     api.get_opt("foundation")
@@ -267,7 +303,8 @@ async fn run(admin: &Client, fault: Fault) -> (BTreeMap<String, Value>, Duration
     loop {
         // The held one, if its Deployment came while held (the kubelet stand-in marks
         // only what its watch reports after the release).
-        lucid_e2e::kubelet::mark_available(&deployments, LAST).await;
+        // The API server may be down: tried again on the next turn.
+        let _ = lucid_e2e::kubelet::mark_available(&deployments, LAST).await;
         let ready = ready_count(admin, &ns).await;
         if progress.last().map(|(n, _)| *n) != Some(ready) {
             progress.push((ready, recovered.elapsed().as_millis()));
@@ -277,8 +314,10 @@ async fn run(admin: &Client, fault: Fault) -> (BTreeMap<String, Value>, Duration
         }
         assert!(
             Instant::now() < deadline,
-            "{fault:?}: {} of {SERVICES} Ready 180 s after the fault",
-            ready_count(admin, &ns).await
+            "{fault:?}: {} of {SERVICES} Ready 180 s after the fault ({before} at it); \
+             (ready, ms): {progress:?}; not Ready: {:#?}",
+            ready_count(admin, &ns).await,
+            not_ready(admin, &ns).await
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

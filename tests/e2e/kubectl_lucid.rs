@@ -198,7 +198,9 @@ async fn imported_files_roll_out_to_ready_and_status_shows_it_live() {
         .expect("a first frame");
     assert!(first.contains("6/7 services Ready"), "{first}");
     env.kubelet.release("tron-client");
-    lucid_e2e::kubelet::mark_available(&env.api(), "tron-client").await;
+    lucid_e2e::kubelet::mark_available(&env.api(), "tron-client")
+        .await
+        .expect("mark available");
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen = Vec::new();
     loop {

@@ -269,7 +269,9 @@ async fn the_whole_stack_rolls_out_phase_by_phase_and_updates_keep_the_order() {
     );
 
     env.kubelet.release("lucid-redis");
-    mark_available(&env.api(), "lucid-redis").await;
+    mark_available(&env.api(), "lucid-redis")
+        .await
+        .expect("mark available");
     env.wait_service("api-gateway", "Ready on v2", |ls| {
         is_ready(ls) && ls.metadata.generation == Some(2)
     })

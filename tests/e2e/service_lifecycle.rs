@@ -218,7 +218,9 @@ async fn a_spec_change_rolls_out_and_ready_waits_for_the_new_generation() {
     );
 
     env.kubelet.release("lucid-mongodb");
-    lucid_e2e::kubelet::mark_available(&env.api(), "lucid-mongodb").await;
+    lucid_e2e::kubelet::mark_available(&env.api(), "lucid-mongodb")
+        .await
+        .expect("mark available");
     let after = env
         .wait_service("lucid-mongodb", "Ready at the new generation", is_ready)
         .await;

@@ -1,8 +1,11 @@
 //! There is no kubelet, scheduler or Deployment controller here: this task plays all three
 //! for Deployments, writing the status a healthy rollout would reach, through the status
-//! subresource, `delay` after each change. Tests can hold a Deployment back.
+//! subresource, `delay` after each change. Tests can hold a Deployment back. Like the
+//! Deployment controller, it retries a write that failed (an API server or etcd restarting
+//! under it) until it lands: a lost write would leave the Deployment unavailable for ever.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +22,8 @@ pub struct Kubelet {
     /// When each Deployment first appeared and when it was last marked available.
     pub log: Arc<Mutex<BTreeMap<String, Seen>>>,
     task: Arc<tokio::task::JoinHandle<()>>,
+    /// Set by `stop`: the writes still being retried give up.
+    stopped: Arc<AtomicBool>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -33,8 +38,9 @@ impl Kubelet {
         let held = Arc::new(Mutex::new(HashSet::new()));
         let log = Arc::new(Mutex::new(BTreeMap::new()));
         let api: Api<Deployment> = Api::namespaced(client, namespace);
+        let stopped = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn({
-            let (held, log) = (held.clone(), log.clone());
+            let (held, log, stopped) = (held.clone(), log.clone(), stopped.clone());
             async move {
                 // Retries as quickly as the operator does (a kubelet reconnects at once).
                 let mut events = watcher(api.clone(), watcher::Config::default())
@@ -58,19 +64,32 @@ impl Kubelet {
                     if done(&d) || held.lock().unwrap().contains(&name) {
                         continue;
                     }
-                    let (api, log, held) = (api.clone(), log.clone(), held.clone());
+                    let (api, log, held, stopped) =
+                        (api.clone(), log.clone(), held.clone(), stopped.clone());
                     tokio::spawn(async move {
-                        tokio::time::sleep(delay).await;
-                        // A hold() made while this slept wins.
-                        if held.lock().unwrap().contains(&name) {
-                            return;
-                        }
-                        // Stamped before the write: nobody can see the Deployment available
-                        // earlier (a stamp after it could land after the operator, already
-                        // acting on it, created a dependent).
-                        let at = Instant::now();
-                        if mark_available(&api, &name).await {
-                            log.lock().unwrap().entry(name).or_default().available_at = Some(at);
+                        loop {
+                            tokio::time::sleep(delay).await;
+                            // A hold() made while this slept wins.
+                            if held.lock().unwrap().contains(&name)
+                                || stopped.load(Ordering::Relaxed)
+                            {
+                                return;
+                            }
+                            // Stamped before the write: nobody can see the Deployment
+                            // available earlier (a stamp after it could land after the
+                            // operator, already acting on it, created a dependent).
+                            let at = Instant::now();
+                            match mark_available(&api, &name).await {
+                                Ok(Marked::Now) => {
+                                    log.lock().unwrap().entry(name).or_default().available_at =
+                                        Some(at);
+                                    return;
+                                }
+                                Ok(Marked::NothingToDo) => return,
+                                // Nothing watched changes again to bring the Deployment back
+                                // here: retried after `delay`.
+                                Err(_) => continue,
+                            }
                         }
                     });
                 }
@@ -80,6 +99,7 @@ impl Kubelet {
             held,
             log,
             task: Arc::new(task),
+            stopped,
         }
     }
 
@@ -93,6 +113,7 @@ impl Kubelet {
     }
 
     pub fn stop(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
         self.task.abort();
     }
 }
@@ -105,13 +126,21 @@ fn done(d: &Deployment) -> bool {
         && status.updated_replicas.unwrap_or(0) == replicas
 }
 
+/// What `mark_available` did.
+#[derive(Debug, PartialEq)]
+pub enum Marked {
+    Now,
+    /// Gone, or its current generation already available.
+    NothingToDo,
+}
+
 /// Writes a completed rollout for the Deployment's current generation.
-pub async fn mark_available(api: &Api<Deployment>, name: &str) -> bool {
-    let Ok(Some(d)) = api.get_opt(name).await else {
-        return false;
+pub async fn mark_available(api: &Api<Deployment>, name: &str) -> Result<Marked, kube::Error> {
+    let Some(d) = api.get_opt(name).await? else {
+        return Ok(Marked::NothingToDo);
     };
     if done(&d) {
-        return false;
+        return Ok(Marked::NothingToDo);
     }
     let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff_now());
@@ -129,8 +158,8 @@ pub async fn mark_available(api: &Api<Deployment>, name: &str) -> bool {
         }
     });
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
-        .await
-        .is_ok()
+        .await?;
+    Ok(Marked::Now)
 }
 
 /// Writes a stuck rollout (`ProgressDeadlineExceeded`), as the Deployment controller would.
