@@ -42,6 +42,76 @@ pub enum Gate {
     },
 }
 
+/// Phases or services the graph names that do not exist (as far as a snapshot knows).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Missing<'a> {
+    /// The service's own phase.
+    Phase(&'a str),
+    /// Services its `dependsOn` names.
+    Dependencies(Vec<&'a str>),
+    /// Phases its phase's `dependsOn` names.
+    PhaseDependencies {
+        phase: &'a str,
+        phases: Vec<&'a str>,
+    },
+}
+
+impl Missing<'_> {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Missing::Phase(_) => "PhaseNotFound",
+            Missing::Dependencies(_) => "DependencyNotFound",
+            Missing::PhaseDependencies { .. } => "PhaseDependencyNotFound",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Missing::Phase(phase) => format!(
+                "no LucidPhase named {phase:?} in this namespace: create it, or set spec.phase to an existing phase"
+            ),
+            Missing::Dependencies(services) => format!(
+                "dependsOn names LucidServices that do not exist: {}",
+                services.join(", ")
+            ),
+            Missing::PhaseDependencies { phase, phases } => format!(
+                "phase {phase} depends on phases that do not exist: {}",
+                phases.join(", ")
+            ),
+        }
+    }
+
+    /// What it names, in order.
+    pub fn references(&self) -> Vec<Reference<'_>> {
+        match self {
+            Missing::Phase(phase) => vec![Reference::Phase(phase)],
+            Missing::Dependencies(services) => {
+                services.iter().map(|s| Reference::Service(s)).collect()
+            }
+            Missing::PhaseDependencies { phases, .. } => {
+                phases.iter().map(|p| Reference::Phase(p)).collect()
+            }
+        }
+    }
+}
+
+/// A phase or a service, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reference<'a> {
+    Phase(&'a str),
+    Service(&'a str),
+}
+
+impl Reference<'_> {
+    /// As `waitingOn` shows it: a service by its name, a phase as `phase/<name>`.
+    pub fn waiting_on(&self) -> String {
+        match self {
+            Reference::Phase(name) => format!("phase/{name}"),
+            Reference::Service(name) => (*name).to_string(),
+        }
+    }
+}
+
 /// One namespace's services and phases.
 pub struct Snapshot<'a> {
     services: HashMap<&'a str, &'a LucidService>,
@@ -96,51 +166,44 @@ impl<'a> Snapshot<'a> {
         self.members(phase).iter().all(|m| service_ready(m))
     }
 
-    /// Problems in the graph around `ls` that the user must fix. Checked on every reconcile,
-    /// whether or not the service has changed.
-    pub fn problem(&self, ls: &'a LucidService) -> Option<(&'static str, String)> {
-        let name = ls.meta().name.as_deref().unwrap_or("");
+    /// The first of the phases and services the graph around `ls` names that this snapshot
+    /// does not hold: its own phase, else its dependencies, else its phase's dependencies.
+    pub fn missing(&self, ls: &'a LucidService) -> Option<Missing<'a>> {
         let Some(phase) = self.phase(&ls.spec.phase) else {
-            return Some((
-                "PhaseNotFound",
-                format!(
-                    "no LucidPhase named {:?} in this namespace: create it, or set spec.phase to an existing phase",
-                    ls.spec.phase
-                ),
-            ));
+            return Some(Missing::Phase(&ls.spec.phase));
         };
-        let missing: Vec<&str> = ls
+        let services: Vec<&str> = ls
             .spec
             .depends_on
             .iter()
             .map(String::as_str)
             .filter(|d| !self.services.contains_key(d))
             .collect();
-        if !missing.is_empty() {
-            return Some((
-                "DependencyNotFound",
-                format!(
-                    "dependsOn names LucidServices that do not exist: {}",
-                    missing.join(", ")
-                ),
-            ));
+        if !services.is_empty() {
+            return Some(Missing::Dependencies(services));
         }
-        let missing: Vec<&str> = phase
+        let phases: Vec<&str> = phase
             .spec
             .depends_on
             .iter()
             .map(String::as_str)
             .filter(|p| !self.phases.contains_key(p))
             .collect();
-        if !missing.is_empty() {
-            return Some((
-                "PhaseDependencyNotFound",
-                format!(
-                    "phase {} depends on phases that do not exist: {}",
-                    ls.spec.phase,
-                    missing.join(", ")
-                ),
-            ));
+        if !phases.is_empty() {
+            return Some(Missing::PhaseDependencies {
+                phase: &ls.spec.phase,
+                phases,
+            });
+        }
+        None
+    }
+
+    /// Problems in the graph around `ls` that the user must fix. Checked on every reconcile,
+    /// whether or not the service has changed.
+    pub fn problem(&self, ls: &'a LucidService) -> Option<(&'static str, String)> {
+        let name = ls.meta().name.as_deref().unwrap_or("");
+        if let Some(missing) = self.missing(ls) {
+            return Some((missing.reason(), missing.message()));
         }
         if let Some(cycle) = self.phase_cycle(&ls.spec.phase) {
             return Some((
@@ -486,6 +549,37 @@ mod tests {
         assert!(
             matches!(snap.gate(&services[0]), Gate::Broken { reason: "PhaseDependencyNotFound", message } if message.contains("gone"))
         );
+    }
+
+    #[test]
+    fn what_is_missing_names_what_to_look_up_live() {
+        let services = vec![
+            svc("a", "foundation", &["ghost", "b", "spook"]),
+            svc("b", "nowhere", &[]),
+        ];
+        let phases = vec![phase("foundation", &["gone"])];
+        let snap = Snapshot::new(&services, &phases);
+        // Its own phase first, then its dependencies, then its phase's dependencies.
+        let missing = snap.missing(&services[1]).expect("missing");
+        assert_eq!(missing.references(), [Reference::Phase("nowhere")]);
+        assert_eq!(missing.references()[0].waiting_on(), "phase/nowhere");
+        let missing = snap.missing(&services[0]).expect("missing");
+        assert_eq!(
+            missing.references(),
+            [Reference::Service("ghost"), Reference::Service("spook")]
+        );
+        assert_eq!(missing.references()[0].waiting_on(), "ghost");
+        let services = vec![svc("a", "foundation", &[])];
+        let snap = Snapshot::new(&services, &phases);
+        let missing = snap.missing(&services[0]).expect("missing");
+        assert_eq!(missing.references(), [Reference::Phase("gone")]);
+        assert_eq!(
+            (missing.reason(), snap.problem(&services[0]).map(|p| p.0)),
+            ("PhaseDependencyNotFound", Some("PhaseDependencyNotFound"))
+        );
+        let phases = vec![phase("foundation", &[])];
+        let snap = Snapshot::new(&services, &phases);
+        assert_eq!(snap.missing(&services[0]), None);
     }
 
     #[test]

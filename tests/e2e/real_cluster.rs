@@ -139,6 +139,7 @@ async fn helm_installs_the_operator_which_runs_from_its_image_under_the_charts_r
     for (verb, resource, subresource, allowed) in [
         ("patch", "deployments.apps", "", "yes"),
         ("watch", "lucidservices.lucid.io", "", "yes"),
+        ("get", "lucidphases.lucid.io", "", "yes"),
         ("patch", "lucidservices.lucid.io", "status", "yes"),
         ("watch", "pods", "", "yes"),
         ("delete", "pods", "", "no"),

@@ -51,7 +51,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "lucid-operator.rules" -}}
 - apiGroups: [lucid.io]
   resources: [lucidservices, lucidphases]
-  verbs: [list, watch]
+  verbs: [get, list, watch]
 - apiGroups: [lucid.io]
   resources: [lucidservices/status, lucidphases/status]
   verbs: [patch]

@@ -17,6 +17,7 @@ mod drift;
 mod phase;
 mod references;
 mod service;
+mod unobserved;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -16,9 +16,10 @@ use serde_json::json;
 
 use super::apply::apply_params;
 use super::context::Context;
+use super::unobserved;
 use crate::api::{LucidPhase, LucidPhaseStatus, LucidService, MemberState, PhaseMember};
 use crate::error::Error;
-use crate::graph::{Snapshot, service_ready};
+use crate::graph::{Reference, Snapshot, service_ready};
 use crate::status::{Health, State};
 
 const CONTROLLER: &str = "lucidphase";
@@ -96,9 +97,23 @@ async fn summarise_and_write(
     };
     let namespace = phase.namespace().unwrap_or_default();
     let view = ctx.namespace_view(&namespace);
+    let snapshot = view.snapshot();
+    let missing: Vec<Reference<'_>> = missing_dependencies(phase, &snapshot)
+        .into_iter()
+        .map(Reference::Phase)
+        .collect();
+    if !missing.is_empty()
+        && unobserved::first_existing(&ctx.client, &namespace, &missing)
+            .await
+            .inspect_err(|e| ctx.metrics.api_error("get", e))?
+            .is_some()
+    {
+        // Not missing, not seen yet: the peer watch brings this phase back when it is.
+        return Ok(Written::Done("NotYetObserved".into()));
+    }
     let status = summarise(
         phase,
-        &view.snapshot(),
+        &snapshot,
         phase.status.clone().unwrap_or_default(),
         Time(jiff::Timestamp::now()),
     );
@@ -176,6 +191,17 @@ fn member_state(ls: &LucidService) -> (MemberState, Option<String>) {
     }
 }
 
+/// The phases `phase` depends on that the snapshot does not hold.
+fn missing_dependencies<'p>(phase: &'p LucidPhase, snapshot: &Snapshot<'_>) -> Vec<&'p str> {
+    phase
+        .spec
+        .depends_on
+        .iter()
+        .map(String::as_str)
+        .filter(|p| snapshot.phase(p).is_none())
+        .collect()
+}
+
 /// Pure: the phase's status from a snapshot of its namespace.
 pub fn summarise(
     phase: &LucidPhase,
@@ -205,13 +231,7 @@ pub fn summarise(
     );
     let total = members.len() as i32;
 
-    let missing: Vec<&str> = phase
-        .spec
-        .depends_on
-        .iter()
-        .map(String::as_str)
-        .filter(|p| snapshot.phase(p).is_none())
-        .collect();
+    let missing = missing_dependencies(phase, snapshot);
     let first_not_ready = |state: MemberState| members.iter().find(|m| m.state == state);
     let (health, waiting_on) = if !missing.is_empty() {
         (

@@ -22,9 +22,10 @@ use super::apply::{
 };
 use super::context::Context;
 use super::references::dereference;
+use super::unobserved;
 use crate::api::{LucidService, LucidServiceStatus};
 use crate::error::Error;
-use crate::graph::Gate;
+use crate::graph::{Gate, Reference};
 use crate::render::{RenderInputs, render};
 use crate::status::{Health, Rollout, State, rollout};
 use crate::validate;
@@ -129,6 +130,25 @@ impl Outcome {
         }
     }
 
+    /// `seen` exists but is not in the cache yet: its watch event wakes this service.
+    fn not_yet_observed(seen: Reference<'_>, deployment: Option<Deployment>) -> Self {
+        let what = match seen {
+            Reference::Phase(name) => format!("LucidPhase {name}"),
+            Reference::Service(name) => format!("LucidService {name}"),
+        };
+        Self {
+            health: Health::Waiting {
+                reason: "NotYetObserved".into(),
+                message: format!(
+                    "{what} was just created: going on once the operator's watch has delivered it"
+                ),
+            },
+            deployment,
+            waiting_on: Some(seen.waiting_on()),
+            retry: false,
+        }
+    }
+
     /// The API server failed a call (not a refusal of what we sent): shown on the object,
     /// retried with backoff, cleared by the next reconcile that gets through.
     fn failed(reason: &str, message: String, deployment: Option<Deployment>) -> Self {
@@ -212,6 +232,12 @@ async fn decide(
 
     let view = ctx.namespace_view(namespace);
     let snapshot = view.snapshot();
+    if let Some(missing) = snapshot.missing(ls) {
+        let references = missing.references();
+        if let Some(seen) = unobserved::first_existing(&ctx.client, namespace, &references).await? {
+            return Ok(Outcome::not_yet_observed(seen, existing));
+        }
+    }
     if let Some((reason, message)) = snapshot.problem(ls) {
         return Ok(Outcome::degraded(reason, message, existing));
     }
