@@ -149,7 +149,7 @@ fn render_prints_exactly_the_operators_objects() {
     ls.metadata.namespace = Some("lucid".into());
     ls.metadata.uid = Some(kubectl_lucid::render::PLACEHOLDER_UID.into());
     // The config hash by the operator's rule over the imported ConfigMaps and Secrets.
-    let manifests = kubectl_lucid::manifests::read(&[out.clone()]).unwrap();
+    let manifests = kubectl_lucid::manifests::read(std::slice::from_ref(&out)).unwrap();
     let config_hash =
         lucid_operator::reconcile::config_hash_of(&ls, &manifests.config_maps, &manifests.secrets)
             .unwrap();

@@ -127,8 +127,8 @@ async fn print_table(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let phases: Api<lucid_operator::api::LucidPhase> = Api::namespaced(client.clone(), NAMESPACE);
     println!(
-        "\n{:<14} {:<7} {:<12} {}",
-        "LUCIDPHASE", "READY", "STATUS", "WAITING-ON"
+        "\n{:<14} {:<7} {:<12} WAITING-ON",
+        "LUCIDPHASE", "READY", "STATUS"
     );
     for p in phases.list(&Default::default()).await? {
         let s = p.status.clone().unwrap_or_default();
@@ -143,8 +143,8 @@ async fn print_table(
     let services: Api<lucid_operator::api::LucidService> =
         Api::namespaced(client.clone(), NAMESPACE);
     println!(
-        "\n{:<16} {:<12} {:<6} {:<12} {}",
-        "LUCIDSERVICE", "PHASE", "READY", "STATUS", "MESSAGE"
+        "\n{:<16} {:<12} {:<6} {:<12} MESSAGE",
+        "LUCIDSERVICE", "PHASE", "READY", "STATUS"
     );
     for s in services.list(&Default::default()).await? {
         let st = s.status.clone().unwrap_or_default();

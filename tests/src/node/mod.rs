@@ -1,6 +1,6 @@
 //! A real single-node Kubernetes 1.20 cluster on this machine, for the few decisive tests
 //! that need pods to really run: the control plane on the node's bridge address, containerd
-//! + runc + the bridge CNI plugin, the kubelet, kube-proxy and kube-scheduler (all built from
+//! plus runc and the bridge CNI plugin, the kubelet, kube-proxy and kube-scheduler (all built from
 //! Debian's `kubernetes` source), cluster DNS and a volume provisioner from the harness, and
 //! the images from `images/build.sh` and `tests/harness/build-node-images.sh` imported as on
 //! an air-gapped Pi.
