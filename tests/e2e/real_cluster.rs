@@ -268,9 +268,13 @@ async fn the_session_pipeline_runs_hardened_in_real_pods_and_records_a_session()
 
     // A session through the api-gateway's Service, its name resolved by the cluster's DNS,
     // and through it the gateway → recorder → storage → MongoDB/Redis path, all by name.
-    let gateway = cluster
-        .resolve_service("api-gateway", ns)
-        .expect("cluster DNS resolves the api-gateway Service");
+    // dnsmasq rereads the records file when it changes: asked until it has.
+    let gateway = lucid_e2e::eventually_within(
+        Duration::from_secs(30),
+        "cluster DNS resolves the api-gateway Service",
+        || async { cluster.resolve_service("api-gateway", ns) },
+    )
+    .await;
     let service_ip = client_service_ip(&client, ns, "api-gateway").await;
     assert_eq!(gateway.to_string(), service_ip, "DNS answers the ClusterIP");
     for name in ["api-gateway", "session-recorder", "session-storage"] {
@@ -280,6 +284,19 @@ async fn the_session_pipeline_runs_hardened_in_real_pods_and_records_a_session()
         })
         .await;
     }
+    // The Endpoints are in; kube-proxy's rules for them may not be yet (the session's first
+    // call is a POST that is not retried).
+    lucid_e2e::eventually_within(
+        POD_WAIT,
+        "the api-gateway's ClusterIP answers (kube-proxy's rules in place)",
+        || async move {
+            tokio::net::TcpStream::connect((gateway, 8080))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
     let recorded = run({
         let mut c = Command::new(record_session_binary());
         c.arg(format!("http://{gateway}:8080"))

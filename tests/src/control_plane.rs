@@ -157,8 +157,14 @@ fn remove_dead_runs(base: &Path) {
 impl ControlPlane {
     /// A kubeconfig for one of [`USERS`].
     pub fn kubeconfig_for(&self, user: &str) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let path = self.dir.join(format!("kubeconfig-{user}"));
-        write_kubeconfig(&self.dir, &self.server, &path, &format!("{user}-token"));
+        // Written aside and renamed: a test reading it while another rewrites it (two
+        // replicas started at once) never reads half a file.
+        let unique = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let aside = self.dir.join(format!(".kubeconfig-{user}.{unique}"));
+        write_kubeconfig(&self.dir, &self.server, &aside, &format!("{user}-token"));
+        std::fs::rename(&aside, &path).expect("kubeconfig");
         path
     }
 
@@ -241,7 +247,10 @@ impl ControlPlane {
     /// kubectl as the cluster admin.
     pub fn kubectl(&self) -> Command {
         let mut cmd = Command::new(crate::tools::tool("kubectl", "LUCID_KUBECTL"));
-        cmd.env("KUBECONFIG", &self.kubeconfig);
+        // Its discovery cache here, not in ~/.kube/cache keyed by host and port: a port an
+        // earlier run's API server used must not bring back that server's resources.
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECACHEDIR", self.dir.join("kube-cache"));
         cmd
     }
 
@@ -251,7 +260,8 @@ impl ControlPlane {
         cmd.env("KUBECONFIG", &self.kubeconfig)
             .env("HELM_CACHE_HOME", self.dir.join("helm/cache"))
             .env("HELM_CONFIG_HOME", self.dir.join("helm/config"))
-            .env("HELM_DATA_HOME", self.dir.join("helm/data"));
+            .env("HELM_DATA_HOME", self.dir.join("helm/data"))
+            .env("KUBECACHEDIR", self.dir.join("kube-cache"));
         cmd
     }
 

@@ -275,7 +275,7 @@ pub async fn install_crds(client: &Client) {
     crds_established(client).await;
 }
 
-/// Waits until both lucid.io CRDs are Established (served), however they were installed
+/// Waits until both lucid.io CRDs are Established and in discovery, however they were installed
 /// (`helm install` returns before the API server serves a CRD it just created).
 pub async fn crds_established(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -289,6 +289,17 @@ pub async fn crds_established(client: &Client) {
         .expect("CRD established in time")
         .expect("watch CRD");
     }
+    // Discovery (what kubectl, helm and the operator's start-up check read) is updated a
+    // moment after Established, by another of the API server's controllers.
+    eventually("lucid.io/v1alpha1 in discovery", || async {
+        let resources = client
+            .list_api_group_resources("lucid.io/v1alpha1")
+            .await
+            .ok()?;
+        let served = |name: &str| resources.resources.iter().any(|r| r.name == name);
+        (served("lucidservices") && served("lucidphases")).then_some(())
+    })
+    .await;
 }
 
 /// Polls `attempt` every 200 ms until it returns `Some`, for at most [`WAIT`]; for state

@@ -64,9 +64,21 @@ impl Proxy {
         }
     }
 
-    /// Listens again on the same port.
+    /// Listens again on the same port (retried for a while: an outgoing connection of this
+    /// machine may hold it as its local port for a moment while it was free).
     pub async fn heal(&self) {
-        let listener = TcpListener::bind(self.address).await.expect("rebind");
+        let mut tries = 0;
+        let listener = loop {
+            match TcpListener::bind(self.address).await {
+                Ok(listener) => break listener,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, "rebind; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("rebind {}: {e}", self.address),
+            }
+        };
         self.is_cut.store(false, Ordering::SeqCst);
         self.serve(listener);
     }

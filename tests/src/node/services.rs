@@ -23,6 +23,10 @@ use super::CLUSTER_DOMAIN;
 pub async fn serve_dns_records(client: Client, hosts_dir: PathBuf) {
     let api: Api<Service> = Api::all(client);
     let mut records: BTreeMap<String, String> = BTreeMap::new();
+    // Between Init and InitDone (a re-list after a watch error) the records are being
+    // rebuilt: the file keeps the old ones until the new set is whole, so no name stops
+    // resolving for the length of a re-list.
+    let mut relisting = false;
     let mut events = watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
@@ -37,8 +41,14 @@ pub async fn serve_dns_records(client: Client, hosts_dir: PathBuf) {
             watcher::Event::Delete(svc) => {
                 records.remove(&fqdn(&svc));
             }
-            watcher::Event::Init => records.clear(),
-            watcher::Event::InitDone => {}
+            watcher::Event::Init => {
+                records.clear();
+                relisting = true;
+            }
+            watcher::Event::InitDone => relisting = false,
+        }
+        if relisting {
+            continue;
         }
         let text: String = records
             .iter()
@@ -164,11 +174,23 @@ pub async fn provision_volumes(client: Client, volumes_dir: PathBuf) {
                 continue;
             }
         };
-        match volumes.create(&PostParams::default(), &volume).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => {
-                tracing::warn!(claim = %claim.name_any(), error = %e, "cannot create a volume")
+        // Retried until it lands, like a real provisioner: nothing watched changes again for
+        // an unbound claim, so a write lost to a slow etcd would leave it Pending for ever.
+        // A refusal of the object itself (a 4xx other than a conflict or throttling) is not.
+        let mut wait = Duration::from_millis(200);
+        loop {
+            match volumes.create(&PostParams::default(), &volume).await {
+                Ok(_) => break,
+                Err(kube::Error::Api(s)) if s.code == 409 => break,
+                Err(kube::Error::Api(s)) if (400..500).contains(&s.code) && s.code != 429 => {
+                    tracing::warn!(claim = %claim.name_any(), error = %s, "volume refused");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(claim = %claim.name_any(), error = %e, "cannot create a volume; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
             }
         }
     }
