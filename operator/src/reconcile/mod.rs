@@ -251,10 +251,10 @@ pub async fn run(
     let readiness = Arc::new(Mutex::new(HashMap::<String, bool>::new()));
     // Phase status changes with every member; only its spec (paused, dependsOn) changes what
     // services wait for.
-    let phase_events_for_services =
-        phase_events_for_services.predicate_filter(predicates::generation, Default::default());
-    let phase_events_for_peers =
-        phase_events_for_peers.predicate_filter(predicates::generation, Default::default());
+    let phase_events_for_services = phase_events_for_services
+        .predicate_filter(generation_or_gone(phases.clone()), Default::default());
+    let phase_events_for_peers = phase_events_for_peers
+        .predicate_filter(generation_or_gone(phases.clone()), Default::default());
     let (services_for_deps, phases_for_deps) = (services.clone(), phases.clone());
     let (services_for_phase_map, phases_for_phase_map) = (services.clone(), phases.clone());
     let (services_for_cm, services_for_secrets) = (services.clone(), services.clone());
@@ -674,12 +674,15 @@ fn services_after_phase_change(
     let changed = phase.name_any();
     let view = NamespaceView::read(services, phases, &phase.namespace().unwrap_or_default());
     let snapshot = view.snapshot();
+    // A deleted phase is in nobody's upstream any more: those naming it directly now miss
+    // a dependency.
     let downstream: Vec<String> = view
         .phases()
         .filter(|p| {
-            snapshot
-                .upstream_phases(&p.name_any())
-                .contains(&changed.as_str())
+            p.spec.depends_on.contains(&changed)
+                || snapshot
+                    .upstream_phases(&p.name_any())
+                    .contains(&changed.as_str())
         })
         .map(|p| p.name_any())
         .collect();
@@ -687,6 +690,24 @@ fn services_after_phase_change(
         .filter(|ls| ls.spec.phase == changed || downstream.contains(&ls.spec.phase))
         .map(service_ref)
         .collect()
+}
+
+/// A phase's spec changes and its deletion, not its status writes. `predicates::generation`
+/// alone drops the delete event (a deleted object keeps its generation), and the members of
+/// a deleted phase would go on saying Ready until a resync. The cache is written before an
+/// event is copied out (`fan_out`), so a deleted phase is already gone from it here.
+fn generation_or_gone(phases: Store<PhaseGuard>) -> impl Fn(&PhaseGuard) -> Option<u64> {
+    move |phase| {
+        let gone = phases
+            .get(&ObjectRef::new(&phase.name_any()).within(&phase.namespace().unwrap_or_default()))
+            .is_none();
+        // One value per (generation, gone); generations are positive.
+        let generation = kube::Resource::meta(phase)
+            .generation
+            .unwrap_or_default()
+            .unsigned_abs();
+        Some(generation << 1 | u64::from(gone))
+    }
 }
 
 fn service_ref(ls: &LucidService) -> ObjectRef<ServiceGuard> {
@@ -821,6 +842,33 @@ mod wiring_tests {
             "the event after the failure counts as a recovery"
         );
         assert!(health.live().is_ok(), "nothing is failing any more");
+    }
+
+    /// A phase's deletion passes the filter its members' wake-up goes through; a status
+    /// write (same generation, still there) does not.
+    #[test]
+    fn a_deleted_phase_passes_the_generation_filter() {
+        use crate::api::{LucidPhase, LucidPhaseSpec};
+        use kube::core::error_boundary::DeserializeGuard;
+        use kube::runtime::reflector::store;
+        use kube::runtime::watcher::Event;
+
+        let spec = LucidPhaseSpec {
+            depends_on: Vec::new(),
+            paused: false,
+            description: None,
+        };
+        let mut phase = LucidPhase::new("core", spec);
+        phase.metadata.namespace = Some("lucid".into());
+        phase.metadata.generation = Some(3);
+        let guard = DeserializeGuard(Ok(phase));
+        let (phases, mut writer) = store::<DeserializeGuard<LucidPhase>>();
+        writer.apply_watcher_event(&Event::Apply(guard.clone()));
+        let filter = super::generation_or_gone(phases);
+        let present = filter(&guard);
+        assert_eq!(filter(&guard), present, "a status write changes nothing");
+        writer.apply_watcher_event(&Event::Delete(guard.clone()));
+        assert_ne!(filter(&guard), present, "the deletion is let through");
     }
 
     #[test]

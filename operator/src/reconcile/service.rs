@@ -480,10 +480,18 @@ async fn write_status(ls: &LucidService, ctx: &Context, outcome: &Outcome) -> Re
     ctx.leadership.ensure()?;
     let body =
         json!({ "apiVersion": "lucid.io/v1alpha1", "kind": "LucidService", "status": status });
-    api.patch_status(&ls.name_any(), &apply_params(), &Patch::Apply(body))
+    match api
+        .patch_status(&ls.name_any(), &apply_params(), &Patch::Apply(body))
         .await
-        .inspect_err(|e| ctx.metrics.api_error("patch", e))?;
-    Ok(())
+    {
+        Ok(_) => Ok(()),
+        // Deleted while this reconcile ran: nothing left to describe.
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(error) => {
+            ctx.metrics.api_error("patch", &error);
+            Err(error.into())
+        }
+    }
 }
 
 /// An event when the service turns Ready, or turns Degraded (or Degraded for another
