@@ -258,7 +258,8 @@ async fn the_whole_stack_rolls_out_phase_by_phase_and_updates_keep_the_order() {
             .is_some_and(|s| s.state.as_deref() == Some("Progressing"))
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Waiting at generation 2 is the operator's decision on the new spec, written after any
+    // apply it would have made; redis is held, so no later reconcile can open the gate.
     let gateway = env.api::<Deployment>().get("api-gateway").await.unwrap();
     assert_eq!(
         gateway.spec.unwrap().template.spec.unwrap().containers[0]
@@ -413,24 +414,30 @@ async fn paused_phases_cycles_and_missing_references_are_reported() {
         message.contains("x -> y -> x") || message.contains("y -> x -> y"),
         "the cycle is named: {message}"
     );
+    // The phase summarises its members' statuses as its cache has them, at most every
+    // 300 ms: waited for until it lists the three broken ones (a status written a moment
+    // before e's own Degraded reached the cache lists only c and d).
+    let degraded_members = |p: &LucidPhase| -> Vec<String> {
+        p.status
+            .iter()
+            .flat_map(|s| &s.members)
+            .filter(|m| m.state == lucid_operator::api::MemberState::Degraded)
+            .map(|m| m.name.clone())
+            .collect()
+    };
     let foundation = env
         .wait_phase(
             "foundation",
-            "Degraded by its broken members, all four listed",
+            "Degraded by its broken members c, d and e, all four listed",
             |p| {
                 p.status
                     .as_ref()
                     .is_some_and(|s| s.state.as_deref() == Some("Degraded") && s.members.len() == 4)
+                    && degraded_members(p) == ["c", "d", "e"]
             },
         )
         .await;
-    let members = foundation.status.unwrap().members;
-    let degraded: Vec<_> = members
-        .iter()
-        .filter(|m| m.state == lucid_operator::api::MemberState::Degraded)
-        .map(|m| m.name.as_str())
-        .collect();
-    assert_eq!(degraded, vec!["c", "d", "e"]);
+    assert_eq!(degraded_members(&foundation), ["c", "d", "e"]);
 
     // Fixing things recovers: the missing dependency appears, the phase is unpaused.
     env.apply_documents(&service("ghost", "foundation", &[]))
@@ -460,7 +467,13 @@ async fn paused_phases_cycles_and_missing_references_are_reported() {
         .delete("core", &DeleteParams::default())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Once b says its phase is gone, the operator has acted on the deletion.
+    env.wait_service("b", "PhaseNotFound once core is deleted", |ls| {
+        ls.status.as_ref().is_some_and(|s| {
+            condition(&s.conditions, "Degraded").is_some_and(|c| c.1 == "PhaseNotFound")
+        })
+    })
+    .await;
     assert!(
         env.api::<Deployment>()
             .get_opt("b")
