@@ -102,7 +102,13 @@ pub enum Reference<'a> {
     Service(&'a str),
 }
 
-impl Reference<'_> {
+impl<'a> Reference<'a> {
+    pub fn name(&self) -> &'a str {
+        match self {
+            Reference::Phase(name) | Reference::Service(name) => name,
+        }
+    }
+
     /// As `waitingOn` shows it: a service by its name, a phase as `phase/<name>`.
     pub fn waiting_on(&self) -> String {
         match self {

@@ -140,6 +140,7 @@ async fn helm_installs_the_operator_which_runs_from_its_image_under_the_charts_r
         ("patch", "deployments.apps", "", "yes"),
         ("watch", "lucidservices.lucid.io", "", "yes"),
         ("get", "lucidphases.lucid.io", "", "yes"),
+        ("get", "lucidservices.lucid.io", "", "yes"),
         ("patch", "lucidservices.lucid.io", "status", "yes"),
         ("watch", "pods", "", "yes"),
         ("delete", "pods", "", "no"),

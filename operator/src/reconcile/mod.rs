@@ -844,31 +844,113 @@ mod wiring_tests {
         assert!(health.live().is_ok(), "nothing is failing any more");
     }
 
-    /// A phase's deletion passes the filter its members' wake-up goes through; a status
-    /// write (same generation, still there) does not.
-    #[test]
-    fn a_deleted_phase_passes_the_generation_filter() {
+    fn guarded_phase(name: &str, uid: &str, depends_on: &[&str]) -> super::PhaseGuard {
         use crate::api::{LucidPhase, LucidPhaseSpec};
-        use kube::core::error_boundary::DeserializeGuard;
-        use kube::runtime::reflector::store;
-        use kube::runtime::watcher::Event;
-
         let spec = LucidPhaseSpec {
-            depends_on: Vec::new(),
+            depends_on: depends_on.iter().map(|d| d.to_string()).collect(),
             paused: false,
             description: None,
         };
-        let mut phase = LucidPhase::new("core", spec);
+        let mut phase = LucidPhase::new(name, spec);
         phase.metadata.namespace = Some("lucid".into());
-        phase.metadata.generation = Some(3);
-        let guard = DeserializeGuard(Ok(phase));
-        let (phases, mut writer) = store::<DeserializeGuard<LucidPhase>>();
-        writer.apply_watcher_event(&Event::Apply(guard.clone()));
-        let filter = super::generation_or_gone(phases);
-        let present = filter(&guard);
-        assert_eq!(filter(&guard), present, "a status write changes nothing");
-        writer.apply_watcher_event(&Event::Delete(guard.clone()));
-        assert_ne!(filter(&guard), present, "the deletion is let through");
+        phase.metadata.uid = Some(uid.into());
+        phase.metadata.generation = Some(1);
+        kube::core::error_boundary::DeserializeGuard(Ok(phase))
+    }
+
+    /// Through the filter the phase wake-ups pass, fed as `fan_out` feeds it (the cache
+    /// written before each event is let out): a status write is dropped; the deletion and
+    /// a phase of the same name made again are let through.
+    #[tokio::test]
+    async fn a_deleted_phase_passes_the_generation_filter() {
+        use kube::runtime::WatchStreamExt;
+        use kube::runtime::reflector::store;
+
+        let (phases, writer) = store::<super::PhaseGuard>();
+        let first = guarded_phase("core", "uid-1", &[]);
+        let mut status_written = first.clone();
+        if let Ok(p) = &mut status_written.0 {
+            p.metadata.resource_version = Some("2".into());
+        }
+        let again = guarded_phase("core", "uid-2", &[]);
+        let events = vec![
+            Event::Apply(first.clone()),
+            Event::Apply(status_written),
+            Event::Delete(first),
+            Event::Apply(again),
+        ];
+        let passed: Vec<(Option<String>, bool)> = futures::stream::unfold(
+            (events.into_iter(), writer),
+            |(mut events, mut writer)| async move {
+                let event = events.next()?;
+                writer.apply_watcher_event(&event);
+                let object = match event {
+                    Event::Apply(o) | Event::Delete(o) => o,
+                    _ => unreachable!(),
+                };
+                Some((Ok::<_, Error>(object), (events, writer)))
+            },
+        )
+        .predicate_filter(
+            super::generation_or_gone(phases.clone()),
+            Default::default(),
+        )
+        .filter_map(|o| async move { o.ok() })
+        .map(|o| {
+            let uid = kube::Resource::meta(&o).uid.clone();
+            let rv = kube::Resource::meta(&o).resource_version.is_some();
+            (uid, rv)
+        })
+        .collect()
+        .await;
+        assert_eq!(
+            passed,
+            [
+                (Some("uid-1".to_string()), false),
+                (Some("uid-1".to_string()), false),
+                (Some("uid-2".to_string()), false),
+            ],
+            "created, deleted, created again; the status write dropped"
+        );
+    }
+
+    /// A deleted phase wakes its members and the members of phases that name it directly
+    /// (it is in nobody's upstream any more).
+    #[test]
+    fn a_deleted_phase_wakes_its_members_and_the_phases_naming_it() {
+        use crate::api::{LucidService, LucidServiceSpec};
+        use kube::core::error_boundary::DeserializeGuard;
+        use kube::runtime::reflector::store;
+
+        let service = |name: &str, phase: &str| {
+            let spec: LucidServiceSpec = serde_json::from_value(serde_json::json!({
+                "image": {"repository": "r"}, "phase": phase,
+            }))
+            .expect("spec");
+            let mut ls = LucidService::new(name, spec);
+            ls.metadata.namespace = Some("lucid".into());
+            DeserializeGuard(Ok(ls))
+        };
+        let (services, mut services_writer) = store();
+        for (name, phase) in [("member", "core"), ("after", "app"), ("apart", "other")] {
+            services_writer.apply_watcher_event(&Event::Apply(service(name, phase)));
+        }
+        let (phases, mut phases_writer) = store();
+        let core = guarded_phase("core", "uid-core", &[]);
+        for phase in [
+            core.clone(),
+            guarded_phase("app", "uid-app", &["core"]),
+            guarded_phase("other", "uid-other", &[]),
+        ] {
+            phases_writer.apply_watcher_event(&Event::Apply(phase));
+        }
+        phases_writer.apply_watcher_event(&Event::Delete(core.clone()));
+        let mut woken: Vec<String> = super::services_after_phase_change(&services, &phases, &core)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        woken.sort();
+        assert_eq!(woken, ["after", "member"]);
     }
 
     #[test]

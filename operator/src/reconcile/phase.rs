@@ -74,7 +74,8 @@ const PHASE_WRITE_INTERVAL: Duration = Duration::from_millis(300);
 enum Written {
     /// Written, or already as summarised: the state.
     Done(String),
-    /// Changed, but the last write was too recent: again after this long.
+    /// Not written now, again after this long: the last write was too recent, or a phase
+    /// it depends on exists but is not in the cache yet.
     Later(Duration),
 }
 
@@ -82,7 +83,7 @@ impl Written {
     fn outcome(&self) -> &str {
         match self {
             Written::Done(state) => state,
-            Written::Later(_) => "throttled",
+            Written::Later(_) => "later",
         }
     }
 }
@@ -102,14 +103,21 @@ async fn summarise_and_write(
         .into_iter()
         .map(Reference::Phase)
         .collect();
+    let old = phase.status.clone().unwrap_or_default();
+    let reported = unobserved::already_reported(
+        &old.conditions,
+        old.observed_generation,
+        phase.metadata.generation,
+        "PhaseDependencyNotFound",
+    );
     if !missing.is_empty()
-        && unobserved::first_existing(&ctx.client, &namespace, &missing)
+        && !reported
+        && unobserved::first_unobserved(ctx, &namespace, &missing)
             .await
-            .inspect_err(|e| ctx.metrics.api_error("get", e))?
             .is_some()
     {
         // Not missing, not seen yet: the peer watch brings this phase back when it is.
-        return Ok(Written::Done("NotYetObserved".into()));
+        return Ok(Written::Later(unobserved::RECHECK));
     }
     let status = summarise(
         phase,
@@ -131,9 +139,18 @@ async fn summarise_and_write(
         let api: Api<LucidPhase> = Api::namespaced(ctx.client.clone(), &namespace);
         let body =
             json!({ "apiVersion": "lucid.io/v1alpha1", "kind": "LucidPhase", "status": status });
-        api.patch_status(&phase.name_any(), &apply_params(), &Patch::Apply(body))
+        match api
+            .patch_status(&phase.name_any(), &apply_params(), &Patch::Apply(body))
             .await
-            .inspect_err(|e| ctx.metrics.api_error("patch", e))?;
+        {
+            // Deleted while this reconcile ran: nothing left to describe.
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => {
+                ctx.metrics.api_error("patch", &error);
+                return Err(error.into());
+            }
+        }
     }
     Ok(Written::Done(status.state.unwrap_or_default()))
 }

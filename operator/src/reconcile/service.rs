@@ -138,7 +138,7 @@ impl Outcome {
         };
         Self {
             health: Health::Waiting {
-                reason: "NotYetObserved".into(),
+                reason: unobserved::REASON.into(),
                 message: format!(
                     "{what} was just created: going on once the operator's watch has delivered it"
                 ),
@@ -205,6 +205,9 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Reconcile
     let action = match outcome.health {
         // Re-check now and then in case something was changed behind our back.
         Health::Ready { .. } => super::resync(Duration::from_secs(600)),
+        Health::Waiting { reason, .. } if reason == unobserved::REASON => {
+            Action::requeue(unobserved::RECHECK)
+        }
         // Watches on every child, services, phases, ConfigMaps and Secrets wake the rest.
         _ => super::resync(Duration::from_secs(300)),
     };
@@ -233,8 +236,17 @@ async fn decide(
     let view = ctx.namespace_view(namespace);
     let snapshot = view.snapshot();
     if let Some(missing) = snapshot.missing(ls) {
-        let references = missing.references();
-        if let Some(seen) = unobserved::first_existing(&ctx.client, namespace, &references).await? {
+        let status = ls.status.clone().unwrap_or_default();
+        let reported = unobserved::already_reported(
+            &status.conditions,
+            status.observed_generation,
+            ls.metadata.generation,
+            missing.reason(),
+        );
+        if !reported
+            && let Some(seen) =
+                unobserved::first_unobserved(ctx, namespace, &missing.references()).await
+        {
             return Ok(Outcome::not_yet_observed(seen, existing));
         }
     }
@@ -484,8 +496,8 @@ async fn write_status(ls: &LucidService, ctx: &Context, outcome: &Outcome) -> Re
         .patch_status(&ls.name_any(), &apply_params(), &Patch::Apply(body))
         .await
     {
-        Ok(_) => Ok(()),
         // Deleted while this reconcile ran: nothing left to describe.
+        Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(error) => {
             ctx.metrics.api_error("patch", &error);
@@ -558,12 +570,19 @@ async fn report_invalid(invalid: &InvalidObject, ctx: &Context) -> Result<Reconc
         "apiVersion": "lucid.io/v1alpha1", "kind": "LucidService",
         "status": { "state": State::Degraded.as_str(), "observedGeneration": invalid.metadata.generation, "conditions": conditions },
     });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(body),
-    )
-    .await?;
+    match api
+        .patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await
+    {
+        // Deleted meanwhile: nothing left to describe.
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(error) => return Err(error.into()),
+    }
     Ok(Reconciled {
         action: Action::await_change(),
         state: State::Degraded.as_str(),

@@ -2,30 +2,131 @@
 //! can lag the other: a LucidPhase created a moment before its first service may not be in
 //! the cache yet when that service is reconciled. Before a user is told to create
 //! something, the API server is asked; what it has and the cache has not is waited for
-//! (its watch event wakes whoever named it), not reported as Degraded. Only a cache miss
-//! asks: a namespace whose graph is whole costs no request.
+//! (its watch event wakes whoever named it), not reported as Degraded.
+//!
+//! The lookup only spares a moment's false report, so it never makes things worse: only a
+//! cache miss asks (a namespace whose graph is whole costs no request), an object the
+//! cache holds but cannot read is not asked about (seen, not missing: the report stands),
+//! and a failed lookup (a Role without `get`) leaves the cache's word standing.
 
-use kube::{Api, Client};
+use std::time::Duration;
 
+use kube::Api;
+use kube::runtime::reflector::ObjectRef;
+
+use super::context::Context;
 use crate::api::{LucidPhase, LucidService};
 use crate::graph::Reference;
 
-/// The first of `references` that the API server has.
-pub async fn first_existing<'r>(
-    client: &Client,
+/// The reason a service waiting for its watch shows.
+pub const REASON: &str = "NotYetObserved";
+
+/// How soon a service or phase waiting for a watch event looks again, in case the event
+/// never comes (a watch down and not yet re-listed).
+pub const RECHECK: Duration = Duration::from_secs(5);
+
+/// The first of `references` (missing from the snapshot) that the API server has.
+pub async fn first_unobserved<'r>(
+    ctx: &Context,
     namespace: &str,
     references: &[Reference<'r>],
-) -> Result<Option<Reference<'r>>, kube::Error> {
-    let phases: Api<LucidPhase> = Api::namespaced(client.clone(), namespace);
-    let services: Api<LucidService> = Api::namespaced(client.clone(), namespace);
+) -> Option<Reference<'r>> {
+    let phases: Api<LucidPhase> = Api::namespaced(ctx.client.clone(), namespace);
+    let services: Api<LucidService> = Api::namespaced(ctx.client.clone(), namespace);
     for reference in references {
-        let found = match reference {
-            Reference::Phase(name) => phases.get_metadata_opt(name).await?.is_some(),
-            Reference::Service(name) => services.get_metadata_opt(name).await?.is_some(),
+        let lookup = match reference {
+            Reference::Phase(name) => {
+                let cached = ObjectRef::new(name).within(namespace);
+                if ctx.caches.phases.get(&cached).is_some() {
+                    continue;
+                }
+                phases
+                    .get_metadata_opt(name)
+                    .await
+                    .map(|o| o.map(|o| o.metadata))
+            }
+            Reference::Service(name) => {
+                let cached = ObjectRef::new(name).within(namespace);
+                if ctx.caches.services.get(&cached).is_some() {
+                    continue;
+                }
+                services
+                    .get_metadata_opt(name)
+                    .await
+                    .map(|o| o.map(|o| o.metadata))
+            }
         };
-        if found {
-            return Ok(Some(*reference));
+        match lookup {
+            Ok(Some(found)) if found.deletion_timestamp.is_none() => {
+                return Some(*reference);
+            }
+            Ok(_) => {}
+            Err(error) => {
+                ctx.metrics.api_error("get", &error);
+                tracing::warn!(
+                    name = %reference.name(),
+                    %namespace,
+                    error = %error,
+                    "cannot look up what the cache misses; reporting it missing"
+                );
+                return None;
+            }
         }
     }
-    Ok(None)
+    None
+}
+
+/// Whether `conditions` already say `reason` about the current `generation`: the user has
+/// been told, and asking again on every wake-up would cost a request each time.
+pub fn already_reported(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    observed_generation: Option<i64>,
+    generation: Option<i64>,
+    reason: &str,
+) -> bool {
+    observed_generation == generation
+        && conditions
+            .iter()
+            .any(|c| c.type_ == "Degraded" && c.status == "True" && c.reason == reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    use super::already_reported;
+
+    fn degraded(reason: &str) -> Condition {
+        Condition {
+            type_: "Degraded".into(),
+            status: "True".into(),
+            reason: reason.into(),
+            message: String::new(),
+            last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+            observed_generation: None,
+        }
+    }
+
+    #[test]
+    fn a_missing_reference_is_looked_up_until_the_status_says_so_for_this_generation() {
+        let said = [degraded("PhaseNotFound")];
+        assert!(already_reported(&said, Some(2), Some(2), "PhaseNotFound"));
+        // Said of an older spec, or another problem: asked again.
+        assert!(!already_reported(&said, Some(1), Some(2), "PhaseNotFound"));
+        assert!(!already_reported(
+            &said,
+            Some(2),
+            Some(2),
+            "DependencyNotFound"
+        ));
+        let mut cleared = degraded("PhaseNotFound");
+        cleared.status = "False".into();
+        assert!(!already_reported(
+            &[cleared],
+            Some(2),
+            Some(2),
+            "PhaseNotFound"
+        ));
+        assert!(!already_reported(&[], None, Some(1), "PhaseNotFound"));
+    }
 }
