@@ -103,13 +103,14 @@ async fn summarise_and_write(
         .into_iter()
         .map(Reference::Phase)
         .collect();
-    let old = phase.status.clone().unwrap_or_default();
-    let reported = unobserved::already_reported(
-        &old.conditions,
-        old.observed_generation,
-        phase.metadata.generation,
-        "PhaseDependencyNotFound",
-    );
+    let reported = phase.status.as_ref().is_some_and(|status| {
+        unobserved::already_reported(
+            &status.conditions,
+            status.observed_generation,
+            phase.metadata.generation,
+            "PhaseDependencyNotFound",
+        )
+    });
     if !missing.is_empty()
         && !reported
         && unobserved::first_unobserved(ctx, &namespace, &missing)

@@ -236,13 +236,14 @@ async fn decide(
     let view = ctx.namespace_view(namespace);
     let snapshot = view.snapshot();
     if let Some(missing) = snapshot.missing(ls) {
-        let status = ls.status.clone().unwrap_or_default();
-        let reported = unobserved::already_reported(
-            &status.conditions,
-            status.observed_generation,
-            ls.metadata.generation,
-            missing.reason(),
-        );
+        let reported = ls.status.as_ref().is_some_and(|status| {
+            unobserved::already_reported(
+                &status.conditions,
+                status.observed_generation,
+                ls.metadata.generation,
+                missing.reason(),
+            )
+        });
         if !reported
             && let Some(seen) =
                 unobserved::first_unobserved(ctx, namespace, &missing.references()).await

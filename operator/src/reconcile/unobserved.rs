@@ -11,11 +11,14 @@
 
 use std::time::Duration;
 
-use kube::Api;
-use kube::runtime::reflector::ObjectRef;
+use k8s_openapi::NamespaceResourceScope;
+use kube::core::ObjectMeta;
+use kube::core::error_boundary::DeserializeGuard;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
 
 use super::context::Context;
-use crate::api::{LucidPhase, LucidService};
 use crate::graph::Reference;
 
 /// The reason a service waiting for its watch shows.
@@ -31,31 +34,12 @@ pub async fn first_unobserved<'r>(
     namespace: &str,
     references: &[Reference<'r>],
 ) -> Option<Reference<'r>> {
-    let phases: Api<LucidPhase> = Api::namespaced(ctx.client.clone(), namespace);
-    let services: Api<LucidService> = Api::namespaced(ctx.client.clone(), namespace);
     for reference in references {
         let lookup = match reference {
-            Reference::Phase(name) => {
-                let cached = ObjectRef::new(name).within(namespace);
-                if ctx.caches.phases.get(&cached).is_some() {
-                    continue;
-                }
-                phases
-                    .get_metadata_opt(name)
-                    .await
-                    .map(|o| o.map(|o| o.metadata))
-            }
-            Reference::Service(name) => {
-                let cached = ObjectRef::new(name).within(namespace);
-                if ctx.caches.services.get(&cached).is_some() {
-                    continue;
-                }
-                services
-                    .get_metadata_opt(name)
-                    .await
-                    .map(|o| o.map(|o| o.metadata))
-            }
+            Reference::Phase(name) => look_up(ctx, &ctx.caches.phases, namespace, name).await,
+            Reference::Service(name) => look_up(ctx, &ctx.caches.services, namespace, name).await,
         };
+        let Some(lookup) = lookup else { continue };
         match lookup {
             Ok(Some(found)) if found.deletion_timestamp.is_none() => {
                 return Some(*reference);
@@ -74,6 +58,32 @@ pub async fn first_unobserved<'r>(
         }
     }
     None
+}
+
+/// What the API server has of `name`, unless the cache holds it (seen, if unreadable: not
+/// missing, so not asked about).
+async fn look_up<K>(
+    ctx: &Context,
+    cache: &Store<DeserializeGuard<K>>,
+    namespace: &str,
+    name: &str,
+) -> Option<Result<Option<ObjectMeta>, kube::Error>>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + 'static,
+{
+    if cache.get(&ObjectRef::new(name).within(namespace)).is_some() {
+        return None;
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    Some(
+        api.get_metadata_opt(name)
+            .await
+            .map(|found| found.map(|o| o.metadata)),
+    )
 }
 
 /// Whether `conditions` already say `reason` about the current `generation`: the user has
