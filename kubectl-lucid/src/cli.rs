@@ -79,6 +79,17 @@ Examples:
   kubectl lucid status -n lucid --wait --timeout 5m"
     )]
     Status(StatusArgs),
+    /// Try a rolled-back update again, with no change to its spec.
+    #[command(
+        after_help = "An update that failed and was rolled back is not tried again until its spec (or a ConfigMap or Secret it reads) changes. When the cause was outside the spec (a registry that was down, a node that was full), this asks for another try: it sets the annotation lucid.io/retry on the LucidService. The spec is not touched.
+
+Exit codes: 0 asked; 1 the service does not exist or the annotation could not be set.
+
+Examples:
+  kubectl lucid retry lucid-redis -n lucid
+  kubectl lucid retry lucid-redis -n lucid && kubectl lucid status -n lucid --wait"
+    )]
+    Retry(RetryArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:
   source <(kubectl lucid completion bash)
@@ -117,6 +128,12 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Text)]
     pub output: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct RetryArgs {
+    /// The LucidService to try again.
+    pub service: String,
 }
 
 #[derive(Args, Debug)]

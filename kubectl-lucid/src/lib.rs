@@ -9,4 +9,5 @@ pub mod manifests;
 pub mod output;
 pub mod plan;
 pub mod render;
+pub mod retry;
 pub mod status;

@@ -279,7 +279,8 @@ fn service_line(s: &LucidService, v: &View, style: Style, branch: &str, width: u
     format!("{}\n", line.trim_end())
 }
 
-async fn client(k: &KubeArgs) -> Result<(Client, String)> {
+/// A client from the user's kubeconfig (`--kubeconfig`, `--context`) and the namespace to use.
+pub(crate) async fn client(k: &KubeArgs) -> Result<(Client, String)> {
     let options = KubeConfigOptions {
         context: k.context.clone(),
         ..Default::default()

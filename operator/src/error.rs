@@ -13,6 +13,9 @@ pub enum Error {
     /// This replica does not hold the Lease (or its renew deadline passed): it must not write.
     #[error("not the leader")]
     NotLeader,
+    /// A revision to roll back to could not be written or read back.
+    #[error("revision: {0}")]
+    Revision(String),
 }
 
 impl Error {
@@ -23,6 +26,7 @@ impl Error {
             Error::Startup(_) => "Startup",
             Error::Render(_) => "Render",
             Error::NotLeader => "NotLeader",
+            Error::Revision(_) => "Revision",
         }
     }
 }

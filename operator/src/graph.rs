@@ -162,6 +162,27 @@ impl<'a> Snapshot<'a> {
         self.phases.get(name).copied()
     }
 
+    pub fn service(&self, name: &str) -> Option<&'a LucidService> {
+        self.services.get(name).copied()
+    }
+
+    /// The services `ls` depends on that are not Ready now (a missing one counts), in the
+    /// order `dependsOn` names them. Unlike the gate, this is read after the rollout too:
+    /// a running service whose database went down says so (`DependenciesReady`).
+    pub fn dependencies_not_ready(&self, ls: &LucidService) -> Vec<String> {
+        ls.spec
+            .depends_on
+            .iter()
+            .filter(|d| {
+                !self
+                    .services
+                    .get(d.as_str())
+                    .is_some_and(|s| service_ready(s))
+            })
+            .cloned()
+            .collect()
+    }
+
     pub fn members(&self, phase: &str) -> &[&'a LucidService] {
         self.members.get(phase).map(Vec::as_slice).unwrap_or(&[])
     }
@@ -451,6 +472,7 @@ mod tests {
                 depends_on: deps.iter().map(|d| d.to_string()).collect(),
                 paused: false,
                 description: None,
+                on_failure: Default::default(),
             },
         );
         p.metadata.namespace = Some("lucid".into());

@@ -3,7 +3,8 @@
 //! - [`api`]: the custom resource types (the CRDs come from them);
 //! - [`render`]: pure functions from a LucidService to the objects it needs;
 //! - [`reconcile`]: the controllers: dereference, validate, render, apply, report status;
-//! - [`status`]: conditions and readiness rules shared by both controllers.
+//! - [`status`]: conditions and readiness rules shared by both controllers;
+//! - [`revision`], [`upgrade`]: the revisions kept to roll back to, and when to roll back.
 pub mod api;
 pub mod check;
 pub mod error;
@@ -14,7 +15,9 @@ pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod render;
+pub mod revision;
 pub mod runtime;
 pub mod status;
 pub mod telemetry;
+pub mod upgrade;
 pub mod validate;

@@ -8,7 +8,11 @@
 //!   guard that records on every path out of a reconcile, errors and panics included;
 //! - `phase_members{namespace, phase}`, `phase_ready_members{namespace, phase}`;
 //! - `leader` (1 leading, 0 standby) and `leader_transitions_total`;
-//! - `api_errors_total{verb, code}`: failed calls to the API server (`code` 0: no answer).
+//! - `api_errors_total{verb, code}`: failed calls to the API server (`code` 0: no answer);
+//! - `rollbacks_total{reason}`: updates that failed and were rolled back, by the failure's
+//!   reason (`ImagePullFailed`, `CrashLoopBackOff`, `RolloutStuck`, `PhaseRolledBack`, ...);
+//! - `service_dependencies_ready{service_namespace, service}`: 1 when every service it
+//!   depends on is Ready, 0 when one is not (after its rollout as well as before).
 //!
 //! kube-runtime 5 keeps its work queue private: the in-flight gauge is what is exposed.
 
@@ -47,6 +51,17 @@ pub struct PhaseLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RollbackLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabel {
+    pub service_namespace: String,
+    pub service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiErrorLabel {
     pub verb: &'static str,
     pub code: u16,
@@ -64,6 +79,8 @@ pub struct Metrics {
     /// Times this replica started or stopped leading.
     pub leader_transitions: Counter,
     pub api_errors: Family<ApiErrorLabel, Counter>,
+    pub rollbacks: Family<RollbackLabel, Counter>,
+    pub dependencies_ready: Family<ServiceLabel, Gauge>,
     pub registry: Registry,
 }
 
@@ -128,7 +145,21 @@ impl Default for Metrics {
             "Failed calls to the API server, by verb and HTTP code (0: no answer)",
             api_errors.clone(),
         );
+        let rollbacks = Family::<RollbackLabel, Counter>::default();
+        registry.register(
+            "rollbacks",
+            "Updates that failed and were rolled back, by the failure's reason",
+            rollbacks.clone(),
+        );
+        let dependencies_ready = Family::<ServiceLabel, Gauge>::default();
+        registry.register(
+            "service_dependencies_ready",
+            "1 when every service a LucidService depends on is Ready, else 0",
+            dependencies_ready.clone(),
+        );
         Self {
+            rollbacks,
+            dependencies_ready,
             reconciles,
             failures,
             duration,
@@ -185,6 +216,23 @@ impl Metrics {
         self.api_errors
             .get_or_create(&ApiErrorLabel { verb, code })
             .inc();
+    }
+
+    pub fn rolled_back(&self, reason: &str) {
+        self.rollbacks
+            .get_or_create(&RollbackLabel {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn dependencies(&self, namespace: &str, service: &str, ready: bool) {
+        self.dependencies_ready
+            .get_or_create(&ServiceLabel {
+                service_namespace: namespace.to_string(),
+                service: service.to_string(),
+            })
+            .set(i64::from(ready));
     }
 
     /// A standby does not summarise phases: it drops the leader-era figures rather than
@@ -256,6 +304,8 @@ mod tests {
         }
         metrics.failed("lucidservice", "ApplyFailed");
         metrics.phase("lucid", "core", 6, 4);
+        metrics.rolled_back("ImagePullFailed");
+        metrics.dependencies("lucid", "api-gateway", false);
         let text = metrics.encode();
         for line in [
             "lucid_operator_reconciles_total{controller=\"lucidservice\",result=\"ok\"} 1",
@@ -264,6 +314,8 @@ mod tests {
             "lucid_operator_reconcile_duration_seconds_count{controller=\"lucidservice\"} 2",
             "lucid_operator_reconcile_failures_total{controller=\"lucidservice\",reason=\"ApplyFailed\"} 1",
             "lucid_operator_phase_ready_members{phase_namespace=\"lucid\",phase=\"core\"} 4",
+            "lucid_operator_rollbacks_total{reason=\"ImagePullFailed\"} 1",
+            "lucid_operator_service_dependencies_ready{service_namespace=\"lucid\",service=\"api-gateway\"} 0",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

@@ -151,6 +151,11 @@ async fn helm_installs_the_operator_which_runs_from_its_image_under_the_charts_r
             "no",
         ),
         ("update", "secrets", "", "no"),
+        // Revision copies are created, never changed: they are immutable.
+        ("create", "secrets", "", "yes"),
+        ("delete", "secrets", "", "no"),
+        ("create", "controllerrevisions.apps", "", "yes"),
+        ("update", "controllerrevisions.apps", "", "no"),
         ("update", "deployments.apps", "", "no"),
         ("get", "deployments.apps", "", "no"),
         ("watch", "secrets", "", "yes"),

@@ -70,6 +70,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [configmaps, secrets]
   verbs: [get, list, watch]
+{{- /* Revisions: immutable copies of what a Ready revision's pods read (create), removed
+  when the revision leaves the history (deletecollection by its labels); a ControllerRevision
+  per revision, read back for a rollback. */}}
+- apiGroups: [""]
+  resources: [configmaps, secrets]
+  verbs: [create, deletecollection]
+- apiGroups: [apps]
+  resources: [controllerrevisions]
+  verbs: [get, create, delete]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]

@@ -130,6 +130,7 @@ pub fn import(project: &Project, options: &Options) -> Result<Imported, Vec<Prob
                 depends_on: depends_on.clone(),
                 paused: false,
                 description: Some(format!("Imported from {}", phases.files[name].join(", "))),
+                on_failure: Default::default(),
             },
         );
         phase.metadata.labels = Some(imported_labels());

@@ -7,7 +7,10 @@ mod phase;
 mod service;
 
 pub use names::{DNS_LABEL_PATTERN, env_prefix, is_dns_label};
-pub use phase::{LucidPhase, LucidPhaseSpec, LucidPhaseStatus, MemberState, PhaseMember};
+pub use phase::{
+    LucidPhase, LucidPhaseSpec, LucidPhaseStatus, MemberState, OnFailure, PhaseMember,
+    PhaseReadySet,
+};
 pub use service::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

@@ -41,6 +41,35 @@ pub struct LucidPhaseSpec {
     /// What this phase is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+
+    /// What happens when a member's update fails (its new revision Degraded, or not Ready
+    /// within its progress deadline). `RollbackService` (default): the failed member goes
+    /// back to its last good revision and keeps serving, its failure shown as Ready=False
+    /// `RolledBack`; `RollbackPhase`: every member changed since the phase was last Ready
+    /// goes back too, so the phase is again a set that worked together; `Halt`: nothing goes
+    /// back, the member stays Degraded and later phases wait. Either way later phases never
+    /// start their own changes, and the failed update is not retried until the spec changes
+    /// or `kubectl lucid retry` asks for it.
+    #[serde(default, skip_serializing_if = "OnFailure::is_default")]
+    pub on_failure: OnFailure,
+}
+
+impl OnFailure {
+    fn is_default(&self) -> bool {
+        *self == OnFailure::default()
+    }
+}
+
+/// What a phase does when a member's update fails.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum OnFailure {
+    /// Leave the failed update in place (Degraded); later phases wait.
+    Halt,
+    /// Roll the failed member back to its last good revision.
+    #[default]
+    RollbackService,
+    /// Roll back every member changed since the phase was last Ready.
+    RollbackPhase,
 }
 
 /// The rollout of a phase, at a glance and per member.
@@ -73,8 +102,21 @@ pub struct LucidPhaseStatus {
     /// Each member's state, sorted by name.
     #[serde(default)]
     pub members: Vec<PhaseMember>,
+    /// The revision of each member when the phase was last Ready: the set that worked
+    /// together, which `onFailure: RollbackPhase` goes back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ready: Option<PhaseReadySet>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
+}
+
+/// The members' revisions when the phase was last Ready.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseReadySet {
+    pub at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// Member name to revision.
+    pub revisions: std::collections::BTreeMap<String, i64>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]

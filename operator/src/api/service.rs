@@ -37,6 +37,7 @@ const QUANTITY_PATTERN: &str = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)?$";
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".spec.phase"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.ready"}"#,
     printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.state"}"#,
+    printcolumn = r#"{"name":"Revision","type":"integer","jsonPath":".status.revision"}"#,
     printcolumn = r#"{"name":"Waiting-On","type":"string","jsonPath":".status.waitingOn","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -131,6 +132,62 @@ pub struct LucidServiceSpec {
         length(min = 1, max = 8)
     )]
     pub networks: Vec<String>,
+
+    /// How pods are replaced on an update. `Auto` (default): `Recreate` when the data
+    /// directory is a ReadWriteOnce claim (it may hold a database's files, which two
+    /// processes must never open at once), else `RollingUpdate`: the new pod starts and
+    /// turns ready before the old one stops, so an update that fails leaves the old pod
+    /// serving. A logs claim does not force `Recreate`: log files are only appended to.
+    #[serde(default, skip_serializing_if = "UpdateStrategy::is_auto")]
+    pub update_strategy: UpdateStrategy,
+
+    /// Seconds an update may take to make progress before it counts as failed (the
+    /// Deployment's `progressDeadlineSeconds`). The default, 600, leaves room for a Pi on a
+    /// home link to pull a large image (a 700 MB database image at 2 MB/s takes six minutes):
+    /// a deadline shorter than an honest pull would roll back a good release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 86400))]
+    pub progress_deadline_seconds: Option<i32>,
+
+    /// How many revisions that were Ready are kept to roll back to (each keeps a copy of
+    /// the ConfigMaps and Secrets its pods read).
+    #[serde(
+        default = "default_revision_history_limit",
+        skip_serializing_if = "is_default_revision_history_limit"
+    )]
+    #[schemars(range(min = 1, max = 10))]
+    pub revision_history_limit: i32,
+}
+
+/// How the Deployment replaces pods on an update.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum UpdateStrategy {
+    /// `Recreate` when the data directory is a ReadWriteOnce claim, else `RollingUpdate`.
+    #[default]
+    Auto,
+    /// Stop the old pods, then start the new ones (a gap in service).
+    Recreate,
+    /// Start new pods before stopping old ones (no gap; an update that fails leaves the old
+    /// pods serving).
+    RollingUpdate,
+}
+
+/// The Deployment's progress deadline when the spec sets none (see
+/// `LucidServiceSpec::progress_deadline_seconds`).
+pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i32 = 600;
+
+fn default_revision_history_limit() -> i32 {
+    3
+}
+
+fn is_default_revision_history_limit(limit: &i32) -> bool {
+    *limit == default_revision_history_limit()
+}
+
+impl UpdateStrategy {
+    fn is_auto(&self) -> bool {
+        *self == UpdateStrategy::Auto
+    }
 }
 
 fn default_replicas() -> i32 {
@@ -700,7 +757,61 @@ pub struct LucidServiceStatus {
     /// What holds this service back, when something does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_on: Option<String>,
-    /// `Ready`, `Progressing` and `Degraded`, as KEP-1623 describes.
+    /// The revision the pods run or are rolling out to (numbered by the operator, one per
+    /// distinct rendering it applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    /// Digest of that revision's rendering (no values: a hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_hash: Option<String>,
+    /// The revisions that were Ready, newest first: the first is the last good one. At most
+    /// `spec.revisionHistoryLimit`; each can be rolled back to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<GoodRevision>,
+    /// Set while an update that failed is rolled back: the failed attempt is not tried
+    /// again until the spec (or a ConfigMap or Secret it reads) changes, or
+    /// `kubectl lucid retry` asks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackStatus>,
+    /// `Ready`, `Progressing`, `Degraded` (KEP-1623), `Available` (pods are serving, even
+    /// from a rolled-back revision) and `DependenciesReady`.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+}
+
+/// A revision that was Ready.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GoodRevision {
+    pub revision: i64,
+    /// The LucidService generation it rendered.
+    pub generation: i64,
+    /// When it turned Ready.
+    pub ready_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+    /// Digest of its rendering.
+    pub hash: String,
+}
+
+/// An update that failed and was rolled back.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackStatus {
+    /// The generation whose update failed.
+    pub failed_generation: i64,
+    /// Digest of the failed rendering: while the spec and what it reads still render to
+    /// it, the update is not tried again.
+    pub failed_hash: String,
+    /// The `lucid.io/retry` annotation when it failed: a new value asks for another try.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<String>,
+    /// The revision rolled back to.
+    pub to_revision: i64,
+    /// Why: the failure's reason (`ImagePullFailed`, `CrashLoopBackOff`, `RolloutStuck`,
+    /// ...) or `PhaseRolledBack`.
+    pub reason: String,
+    pub message: String,
+    /// Another member of the phase whose failure rolled this one back (`RollbackPhase`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    pub at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
 }

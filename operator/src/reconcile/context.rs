@@ -30,6 +30,8 @@ pub struct Context {
     pub caches: Caches,
     /// Summaries of the ConfigMaps and Secrets read at those versions.
     pub contents: ContentCache,
+    /// Revisions read back for rollbacks.
+    pub revisions: super::revisions::RevisionCache,
     failures: Mutex<HashMap<String, u32>>,
     /// When each object's status was last written, for `too_soon_to_write`.
     last_writes: Mutex<HashMap<String, std::time::Instant>>,
@@ -75,6 +77,7 @@ impl Context {
             metrics,
             caches,
             contents: ContentCache::default(),
+            revisions: Default::default(),
             failures: Mutex::new(HashMap::new()),
             last_writes: Mutex::new(HashMap::new()),
         }

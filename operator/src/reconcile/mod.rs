@@ -16,6 +16,7 @@ mod context;
 mod drift;
 mod phase;
 mod references;
+mod revisions;
 mod service;
 mod unobserved;
 
@@ -33,7 +34,7 @@ use kube::core::PartialObjectMeta;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store, reflector};
-use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
 pub use apply::FIELD_MANAGER;
@@ -248,7 +249,7 @@ pub async fn run(
     ));
     let shutdown = shutdown.shared();
 
-    let readiness = Arc::new(Mutex::new(HashMap::<String, bool>::new()));
+    let readiness = Arc::new(Mutex::new(HashMap::<String, (bool, bool)>::new()));
     // Phase status changes with every member; only its spec (paused, dependsOn) changes what
     // services wait for.
     let phase_events_for_services = phase_events_for_services
@@ -260,8 +261,7 @@ pub async fn run(
     let (services_for_cm, services_for_secrets) = (services.clone(), services.clone());
     // A service's own status writes do not re-run it: its main trigger sees spec changes
     // (and deletions) only. Readiness of others arrives through `dependents_to_wake`.
-    let service_events =
-        service_events.predicate_filter(predicates::generation, Default::default());
+    let service_events = service_events.predicate_filter(generation_or_retry, Default::default());
     let service_controller = Controller::for_stream(service_events, services.clone())
         .with_config(config())
         .owns_stream(deployment_events)
@@ -710,6 +710,20 @@ fn generation_or_gone(phases: Store<PhaseGuard>) -> impl Fn(&PhaseGuard) -> Opti
     }
 }
 
+/// A service's spec changes, and a new `lucid.io/retry` annotation (`kubectl lucid retry`
+/// asks for a failed update again without a spec change, which bumps no generation).
+fn generation_or_retry(guard: &ServiceGuard) -> Option<u64> {
+    let meta = kube::Resource::meta(guard);
+    let retry = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::upgrade::RETRY_ANNOTATION));
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(&meta.generation, &mut hasher);
+    std::hash::Hash::hash(&retry, &mut hasher);
+    Some(std::hash::Hasher::finish(&hasher))
+}
+
 fn service_ref(ls: &LucidService) -> ObjectRef<ServiceGuard> {
     ObjectRef::new(&ls.name_any()).within(&ls.namespace().unwrap_or_default())
 }
@@ -721,7 +735,7 @@ fn service_ref(ls: &LucidService) -> ObjectRef<ServiceGuard> {
 fn dependents_to_wake(
     services: &Store<ServiceGuard>,
     phases: &Store<PhaseGuard>,
-    last_readiness: &Mutex<HashMap<String, bool>>,
+    last_readiness: &Mutex<HashMap<String, (bool, bool)>>,
     changed: &ServiceGuard,
 ) -> Vec<ObjectRef<ServiceGuard>> {
     let Ok(changed) = &changed.0 else {
@@ -739,17 +753,25 @@ fn dependents_to_wake(
         .get(&ObjectRef::new(&changed.name_any()).within(&namespace))
         .is_none();
     let now_ready = service_ready(changed) && !deleted;
-    {
+    // Its own update failed and was rolled back (or that ended): under `RollbackPhase` its
+    // phase-mates go back with it (or forward again).
+    let now_rolled_back = crate::upgrade::rolled_back_itself(changed) && !deleted;
+    let (ready_flipped, rollback_flipped) = {
         let mut last = last_readiness.lock().unwrap_or_else(|e| e.into_inner());
-        let flipped = if deleted {
+        if deleted {
             last.remove(&key);
-            true
+            (true, false)
         } else {
-            last.insert(key, now_ready) != Some(now_ready)
-        };
-        if !flipped {
-            return Vec::new();
+            let before = last.insert(key, (now_ready, now_rolled_back));
+            (
+                before.map(|b| b.0) != Some(now_ready),
+                before.is_some_and(|b| b.1 != now_rolled_back)
+                    || (before.is_none() && now_rolled_back),
+            )
         }
+    };
+    if !ready_flipped && !rollback_flipped {
+        return Vec::new();
     }
     let view = NamespaceView::read(services, phases, &namespace);
     let snapshot = view.snapshot();
@@ -763,8 +785,10 @@ fn dependents_to_wake(
     tracing::debug!(service = %name, deleted, now_ready, phase_complete, "readiness flipped");
     view.services()
         .filter(|s| {
-            s.spec.depends_on.contains(&name)
-                || (phase_flipped
+            (rollback_flipped && s.spec.phase == phase && s.name_any() != name)
+                || (ready_flipped && s.spec.depends_on.contains(&name))
+                || (ready_flipped
+                    && phase_flipped
                     && s.spec.phase != phase
                     && snapshot.upstream_phases(&s.spec.phase).contains(&phase))
         })
@@ -850,6 +874,7 @@ mod wiring_tests {
             depends_on: depends_on.iter().map(|d| d.to_string()).collect(),
             paused: false,
             description: None,
+            on_failure: Default::default(),
         };
         let mut phase = LucidPhase::new(name, spec);
         phase.metadata.namespace = Some("lucid".into());

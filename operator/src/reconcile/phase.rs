@@ -17,7 +17,9 @@ use serde_json::json;
 use super::apply::apply_params;
 use super::context::Context;
 use super::unobserved;
-use crate::api::{LucidPhase, LucidPhaseStatus, LucidService, MemberState, PhaseMember};
+use crate::api::{
+    LucidPhase, LucidPhaseStatus, LucidService, MemberState, PhaseMember, PhaseReadySet,
+};
 use crate::error::Error;
 use crate::graph::{Reference, Snapshot, service_ready};
 use crate::status::{Health, State};
@@ -220,6 +222,22 @@ fn missing_dependencies<'p>(phase: &'p LucidPhase, snapshot: &Snapshot<'_>) -> V
         .collect()
 }
 
+/// Each member's revision, when the phase is Ready and every member reports one.
+fn ready_set(
+    snapshot: &Snapshot<'_>,
+    phase: &str,
+    ready: bool,
+) -> Option<std::collections::BTreeMap<String, i64>> {
+    if !ready {
+        return None;
+    }
+    snapshot
+        .members(phase)
+        .iter()
+        .map(|m| Some((m.name_any(), m.status.as_ref()?.revision?)))
+        .collect()
+}
+
 /// Pure: the phase's status from a snapshot of its namespace.
 pub fn summarise(
     phase: &LucidPhase,
@@ -328,9 +346,22 @@ pub fn summarise(
         )
     };
 
+    // The set that worked together, for `onFailure: RollbackPhase`: taken when the phase is
+    // Ready with every member at a known revision, kept as it was otherwise (and its time
+    // kept while the set is the same, so a resync writes nothing).
+    let last_ready = match ready_set(snapshot, &name, health.is_ready()) {
+        Some(revisions) if old.last_ready.as_ref().map(|s| &s.revisions) != Some(&revisions) => {
+            Some(PhaseReadySet {
+                at: now.clone(),
+                revisions,
+            })
+        }
+        _ => old.last_ready,
+    };
     let mut conditions = old.conditions;
     health.write(&mut conditions, phase.metadata.generation, &now);
     LucidPhaseStatus {
+        last_ready,
         observed_generation: phase.metadata.generation,
         services: total,
         ready_services: ready,

@@ -1,5 +1,6 @@
 //! The LucidService controller: validate -> check the graph -> dereference -> render ->
-//! gate -> apply -> status. Every step that finds a problem the user must fix ends the
+//! choose the target (the spec, or a revision rolled back to) -> gate -> apply -> observe ->
+//! judge (roll back a failed update, record a Ready one) -> status. Every step that finds a problem the user must fix ends the
 //! reconcile with a condition, not an error; errors are for the API server failing us.
 
 use std::sync::Arc;
@@ -22,12 +23,18 @@ use super::apply::{
 };
 use super::context::Context;
 use super::references::dereference;
+use super::revisions::{self, Recorded};
 use super::unobserved;
-use crate::api::{LucidService, LucidServiceStatus};
+use crate::api::{GoodRevision, LucidService, LucidServiceStatus, OnFailure, RollbackStatus};
 use crate::error::Error;
-use crate::graph::{Gate, Reference};
+use crate::graph::{Gate, Reference, Snapshot};
 use crate::render::{RenderInputs, render};
-use crate::status::{Health, Rollout, State, rollout};
+use crate::revision::{next_revision, push_history};
+use crate::status::{ConditionType, Health, Rollout, State, rollout, set_condition};
+use crate::upgrade::{
+    Attempt, OnFailed, PHASE_ROLLED_BACK, ROLLED_BACK, ROLLING_BACK, failure, follows_phase,
+    on_failed, rollback_holds, rolled_back_itself, rolled_back_message,
+};
 use crate::validate;
 
 const CONTROLLER: &str = "lucidservice";
@@ -114,6 +121,18 @@ struct Outcome {
     waiting_on: Option<String>,
     /// A call to the API server failed: retried with backoff, the reason shown meanwhile.
     retry: bool,
+    /// The revisions to report; None keeps what the status says (the reconcile stopped
+    /// before it knew).
+    revisions: Option<Revisions>,
+}
+
+/// The revision part of the status.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Revisions {
+    revision: Option<i64>,
+    hash: Option<String>,
+    history: Vec<GoodRevision>,
+    rollback: Option<RollbackStatus>,
 }
 
 impl Outcome {
@@ -127,6 +146,7 @@ impl Outcome {
             deployment,
             waiting_on: None,
             retry: false,
+            revisions: None,
         }
     }
 
@@ -146,6 +166,7 @@ impl Outcome {
             deployment,
             waiting_on: Some(seen.waiting_on()),
             retry: false,
+            revisions: None,
         }
     }
 
@@ -176,7 +197,9 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Reconcile
         .get(&ObjectRef::new(&name).within(&namespace))
         .map(|d| (*d).clone());
 
-    let mut outcome = match decide(ls, ctx, &namespace, existing.clone()).await {
+    let view = ctx.namespace_view(&namespace);
+    let snapshot = view.snapshot();
+    let mut outcome = match decide(ls, ctx, &namespace, &snapshot, existing.clone()).await {
         Ok(outcome) => outcome,
         // Reads (ConfigMaps, Secrets) and deletes the API server failed: shown on the object.
         Err(Error::Kube(error)) => {
@@ -191,8 +214,11 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Reconcile
     if let (Some(delay), Health::Degraded { message, .. }) = (retry, &mut outcome.health) {
         message.push_str(&format!("; retrying in {}s", delay.as_secs()));
     }
+    let not_ready = snapshot.dependencies_not_ready(ls);
+    ctx.metrics
+        .dependencies(&namespace, &name, not_ready.is_empty());
     tracing::debug!(service = %name, %namespace, state = outcome.health.state(), reason = outcome.health.reason(), "service reconciled");
-    write_status(ls, ctx, &outcome).await?;
+    write_status(ls, ctx, &outcome, &snapshot, &not_ready).await?;
     let state = outcome.health.state();
     if let Some(delay) = retry {
         return Ok(Reconciled {
@@ -218,10 +244,15 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Reconcile
     })
 }
 
+/// The pipeline: validate, assess the graph, dereference, render, choose the target (the
+/// spec, or a revision rolled back to), converge on it (plan, gate, apply, observe), judge
+/// (a failed update rolls back; a Ready one is recorded). Each step that finds something
+/// the user must fix ends here with a condition.
 async fn decide(
     ls: &LucidService,
     ctx: &Context,
     namespace: &str,
+    snapshot: &Snapshot<'_>,
     existing: Option<Deployment>,
 ) -> Result<Outcome, Error> {
     let problems = validate::problems(ls);
@@ -233,8 +264,6 @@ async fn decide(
         ));
     }
 
-    let view = ctx.namespace_view(namespace);
-    let snapshot = view.snapshot();
     if let Some(missing) = snapshot.missing(ls) {
         let reported = ls.status.as_ref().is_some_and(|status| {
             unobserved::already_reported(
@@ -269,12 +298,300 @@ async fn decide(
             }
         };
 
-    let children = render(ls, &RenderInputs { config_hash })?;
-    let planned = plan(&children, &ctx.caches.children, existing.as_ref());
+    let desired = render(
+        ls,
+        &RenderInputs {
+            config_hash: config_hash.clone(),
+        },
+    )?;
+    let desired_hash = desired.applied_hash().unwrap_or_default().to_string();
+    let attempt = Attempt::of(ls, &desired_hash);
+    let name = ls.name_any();
+    let old = ls.status.clone().unwrap_or_default();
+    let phase = snapshot.phase(&ls.spec.phase);
+    let policy = phase.map(|p| p.spec.on_failure).unwrap_or_default();
+    let phase_ready_revision = phase
+        .and_then(|p| p.status.as_ref()?.last_ready.as_ref()?.revisions.get(&name))
+        .copied();
+
+    let mut rollback = choose_rollback(
+        ls,
+        ctx,
+        snapshot,
+        &old,
+        &attempt,
+        policy,
+        phase_ready_revision,
+    )
+    .await;
+    let mut history = old.history.clone();
+    let mut existing = existing;
+    loop {
+        let (children, revision, revision_hash) = match &rollback {
+            None => {
+                let revision = if old.revision_hash.as_deref() == Some(desired_hash.as_str()) {
+                    old.revision
+                } else {
+                    Some(next_revision(old.revision, &history))
+                };
+                (desired.clone(), revision, desired_hash.clone())
+            }
+            Some(back) => {
+                let Some(record) = revisions::load(
+                    &ctx.client,
+                    &ctx.revisions,
+                    namespace,
+                    &name,
+                    back.to_revision,
+                )
+                .await?
+                else {
+                    let mut outcome = Outcome::degraded(
+                        "RevisionNotFound",
+                        format!(
+                            "revision {} to roll back to is no longer kept (ControllerRevision {} is gone); fix the spec",
+                            back.to_revision,
+                            crate::revision::revision_name(&name, back.to_revision)
+                        ),
+                        existing,
+                    );
+                    outcome.revisions = Some(Revisions {
+                        revision: old.revision,
+                        hash: old.revision_hash.clone(),
+                        history,
+                        rollback: rollback.clone(),
+                    });
+                    return Ok(outcome);
+                };
+                let mut back_then = ls.clone();
+                back_then.spec = crate::revision::redirect(&record.spec, &record.sources);
+                let children = render(
+                    &back_then,
+                    &RenderInputs {
+                        config_hash: config_hash_of_revision(&record),
+                    },
+                )?;
+                let hash = children.applied_hash().unwrap_or_default().to_string();
+                (children, Some(back.to_revision), hash)
+            }
+        };
+        let gated = rollback.is_none();
+        let (deployment, mut health) =
+            match converge(ls, ctx, namespace, snapshot, &children, existing, gated).await? {
+                Converged::Stopped(mut outcome) => {
+                    outcome.revisions = Some(Revisions {
+                        revision: old.revision,
+                        hash: old.revision_hash.clone(),
+                        history,
+                        rollback,
+                    });
+                    return Ok(outcome);
+                }
+                Converged::Live { deployment, health } => (deployment, health),
+            };
+        match &rollback {
+            None => {
+                let live_is_desired = applied_hash(&deployment) == Some(desired_hash.as_str());
+                if let Some((reason, message)) = failure(&health).filter(|_| live_is_desired) {
+                    match on_failed(policy, &history, &attempt, phase_ready_revision) {
+                        OnFailed::RollBack(to) => {
+                            let back = RollbackStatus {
+                                failed_generation: attempt.generation,
+                                failed_hash: desired_hash.clone(),
+                                retry: attempt.retry.map(str::to_string),
+                                to_revision: to,
+                                reason: reason.to_string(),
+                                message: message.to_string(),
+                                cause: None,
+                                at: Time(jiff::Timestamp::now()),
+                            };
+                            announce_rollback(ctx, ls, &back).await;
+                            rollback = Some(back);
+                            existing = Some(deployment);
+                            continue;
+                        }
+                        OnFailed::Stay => {
+                            if !history.is_empty() && policy == OnFailure::Halt {
+                                health = Health::Degraded {
+                                    reason: reason.to_string(),
+                                    message: format!(
+                                        "{message}; the update of generation {} failed and phase {}'s onFailure is Halt: fix the spec, or `kubectl lucid retry {name}` once the cause is gone",
+                                        attempt.generation, ls.spec.phase
+                                    ),
+                                };
+                            }
+                        }
+                    }
+                }
+                if health.is_ready()
+                    && let Some(revision) = revision
+                    && !history.iter().any(|g| g.revision == revision)
+                {
+                    let recorded = revisions::record(
+                        &ctx.client,
+                        &ctx.leadership,
+                        ls,
+                        namespace,
+                        revision,
+                        &config_hash,
+                    )
+                    .await?;
+                    if recorded == Recorded::Done {
+                        let good = GoodRevision {
+                            revision,
+                            generation: attempt.generation,
+                            ready_at: Time(jiff::Timestamp::now()),
+                            hash: desired_hash.clone(),
+                        };
+                        let (kept, pruned) =
+                            push_history(&history, good, ls.spec.revision_history_limit);
+                        history = kept;
+                        if !pruned.is_empty() {
+                            revisions::prune(
+                                &ctx.client,
+                                &ctx.leadership,
+                                &ctx.revisions,
+                                namespace,
+                                &name,
+                                &pruned,
+                            )
+                            .await?;
+                        }
+                    }
+                }
+            }
+            Some(back) => {
+                health = match health {
+                    Health::Ready { .. } => Health::Degraded {
+                        reason: ROLLED_BACK.into(),
+                        message: rolled_back_message(back, &name),
+                    },
+                    Health::Progressing { message, .. } | Health::Waiting { message, .. } => {
+                        Health::Progressing {
+                            reason: ROLLING_BACK.into(),
+                            message: format!(
+                                "rolling back to revision {}: {message}",
+                                back.to_revision
+                            ),
+                        }
+                    }
+                    Health::Degraded { reason, message } => Health::Degraded {
+                        reason,
+                        message: format!(
+                            "rolling back to revision {}: {message}",
+                            back.to_revision
+                        ),
+                    },
+                };
+            }
+        }
+        return Ok(Outcome {
+            health,
+            deployment: Some(deployment),
+            waiting_on: None,
+            retry: false,
+            revisions: Some(Revisions {
+                revision,
+                hash: Some(revision_hash),
+                history,
+                rollback,
+            }),
+        });
+    }
+}
+
+/// The rollback in force, if any: the one recorded, while it still holds; or, under
+/// `RollbackPhase`, a new one when a phase-mate's own update failed and this member changed
+/// since the phase was last Ready.
+async fn choose_rollback(
+    ls: &LucidService,
+    ctx: &Context,
+    snapshot: &Snapshot<'_>,
+    old: &LucidServiceStatus,
+    attempt: &Attempt<'_>,
+    policy: OnFailure,
+    phase_ready_revision: Option<i64>,
+) -> Option<RollbackStatus> {
+    let still_failed = |cause: &str| snapshot.service(cause).is_some_and(rolled_back_itself);
+    if let Some(back) = old
+        .rollback
+        .as_ref()
+        .filter(|r| rollback_holds(r, attempt, still_failed))
+    {
+        return Some(back.clone());
+    }
+    if policy != OnFailure::RollbackPhase {
+        return None;
+    }
+    let name = ls.name_any();
+    let mate = snapshot
+        .members(&ls.spec.phase)
+        .iter()
+        .find(|m| m.name_any() != name && rolled_back_itself(m))?;
+    let to = follows_phase(old.revision, phase_ready_revision, &old.history)?;
+    let back = RollbackStatus {
+        failed_generation: attempt.generation,
+        failed_hash: attempt.hash.to_string(),
+        retry: attempt.retry.map(str::to_string),
+        to_revision: to,
+        reason: PHASE_ROLLED_BACK.into(),
+        message: format!(
+            "{} failed; phase {} rolls back every member changed since it was last Ready",
+            mate.name_any(),
+            ls.spec.phase
+        ),
+        cause: Some(mate.name_any()),
+        at: Time(jiff::Timestamp::now()),
+    };
+    announce_rollback(ctx, ls, &back).await;
+    Some(back)
+}
+
+/// A revision's pods read copies, which never change: its config hash is a constant of the
+/// revision (the copies' names are in the pod template, so any other copy is another pod).
+fn config_hash_of_revision(record: &crate::revision::RevisionRecord) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for source in &record.sources {
+        hasher.update(source.name.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(source.copy.as_deref().unwrap_or("-").as_bytes());
+        hasher.update(b"\0");
+    }
+    hasher.finalize().to_hex()[..32].to_string()
+}
+
+fn applied_hash(deployment: &Deployment) -> Option<&str> {
+    crate::render::applied_hash(deployment)
+}
+
+/// Where converging on a rendering ended.
+enum Converged {
+    /// Held by the gate (or a refused apply): the outcome to report.
+    Stopped(Outcome),
+    /// Applied (or nothing to apply): the live Deployment and its health.
+    Live {
+        deployment: Deployment,
+        health: Health,
+    },
+}
+
+/// Plan, gate (when `gated`: a rollback to a revision that was Ready does not wait), apply,
+/// observe. The health is read from the live Deployment only: one the API server answered
+/// the apply with, or the cached one when nothing needed applying.
+async fn converge(
+    ls: &LucidService,
+    ctx: &Context,
+    namespace: &str,
+    snapshot: &Snapshot<'_>,
+    children: &crate::render::Children,
+    existing: Option<Deployment>,
+    gated: bool,
+) -> Result<Converged, Error> {
+    let planned = plan(children, &ctx.caches.children, existing.as_ref());
     // A new rendering rolls out only when the service's turn has come; putting back what
     // someone deleted or edited does not wait.
     let changed = planned.changed();
-    if changed {
+    if changed && gated {
         match snapshot.gate(ls) {
             Gate::Open => {}
             Gate::Wait {
@@ -290,22 +607,25 @@ async fn decide(
                     reason: reason.into(),
                     message,
                 };
-                return Ok(Outcome {
+                return Ok(Converged::Stopped(Outcome {
                     health,
                     deployment: existing,
                     waiting_on: Some(waiting_on),
                     retry: false,
-                });
+                    revisions: None,
+                }));
             }
             Gate::Broken { reason, message } => {
-                return Ok(Outcome::degraded(reason, message, existing));
+                return Ok(Converged::Stopped(Outcome::degraded(
+                    reason, message, existing,
+                )));
             }
         }
     }
 
     let existed = existing.is_some();
-    let deployment = if planned.is_empty() {
-        existing.unwrap_or(children.deployment.clone())
+    let live = if planned.is_empty() {
+        existing
     } else {
         let what = planned.describe();
         tracing::debug!(service = %ls.name_any(), %what, "applying");
@@ -326,28 +646,24 @@ async fn decide(
                 let refused =
                     matches!(&failed.source, kube::Error::Api(s) if s.code == 422 || s.code == 400);
                 tracing::warn!(service = %ls.name_any(), namespace, error = %failed, "apply failed");
-                return Ok(if refused {
+                return Ok(Converged::Stopped(if refused {
                     // The objects themselves were refused (say, a claim asked to shrink):
                     // the user must act; retrying the same objects would not help.
                     Outcome::degraded("ApplyRejected", failed.to_string(), existing)
                 } else {
                     Outcome::failed("ApplyFailed", format!("applying {failed}"), existing)
-                });
+                }));
             }
         };
         // Children the spec no longer asks for go right after a change's apply, so the
         // event can name them; `remove_orphans` below catches any left by an earlier failure.
-        let deleted = if changed && existing.is_some() {
-            remove_orphans(ls, ctx, namespace, &children).await?
+        let deleted = if changed && existed {
+            remove_orphans(ls, ctx, namespace, children).await?
         } else {
             Vec::new()
         };
         if changed {
-            let what = if existing.is_some() {
-                "updated"
-            } else {
-                "created"
-            };
+            let what = if existed { "updated" } else { "created" };
             let mut note = format!(
                 "{what} Deployment, {} Service, {} claim(s)",
                 children.service.iter().count(),
@@ -360,50 +676,80 @@ async fn decide(
         } else {
             announce_restored(ctx, ls, namespace, &what).await;
         }
-        match (applied, existing) {
-            (Some(applied), _) => applied,
-            (None, Some(existing)) => existing,
-            (None, None) => children.deployment.clone(),
-        }
+        // The Deployment the API server answered with; when only other children were put
+        // back, the cached one is still the live one.
+        applied.or(existing)
     };
     // Read from the caches, so free when there is nothing to remove: an orphan left by a
     // failed delete, a lost lease or a restart right after an apply goes at the next look.
     if planned.is_empty() && existed {
-        let late = remove_orphans(ls, ctx, namespace, &children).await?;
+        let late = remove_orphans(ls, ctx, namespace, children).await?;
         if !late.is_empty() {
             tracing::info!(service = %ls.name_any(), namespace, removed = ?late, "removed children the spec no longer asks for");
         }
     }
+    let Some(deployment) = live else {
+        // Nothing live to read health from: the apply left no Deployment (it always
+        // returns one; this is the cache not having caught up). Its watch event wakes us.
+        return Ok(Converged::Stopped(Outcome {
+            health: Health::Progressing {
+                reason: "RollingOut".into(),
+                message: "waiting for the Deployment to be created".into(),
+            },
+            deployment: None,
+            waiting_on: None,
+            retry: false,
+            revisions: None,
+        }));
+    };
+    let health = observe(ctx, namespace, &ls.name_any(), &deployment);
+    Ok(Converged::Live { deployment, health })
+}
 
-    let health = match rollout(&deployment) {
+/// The health of a live Deployment and its pods.
+fn observe(ctx: &Context, namespace: &str, name: &str, deployment: &Deployment) -> Health {
+    match rollout(deployment) {
         Rollout::Complete { ready, replicas } => Health::Ready {
             reason: "RolloutComplete".into(),
             message: format!("{ready}/{replicas} pods ready"),
         },
         // Pods that cannot start need the user now, not after the progress deadline.
-        Rollout::InProgress { message, .. } => {
-            match ctx.pod_problem(namespace, &ls.name_any(), &deployment) {
-                Some(problem) => Health::Degraded {
-                    reason: problem.reason.into(),
-                    message: problem.message,
-                },
-                None => Health::Progressing {
-                    reason: "RollingOut".into(),
-                    message,
-                },
-            }
-        }
+        Rollout::InProgress { message, .. } => match ctx.pod_problem(namespace, name, deployment) {
+            Some(problem) => Health::Degraded {
+                reason: problem.reason.into(),
+                message: problem.message,
+            },
+            None => Health::Progressing {
+                reason: "RollingOut".into(),
+                message,
+            },
+        },
         Rollout::Stuck { message, .. } => Health::Degraded {
             reason: "RolloutStuck".into(),
             message,
         },
+    }
+}
+
+/// A failed update going back: an event on the object and a count by reason.
+async fn announce_rollback(ctx: &Context, ls: &LucidService, back: &RollbackStatus) {
+    ctx.metrics.rolled_back(&back.reason);
+    tracing::warn!(service = %ls.name_any(), namespace = %ls.namespace().unwrap_or_default(), generation = back.failed_generation, to_revision = back.to_revision, reason = %back.reason, "rolling back a failed update");
+    let why = match &back.cause {
+        None => format!("{}: {}", back.reason, back.message),
+        Some(_) => back.message.clone(),
     };
-    Ok(Outcome {
-        health,
-        deployment: Some(deployment),
-        waiting_on: None,
-        retry: false,
-    })
+    publish(
+        ctx,
+        ls,
+        EventType::Warning,
+        "RollingBack",
+        format!(
+            "generation {} failed ({why}); rolling back to revision {}",
+            back.failed_generation, back.to_revision
+        ),
+    )
+    .await;
 }
 
 /// Puts back children deleted by hand while the service's change waits for its turn. A
@@ -464,13 +810,25 @@ async fn remove_orphans(
     .await
 }
 
-async fn write_status(ls: &LucidService, ctx: &Context, outcome: &Outcome) -> Result<(), Error> {
+async fn write_status(
+    ls: &LucidService,
+    ctx: &Context,
+    outcome: &Outcome,
+    snapshot: &Snapshot<'_>,
+    dependencies_not_ready: &[String],
+) -> Result<(), Error> {
     let old = ls.status.clone().unwrap_or_default();
     let (ready, replicas) = outcome
         .deployment
         .as_ref()
         .map(|d| rollout(d).ready_replicas())
         .unwrap_or((0, ls.spec.replicas));
+    let revisions = outcome.revisions.clone().unwrap_or_else(|| Revisions {
+        revision: old.revision,
+        hash: old.revision_hash.clone(),
+        history: old.history.clone(),
+        rollback: old.rollback.clone(),
+    });
     let mut status = LucidServiceStatus {
         observed_generation: ls.metadata.generation,
         ready_replicas: ready,
@@ -478,12 +836,37 @@ async fn write_status(ls: &LucidService, ctx: &Context, outcome: &Outcome) -> Re
         ready: Some(format!("{ready}/{replicas}")),
         state: Some(outcome.health.state().into()),
         waiting_on: outcome.waiting_on.clone(),
+        revision: revisions.revision,
+        revision_hash: revisions.hash,
+        history: revisions.history,
+        rollback: revisions.rollback,
         conditions: old.conditions.clone(),
     };
     let now = Time(jiff::Timestamp::now());
+    let generation = ls.metadata.generation;
     outcome
         .health
-        .write(&mut status.conditions, ls.metadata.generation, &now);
+        .write(&mut status.conditions, generation, &now);
+    let (available, reason, message) = availability(outcome.deployment.as_ref());
+    set_condition(
+        &mut status.conditions,
+        ConditionType::Available,
+        available,
+        reason,
+        &message,
+        generation,
+        &now,
+    );
+    let (deps_ready, reason, message) = dependencies(snapshot, dependencies_not_ready);
+    set_condition(
+        &mut status.conditions,
+        ConditionType::DependenciesReady,
+        deps_ready,
+        reason,
+        &message,
+        generation,
+        &now,
+    );
     if status == old {
         return Ok(());
     }
@@ -505,6 +888,67 @@ async fn write_status(ls: &LucidService, ctx: &Context, outcome: &Outcome) -> Re
             Err(error.into())
         }
     }
+}
+
+/// The `Available` condition: pods are serving, whichever revision they run.
+fn availability(deployment: Option<&Deployment>) -> (bool, &'static str, String) {
+    let Some(deployment) = deployment else {
+        return (false, "NoDeployment", "no Deployment yet".into());
+    };
+    let wanted = deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1);
+    let available = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0);
+    if wanted == 0 {
+        (true, "ScaledToZero", "no pods asked for".into())
+    } else if available > 0 {
+        (
+            true,
+            "PodsAvailable",
+            format!("{available} of {wanted} pods available"),
+        )
+    } else {
+        (
+            false,
+            "NoPodsAvailable",
+            format!("0 of {wanted} pods available"),
+        )
+    }
+}
+
+/// The `DependenciesReady` condition: which dependencies are not Ready now, and since when
+/// each has not been (its own Ready condition's transition time).
+fn dependencies(snapshot: &Snapshot<'_>, not_ready: &[String]) -> (bool, &'static str, String) {
+    if not_ready.is_empty() {
+        return (
+            true,
+            "AllReady",
+            "every service in dependsOn is Ready".into(),
+        );
+    }
+    let described: Vec<String> = not_ready
+        .iter()
+        .map(|name| {
+            let since = snapshot
+                .service(name)
+                .and_then(|s| s.status.as_ref())
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                .filter(|c| c.status == "False")
+                .map(|c| format!(" since {}", c.last_transition_time.0));
+            format!("{name}{}", since.unwrap_or_default())
+        })
+        .collect();
+    (
+        false,
+        "DependencyNotReady",
+        format!("not Ready: {}", described.join(", ")),
+    )
 }
 
 /// An event when the service turns Ready, or turns Degraded (or Degraded for another

@@ -10,7 +10,18 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::{CONFIG_HASH_ANNOTATION, RenderInputs, labels, pod, storage};
-use crate::api::LucidService;
+use crate::api::{DEFAULT_PROGRESS_DEADLINE_SECONDS, LucidService, UpdateStrategy};
+
+/// Whether an update stops the old pods before starting new ones (see `UpdateStrategy`).
+/// Two pods on a database's files would corrupt them; everything else rolls with no gap,
+/// and an update that fails leaves the old pods serving.
+pub fn recreates(ls: &LucidService) -> bool {
+    match ls.spec.update_strategy {
+        UpdateStrategy::Recreate => true,
+        UpdateStrategy::RollingUpdate => false,
+        UpdateStrategy::Auto => storage::data_on_read_write_once_claim(ls),
+    }
+}
 
 pub fn deployment(
     ls: &LucidService,
@@ -20,10 +31,9 @@ pub fn deployment(
 ) -> Deployment {
     let mut pod_annotations: BTreeMap<String, String> = ls.spec.annotations.clone();
     pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), inputs.config_hash.clone());
-    // Two pods on one ReadWriteOnce claim would fight over it (and a Pi is one node):
-    // stop the old pod before starting the new one. The rolling update is spelled out, not
-    // left to defaults, so that switching to Recreate removes it (see `pod::handler`).
-    let strategy = if storage::mounts_read_write_once_claim(ls) {
+    // The rolling update is spelled out, not left to defaults, so that switching to
+    // Recreate removes it (see `pod::handler`).
+    let strategy = if recreates(ls) {
         DeploymentStrategy {
             type_: Some("Recreate".into()),
             rolling_update: None,
@@ -46,6 +56,11 @@ pub fn deployment(
                 match_expressions: None,
             },
             strategy: Some(strategy),
+            progress_deadline_seconds: Some(
+                ls.spec
+                    .progress_deadline_seconds
+                    .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS),
+            ),
             revision_history_limit: Some(3),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {

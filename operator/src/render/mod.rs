@@ -17,6 +17,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::LucidService;
 
+pub use deployment::recreates;
 pub use network_policy::ISOLATED_NETWORKS;
 pub use storage::{ClaimRole, claim_name};
 

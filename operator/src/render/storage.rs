@@ -92,12 +92,12 @@ pub fn claims(
 
 /// True when a pod holds a ReadWriteOnce claim, so two pods (old and new) must never run at
 /// once: the Deployment then uses the Recreate strategy.
-pub fn mounts_read_write_once_claim(ls: &LucidService) -> bool {
-    ROLES.into_iter().any(|role| {
-        let spec = role.spec(ls);
-        spec.kind == VolumeKind::PersistentVolumeClaim
-            && spec.access_mode == AccessMode::ReadWriteOnce
-    })
+/// The data directory is a ReadWriteOnce claim: it may hold a database's files, which two
+/// pods (an old and a new one) must never open at once. Logs do not count: log files are
+/// only appended to.
+pub fn data_on_read_write_once_claim(ls: &LucidService) -> bool {
+    let data = ClaimRole::Data.spec(ls);
+    data.kind == VolumeKind::PersistentVolumeClaim && data.access_mode == AccessMode::ReadWriteOnce
 }
 
 /// Where the config file is mounted, when the spec names one.

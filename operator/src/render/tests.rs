@@ -384,6 +384,45 @@ fn a_read_write_once_claim_makes_the_rollout_recreate() {
     assert!(children.claims.is_empty());
 }
 
+fn strategy_of(ls: &crate::api::LucidService) -> String {
+    let children = render(ls, &inputs()).unwrap();
+    let spec = children.deployment.spec.unwrap();
+    spec.strategy.unwrap().type_.unwrap()
+}
+
+#[test]
+fn only_a_data_claim_recreates_and_the_user_can_choose() {
+    // Logs on a claim, data in an emptyDir: log files are appended to, two pods may share
+    // them, so the new pod starts before the old one stops (no gap).
+    let logs_only = service(
+        "api",
+        "image: {repository: x}\nphase: core\nstorage: {data: {kind: EmptyDir}}",
+    );
+    assert_eq!(strategy_of(&logs_only), "RollingUpdate");
+    let mut chosen = redis();
+    chosen.spec.update_strategy = crate::api::UpdateStrategy::RollingUpdate;
+    assert_eq!(strategy_of(&chosen), "RollingUpdate");
+    let mut chosen = logs_only.clone();
+    chosen.spec.update_strategy = crate::api::UpdateStrategy::Recreate;
+    assert_eq!(strategy_of(&chosen), "Recreate");
+}
+
+#[test]
+fn the_progress_deadline_defaults_for_a_pi_and_can_be_set() {
+    let deadline = |ls: &crate::api::LucidService| {
+        render(ls, &inputs())
+            .unwrap()
+            .deployment
+            .spec
+            .unwrap()
+            .progress_deadline_seconds
+    };
+    assert_eq!(deadline(&redis()), Some(600));
+    let mut quick = redis();
+    quick.spec.progress_deadline_seconds = Some(30);
+    assert_eq!(deadline(&quick), Some(30));
+}
+
 #[test]
 fn labels_carry_the_recommended_and_lucid_keys_and_users_cannot_override_them() {
     let mut ls = redis();

@@ -7,6 +7,11 @@ pub enum ConditionType {
     Ready,
     Progressing,
     Degraded,
+    /// Pods are serving, whichever revision they run (a rolled-back service is Available
+    /// while Ready=False says its update did not go live).
+    Available,
+    /// Every service in `dependsOn` is Ready now.
+    DependenciesReady,
 }
 
 impl ConditionType {
@@ -15,6 +20,8 @@ impl ConditionType {
             ConditionType::Ready => "Ready",
             ConditionType::Progressing => "Progressing",
             ConditionType::Degraded => "Degraded",
+            ConditionType::Available => "Available",
+            ConditionType::DependenciesReady => "DependenciesReady",
         }
     }
 }
