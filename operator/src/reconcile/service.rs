@@ -564,7 +564,9 @@ fn applied_hash(deployment: &Deployment) -> Option<&str> {
     crate::render::applied_hash(deployment)
 }
 
-/// Where converging on a rendering ended.
+/// Where converging on a rendering ended. Both variants hold a Deployment; it is returned
+/// once per reconcile, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Converged {
     /// Held by the gate (or a refused apply): the outcome to report.
     Stopped(Outcome),
