@@ -3,8 +3,10 @@
 //! - [`api`]: the custom resource types (the CRDs come from them);
 //! - [`render`]: pure functions from a LucidService to the objects it needs;
 //! - [`reconcile`]: the controllers: dereference, validate, render, apply, report status;
-//! - [`status`]: conditions and readiness rules shared by both controllers.
+//! - [`status`]: conditions and readiness rules shared by both controllers;
+//! - [`backup`]: the data copier the backup and restore Jobs run (`lucid-operator backup`).
 pub mod api;
+pub mod backup;
 pub mod check;
 pub mod error;
 pub mod graph;
