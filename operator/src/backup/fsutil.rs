@@ -105,6 +105,20 @@ pub fn sync_dir(path: &Path) -> Result<(), BackupError> {
         .map_err(BackupError::io("fsync the directory", path))
 }
 
+/// Flushes the whole file system holding `path` (syncfs): after a restore, the mode changes
+/// too are on disk, which fsyncing files and directories alone does not promise.
+pub fn sync_filesystem(path: &Path) -> Result<(), BackupError> {
+    use std::os::fd::AsRawFd;
+    let dir = File::open(path).map_err(BackupError::io("open", path))?;
+    // SAFETY: syncfs only reads its descriptor argument, open for the whole call.
+    if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+        return Err(BackupError::io("sync the file system of", path)(
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the whole new one:
 /// temp file, fsync, rename, fsync of the directory.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), BackupError> {

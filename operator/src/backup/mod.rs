@@ -118,8 +118,8 @@ pub enum BackupError {
     #[error("{} is not a directory", .0.display())]
     NotADirectory(PathBuf),
     #[error(
-        "no space left on the device holding {}: the backup claim is too small for the data \
-         ({needed} bytes of files to copy)",
+        "no space left on the device holding {}: the data needs {needed} bytes of files; \
+         give its claim more room",
         path.display()
     )]
     NoSpace { path: PathBuf, needed: u64 },

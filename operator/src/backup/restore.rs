@@ -36,12 +36,24 @@ pub fn restore(source: &Path, target: &Path) -> Result<Summary, BackupError> {
 
     let mut removed = 0;
     prune(target, "", &wanted, &mut removed)?;
-    let written = write(&source.join(DATA_DIR), target, &manifest, &mut buffer)?;
+    let written = write(&source.join(DATA_DIR), target, &manifest, &mut buffer).map_err(|e| {
+        match e {
+            // The data claim is smaller than the data it held (it was resized, or the
+            // failed revision filled it and the old files are not all replaced yet).
+            BackupError::NoSpace { path, .. } => BackupError::NoSpace {
+                path,
+                needed: manifest.bytes,
+            },
+            other => other,
+        }
+    })?;
     for dir in manifest.entries.iter().filter(|e| e.kind == Kind::Dir) {
         fsutil::sync_dir(&target.join(&dir.path))?;
     }
     fsutil::sync_dir(target)?;
     verify(target, &manifest, &mut buffer)?;
+    // Modes were set after the last fsync of anything: make them durable too.
+    fsutil::sync_filesystem(target)?;
 
     Ok(Summary {
         op: "restore".into(),
