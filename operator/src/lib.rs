@@ -4,8 +4,10 @@
 //! - [`render`]: pure functions from a LucidService to the objects it needs;
 //! - [`reconcile`]: the controllers: dereference, validate, render, apply, report status;
 //! - [`status`]: conditions and readiness rules shared by both controllers;
-//! - [`revision`], [`upgrade`]: the revisions kept to roll back to, and when to roll back.
+//! - [`revision`], [`upgrade`]: the revisions kept to roll back to, and when to roll back;
+//! - [`backup`]: the data copier the backup and restore Jobs run (`lucid-operator backup`).
 pub mod api;
+pub mod backup;
 pub mod check;
 pub mod error;
 pub mod graph;

@@ -9,6 +9,9 @@
 //! - `LUCID_WATCH_STALL_SECONDS`: a watch failing longer than this fails `/healthz` (120);
 //! - `LUCID_RECONCILE_CONCURRENCY`: reconciles at once per controller and scope (8);
 //! - `RUST_LOG`, `LOG_FORMAT` (`json` or `text`).
+//!
+//! `lucid-operator backup|restore --source DIR --target DIR` copies a data directory (see
+//! [`lucid_operator::backup`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -47,10 +50,16 @@ async fn run() -> Result<(), Failure> {
             lucid_operator::check::run(&address, &watched_scopes()).await?;
             return Ok(());
         }
+        // The backup and restore Jobs of a stateful update (issue 18) run the operator's own
+        // image: it is on every node already, and has no shell or `cp` to do it otherwise.
+        Some(op @ ("backup" | "restore")) => {
+            lucid_operator::backup::cli::run(op, std::env::args().skip(2))?;
+            return Ok(());
+        }
         Some(other) => {
             return Err(format!(
-                "unknown argument {other:?}: lucid-operator takes no arguments but `--version` \
-                 and `check`; it is configured by environment (LUCID_WATCH_NAMESPACES, \
+                "unknown argument {other:?}: lucid-operator takes no arguments but `--version`, \
+                 `check`, `backup` and `restore`; it is configured by environment (LUCID_WATCH_NAMESPACES, \
                  LUCID_HTTP_ADDR, LUCID_LEADER_ELECTION, RUST_LOG, LOG_FORMAT)"
             )
             .into());

@@ -1,6 +1,7 @@
 //! Pure rendering: a LucidService (plus what was read for it) in, Kubernetes objects out.
 //! Nothing here talks to the API server, so every field can be unit-tested.
 
+pub mod backup;
 mod deployment;
 mod env;
 pub mod labels;

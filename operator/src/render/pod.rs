@@ -20,20 +20,27 @@ pub fn pod_spec(ls: &LucidService) -> PodSpec {
     PodSpec {
         containers: vec![container(ls, volume_mounts)],
         volumes: Some(volumes),
-        security_context: Some(PodSecurityContext {
-            run_as_user: Some(security.run_as_user),
-            run_as_group: Some(security.run_as_group),
-            fs_group: Some(security.fs_group),
-            run_as_non_root: Some(true),
-            seccomp_profile: Some(runtime_default()),
-            ..Default::default()
-        }),
+        security_context: Some(pod_security(ls)),
         automount_service_account_token: Some(security.automount_service_account_token),
         // Docker-link style variables (`LUCID_REDIS_PORT=tcp://10.43.0.7:6379`) would clash
         // with the templates' own `<SERVICE>_PORT=6379`.
         enable_service_links: Some(false),
         node_selector: (!ls.spec.node_selector.is_empty()).then(|| ls.spec.node_selector.clone()),
         tolerations: (!ls.spec.tolerations.is_empty()).then(|| ls.spec.tolerations.clone()),
+        ..Default::default()
+    }
+}
+
+/// The pod-level hardening: the service's user, group and fsGroup, never root, the
+/// runtime's default seccomp profile. Shared with the backup and restore Jobs.
+pub(super) fn pod_security(ls: &LucidService) -> PodSecurityContext {
+    let security = &ls.spec.security;
+    PodSecurityContext {
+        run_as_user: Some(security.run_as_user),
+        run_as_group: Some(security.run_as_group),
+        fs_group: Some(security.fs_group),
+        run_as_non_root: Some(true),
+        seccomp_profile: Some(runtime_default()),
         ..Default::default()
     }
 }
@@ -102,8 +109,13 @@ pub fn added_capabilities(ls: &LucidService) -> Vec<String> {
 }
 
 fn container_security(ls: &LucidService) -> SecurityContext {
+    hardened_container(ls, added_capabilities(ls))
+}
+
+/// The container-level hardening with only `add` as capabilities: read-only root, no
+/// privilege escalation, the service's user. Shared with the backup and restore Jobs.
+pub(super) fn hardened_container(ls: &LucidService, add: Vec<String>) -> SecurityContext {
     let security = &ls.spec.security;
-    let add = added_capabilities(ls);
     SecurityContext {
         run_as_user: Some(security.run_as_user),
         run_as_group: Some(security.run_as_group),
