@@ -313,7 +313,7 @@ pub fn expired_backups<'a>(
             Some((revision, m.name.as_deref()?))
         })
         .collect();
-    backups.sort_by(|a, b| b.0.cmp(&a.0));
+    backups.sort_by_key(|b| std::cmp::Reverse(b.0));
     backups
         .into_iter()
         .skip(keep)
