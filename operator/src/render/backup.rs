@@ -290,6 +290,38 @@ fn copy_job(
     }
 }
 
+/// The backup claims of `service` to delete so that at most `keep` remain: the newest
+/// revisions stay, and `in_use` (the backup an unfinished update or rollback still needs)
+/// always stays, even beyond `keep`. Claims are read from their labels; one without a
+/// readable revision is never chosen (it was not made by this code).
+pub fn expired_backups<'a>(
+    claims: impl IntoIterator<Item = &'a ObjectMeta>,
+    service: &str,
+    keep: usize,
+    in_use: Option<i64>,
+) -> Vec<String> {
+    let mut backups: Vec<(i64, &str)> = claims
+        .into_iter()
+        .filter(|m| {
+            m.labels
+                .as_ref()
+                .and_then(|l| l.get(BACKUP_OF_LABEL))
+                .is_some_and(|s| s == service)
+        })
+        .filter_map(|m| {
+            let revision = m.labels.as_ref()?.get(REVISION_LABEL)?.parse().ok()?;
+            Some((revision, m.name.as_deref()?))
+        })
+        .collect();
+    backups.sort_by_key(|b| std::cmp::Reverse(b.0));
+    backups
+        .into_iter()
+        .skip(keep)
+        .filter(|(revision, _)| Some(*revision) != in_use)
+        .map(|(_, name)| name.to_string())
+        .collect()
+}
+
 /// What `job` came to, from its conditions and, for the copier's own summary or error, the
 /// termination message of its pods' container (`pods` may hold other pods: only the Job's
 /// are read).

@@ -434,3 +434,39 @@ fn a_job_past_its_deadline_names_why_the_copier_never_ran() {
         "{message}"
     );
 }
+
+#[test]
+fn old_backups_beyond_keep_expire_but_never_the_one_in_use() {
+    let ls = redis();
+    let owner = owner_reference(&ls).unwrap();
+    let claims: Vec<ObjectMeta> = [3, 10, 7, 1]
+        .into_iter()
+        .map(|r| backup_claim(&ls, r, "1Gi", None, &owner).metadata)
+        .chain([
+            // Another service's backup and a claim without a revision: never touched.
+            backup_claim(&mongodb(), 1, "1Gi", None, &owner).metadata,
+            ObjectMeta {
+                name: Some("lucid-redis-backup-manual".into()),
+                labels: Some([(BACKUP_OF_LABEL.to_string(), "lucid-redis".to_string())].into()),
+                ..Default::default()
+            },
+        ])
+        .collect();
+    assert_eq!(
+        expired_backups(&claims, "lucid-redis", 1, None),
+        vec![
+            "lucid-redis-backup-r7",
+            "lucid-redis-backup-r3",
+            "lucid-redis-backup-r1"
+        ]
+    );
+    assert_eq!(
+        expired_backups(&claims, "lucid-redis", 2, Some(3)),
+        vec!["lucid-redis-backup-r1"]
+    );
+    assert!(expired_backups(&claims, "lucid-redis", 4, None).is_empty());
+    assert_eq!(
+        expired_backups(&claims, "lucid-redis", 0, Some(10)).len(),
+        3
+    );
+}
