@@ -79,12 +79,19 @@ pub fn copy_name(service: &str, revision: i64, original: &str) -> String {
     format!("{service}-r{revision}-{}", &digest[..16])
 }
 
-/// The revision number for a new rendering: one more than any the service has used.
-pub fn next_revision(current: Option<i64>, history: &[GoodRevision]) -> i64 {
+/// The revision number for a new rendering: one more than any the service has used that
+/// still has objects (`others`: the revisions of kept backups), so a number is never given
+/// to two renderings while anything of the first is left.
+pub fn next_revision(
+    current: Option<i64>,
+    history: &[GoodRevision],
+    others: impl IntoIterator<Item = i64>,
+) -> i64 {
     history
         .iter()
         .map(|g| g.revision)
         .chain(current)
+        .chain(others)
         .max()
         .unwrap_or(0)
         + 1
@@ -289,10 +296,12 @@ mod tests {
 
     #[test]
     fn revision_numbers_only_grow() {
-        assert_eq!(next_revision(None, &[]), 1);
-        assert_eq!(next_revision(Some(4), &[good(2)]), 5);
+        assert_eq!(next_revision(None, &[], []), 1);
+        assert_eq!(next_revision(Some(4), &[good(2)], []), 5);
         // A rolled-back service runs revision 2; the next attempt must not reuse 5's number.
-        assert_eq!(next_revision(Some(2), &[good(5), good(2)]), 6);
+        assert_eq!(next_revision(Some(2), &[good(5), good(2)], []), 6);
+        // Nor the number of a failed attempt whose backup is kept.
+        assert_eq!(next_revision(Some(2), &[good(2)], [3]), 4);
     }
 
     #[test]

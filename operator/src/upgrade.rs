@@ -188,6 +188,7 @@ mod tests {
             reason: "ImagePullFailed".into(),
             message: "image x".into(),
             cause: cause.map(str::to_string),
+            restored_from: None,
             at: Time(jiff::Timestamp::from_second(1).unwrap()),
         }
     }

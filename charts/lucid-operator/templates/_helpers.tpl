@@ -79,6 +79,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [apps]
   resources: [controllerrevisions]
   verbs: [get, create, delete]
+{{- /* Data protection: the backup and restore Jobs of a stateful update (read once they end,
+  then deleted), the pods' termination messages (the copier's result), and a scale to zero
+  before the copy (patch, already granted on deployments). Backup claims use the claims
+  rule above. */}}
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, create, delete]
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]

@@ -157,6 +157,53 @@ pub struct LucidServiceSpec {
     )]
     #[schemars(range(min = 1, max = 10))]
     pub revision_history_limit: i32,
+
+    /// A verified copy of `/app/data` before each update, for services that stop their old
+    /// pods first (`Recreate`: a database): taken after the old pods stopped and before the
+    /// new revision starts, restored if the update fails and is rolled back.
+    #[serde(default, skip_serializing_if = "BackupSpec::is_default")]
+    pub backup: BackupSpec,
+}
+
+/// Data protection before a stateful update.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSpec {
+    /// Take the copy. Only services whose data claim is replaced with `Recreate` have one.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// How many backups (each a claim) are kept.
+    #[serde(default = "default_backup_keep")]
+    #[schemars(range(min = 1, max = 5))]
+    pub keep: i32,
+    /// Size of each backup claim; the data claim's size when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(QUANTITY_PATTERN))]
+    pub size: Option<String>,
+    /// Storage class of the backup claims; the data claim's when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for BackupSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            keep: default_backup_keep(),
+            size: None,
+            storage_class_name: None,
+        }
+    }
+}
+
+impl BackupSpec {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+fn default_backup_keep() -> i32 {
+    1
 }
 
 /// How the Deployment replaces pods on an update.
@@ -773,6 +820,13 @@ pub struct LucidServiceStatus {
     /// `kubectl lucid retry` asks for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackStatus>,
+    /// A step of a stateful update under way (stopping the old pods, copying the data,
+    /// restoring it), so an operator restarted or replaced carries on where it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_protection: Option<DataProtection>,
+    /// Backups kept (newest first, at most `spec.backup.keep`), and the space each takes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<BackupRecord>,
     /// `Ready`, `Progressing`, `Degraded` (KEP-1623), `Available` (pods are serving, even
     /// from a rolled-back revision) and `DependenciesReady`.
     #[serde(default)]
@@ -790,6 +844,34 @@ pub struct GoodRevision {
     pub ready_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
     /// Digest of its rendering.
     pub hash: String,
+}
+
+/// A step of a stateful update under way.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataProtection {
+    /// `BackingUp` (before revision `revision` starts) or `Restoring` (after it failed).
+    pub step: String,
+    /// The revision the backup precedes (its claim is `<service>-backup-r<revision>`).
+    pub revision: i64,
+    /// Digest of that revision's rendering.
+    pub for_hash: String,
+}
+
+/// A verified copy of the data, taken before revision `revision` started.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRecord {
+    pub revision: i64,
+    /// The backup claim.
+    pub claim: String,
+    pub files: u64,
+    pub bytes: u64,
+    /// blake3 root hash of the copy's manifest.
+    pub root_hash: String,
+    /// Digest of the rendering the backup preceded.
+    pub for_hash: String,
+    pub at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
 }
 
 /// An update that failed and was rolled back.
@@ -810,6 +892,9 @@ pub struct RollbackStatus {
     /// ...) or `PhaseRolledBack`.
     pub reason: String,
     pub message: String,
+    /// The data was restored from this backup claim before the old revision started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<String>,
     /// Another member of the phase whose failure rolled this one back (`RollbackPhase`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,

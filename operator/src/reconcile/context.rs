@@ -32,6 +32,9 @@ pub struct Context {
     pub contents: ContentCache,
     /// Revisions read back for rollbacks.
     pub revisions: super::revisions::RevisionCache,
+    /// How backup and restore Jobs run: the operator's own image (`LUCID_OPERATOR_IMAGE`,
+    /// which the chart sets). None: stateful updates are not protected.
+    pub copier: Option<crate::render::backup::CopyJobSettings>,
     failures: Mutex<HashMap<String, u32>>,
     /// When each object's status was last written, for `too_soon_to_write`.
     last_writes: Mutex<HashMap<String, std::time::Instant>>,
@@ -78,6 +81,7 @@ impl Context {
             caches,
             contents: ContentCache::default(),
             revisions: Default::default(),
+            copier: copier_from_env(),
             failures: Mutex::new(HashMap::new()),
             last_writes: Mutex::new(HashMap::new()),
         }
@@ -145,6 +149,22 @@ impl Context {
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
     }
+}
+
+/// `LUCID_OPERATOR_IMAGE` (the chart sets it to the operator's own image, which every node
+/// running the operator has) and `LUCID_COPY_DEADLINE_SECONDS` (default 1800).
+fn copier_from_env() -> Option<crate::render::backup::CopyJobSettings> {
+    let image = std::env::var("LUCID_OPERATOR_IMAGE")
+        .ok()
+        .filter(|i| !i.is_empty())?;
+    let active_deadline_seconds = std::env::var("LUCID_COPY_DEADLINE_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1800);
+    Some(crate::render::backup::CopyJobSettings {
+        image,
+        active_deadline_seconds,
+    })
 }
 
 /// The services and phases of one namespace, as the caches hold them now. Objects the

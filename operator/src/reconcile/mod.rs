@@ -15,6 +15,7 @@ mod apply;
 mod context;
 mod drift;
 mod phase;
+mod protect;
 mod references;
 mod revisions;
 mod service;

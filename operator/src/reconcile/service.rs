@@ -22,10 +22,14 @@ use super::apply::{
     ApplyFailure, FIELD_MANAGER, api_message, apply_params, apply_planned, delete_orphans, plan,
 };
 use super::context::Context;
+use super::protect::{self, Step};
 use super::references::dereference;
 use super::revisions::{self, Recorded};
 use super::unobserved;
-use crate::api::{GoodRevision, LucidService, LucidServiceStatus, OnFailure, RollbackStatus};
+use crate::api::{
+    BackupRecord, DataProtection, GoodRevision, LucidService, LucidServiceStatus, OnFailure,
+    RollbackStatus,
+};
 use crate::error::Error;
 use crate::graph::{Gate, Reference, Snapshot};
 use crate::render::{RenderInputs, render};
@@ -124,6 +128,9 @@ struct Outcome {
     /// The revisions to report; None keeps what the status says (the reconcile stopped
     /// before it knew).
     revisions: Option<Revisions>,
+    /// Come back this soon: a step of a stateful update is under way (its Job is not
+    /// watched) or has just recorded its result.
+    again: Option<Duration>,
 }
 
 /// The revision part of the status.
@@ -133,6 +140,22 @@ struct Revisions {
     hash: Option<String>,
     history: Vec<GoodRevision>,
     rollback: Option<RollbackStatus>,
+    data_protection: Option<DataProtection>,
+    backups: Vec<BackupRecord>,
+}
+
+impl Revisions {
+    /// What the status says now.
+    fn of(status: &LucidServiceStatus) -> Self {
+        Revisions {
+            revision: status.revision,
+            hash: status.revision_hash.clone(),
+            history: status.history.clone(),
+            rollback: status.rollback.clone(),
+            data_protection: status.data_protection.clone(),
+            backups: status.backups.clone(),
+        }
+    }
 }
 
 impl Outcome {
@@ -147,6 +170,7 @@ impl Outcome {
             waiting_on: None,
             retry: false,
             revisions: None,
+            again: None,
         }
     }
 
@@ -167,6 +191,7 @@ impl Outcome {
             waiting_on: Some(seen.waiting_on()),
             retry: false,
             revisions: None,
+            again: None,
         }
     }
 
@@ -229,6 +254,7 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Reconcile
     }
     ctx.succeeded(&key);
     let action = match outcome.health {
+        _ if outcome.again.is_some() => Action::requeue(outcome.again.unwrap_or_default()),
         // Re-check now and then in case something was changed behind our back.
         Health::Ready { .. } => super::resync(Duration::from_secs(600)),
         Health::Waiting { reason, .. } if reason == unobserved::REASON => {
@@ -325,16 +351,13 @@ async fn decide(
     )
     .await;
     let mut history = old.history.clone();
+    let backups = old.backups.clone();
     let mut existing = existing;
     loop {
         let (children, revision, revision_hash) = match &rollback {
             None => {
-                let revision = if old.revision_hash.as_deref() == Some(desired_hash.as_str()) {
-                    old.revision
-                } else {
-                    Some(next_revision(old.revision, &history))
-                };
-                (desired.clone(), revision, desired_hash.clone())
+                let revision = attempt_revision(&old, &desired_hash, &history);
+                (desired.clone(), Some(revision), desired_hash.clone())
             }
             Some(back) => {
                 let Some(record) = revisions::load(
@@ -356,10 +379,9 @@ async fn decide(
                         existing,
                     );
                     outcome.revisions = Some(Revisions {
-                        revision: old.revision,
-                        hash: old.revision_hash.clone(),
                         history,
                         rollback: rollback.clone(),
+                        ..Revisions::of(&old)
                     });
                     return Ok(outcome);
                 };
@@ -375,15 +397,58 @@ async fn decide(
                 (children, Some(back.to_revision), hash)
             }
         };
+        // A stateful update: its data copied once the old pods stopped, before the new
+        // revision starts; a rollback of one: the copy restored before the old one starts.
+        if let (Some(copier), Some(live)) = (ctx.copier.as_ref(), existing.as_ref())
+            && protect::protects(ls, Some(copier))
+        {
+            let protection = match &rollback {
+                None => {
+                    back_up_first(
+                        ls,
+                        ctx,
+                        namespace,
+                        snapshot,
+                        &old,
+                        live,
+                        &desired_hash,
+                        revision,
+                        copier,
+                    )
+                    .await?
+                }
+                Some(back) => restore_first(ls, ctx, namespace, &old, live, back, copier).await?,
+            };
+            match protection {
+                Protection::Proceed => {}
+                Protection::Report(outcome) => return Ok(*outcome),
+                Protection::BackupFailed(message) => {
+                    let back = RollbackStatus {
+                        failed_generation: attempt.generation,
+                        failed_hash: desired_hash.clone(),
+                        retry: attempt.retry.map(str::to_string),
+                        to_revision: old.revision.unwrap_or_default(),
+                        reason: "BackupFailed".into(),
+                        message,
+                        restored_from: None,
+                        cause: None,
+                        at: Time(jiff::Timestamp::now()),
+                    };
+                    announce_rollback(ctx, ls, &back).await;
+                    rollback = Some(back);
+                    continue;
+                }
+            }
+        }
         let gated = rollback.is_none();
         let (deployment, mut health) =
             match converge(ls, ctx, namespace, snapshot, &children, existing, gated).await? {
                 Converged::Stopped(mut outcome) => {
                     outcome.revisions = Some(Revisions {
-                        revision: old.revision,
-                        hash: old.revision_hash.clone(),
                         history,
                         rollback,
+                        data_protection: None,
+                        ..Revisions::of(&old)
                     });
                     return Ok(outcome);
                 }
@@ -403,6 +468,7 @@ async fn decide(
                                 reason: reason.to_string(),
                                 message: message.to_string(),
                                 cause: None,
+                                restored_from: None,
                                 at: Time(jiff::Timestamp::now()),
                             };
                             announce_rollback(ctx, ls, &back).await;
@@ -495,9 +561,244 @@ async fn decide(
                 hash: Some(revision_hash),
                 history,
                 rollback,
+                data_protection: None,
+                backups,
             }),
+            again: None,
         });
     }
+}
+
+/// The revision number of the attempt at `desired_hash`: the one it already has (running,
+/// being backed up for, or backed up for), else a new one.
+fn attempt_revision(old: &LucidServiceStatus, desired_hash: &str, history: &[GoodRevision]) -> i64 {
+    if old.revision_hash.as_deref() == Some(desired_hash)
+        && let Some(revision) = old.revision
+    {
+        return revision;
+    }
+    if let Some(step) = old
+        .data_protection
+        .as_ref()
+        .filter(|d| d.for_hash == desired_hash)
+    {
+        return step.revision;
+    }
+    if let Some(backup) = old.backups.iter().find(|b| b.for_hash == desired_hash) {
+        return backup.revision;
+    }
+    next_revision(
+        old.revision,
+        history,
+        old.backups
+            .iter()
+            .map(|b| b.revision)
+            .chain(old.data_protection.as_ref().map(|d| d.revision)),
+    )
+}
+
+/// What a data-protection step decided.
+enum Protection {
+    /// Nothing (more) to do: apply.
+    Proceed,
+    /// A step is under way or has just recorded its result: report this and come back.
+    Report(Box<Outcome>),
+    /// The backup failed: the update does not start (the old revision goes back up).
+    BackupFailed(String),
+}
+
+/// How soon a reconcile comes back while a Job copies (Jobs are not watched: they are rare).
+const COPY_POLL: Duration = Duration::from_secs(2);
+
+/// Before an update of a stateful service whose pods run a good revision: stop them, copy
+/// the data, record the copy; only then does the new revision start.
+#[allow(clippy::too_many_arguments)]
+async fn back_up_first(
+    ls: &LucidService,
+    ctx: &Context,
+    namespace: &str,
+    snapshot: &Snapshot<'_>,
+    old: &LucidServiceStatus,
+    live: &Deployment,
+    desired_hash: &str,
+    revision: Option<i64>,
+    copier: &crate::render::backup::CopyJobSettings,
+) -> Result<Protection, Error> {
+    let Some(revision) = revision else {
+        return Ok(Protection::Proceed);
+    };
+    let live_hash = applied_hash(live);
+    let from_good = old.revision_hash.as_deref() == live_hash
+        && old.history.iter().any(|g| Some(g.revision) == old.revision);
+    let done = old.backups.iter().any(|b| b.for_hash == desired_hash);
+    let started = old
+        .data_protection
+        .as_ref()
+        .is_some_and(|d| d.for_hash == desired_hash);
+    // Only an update (a change from a revision that was Ready) whose turn has come.
+    if done || live_hash == Some(desired_hash) || !(from_good || started) {
+        return Ok(Protection::Proceed);
+    }
+    if !matches!(snapshot.gate(ls), Gate::Open) {
+        return Ok(Protection::Proceed);
+    }
+    let step = protect::back_up(ctx, ls, namespace, live, revision, copier).await?;
+    let report = |health: Health, revisions: Revisions| {
+        Protection::Report(Box::new(Outcome {
+            health,
+            deployment: Some(live.clone()),
+            waiting_on: None,
+            retry: false,
+            revisions: Some(revisions),
+            again: Some(COPY_POLL),
+        }))
+    };
+    Ok(match step {
+        Step::Waiting(message) => report(
+            Health::Progressing {
+                reason: "BackingUp".into(),
+                message,
+            },
+            Revisions {
+                data_protection: Some(DataProtection {
+                    step: "BackingUp".into(),
+                    revision,
+                    for_hash: desired_hash.to_string(),
+                }),
+                ..Revisions::of(old)
+            },
+        ),
+        Step::Done(mut record) => {
+            record.for_hash = desired_hash.to_string();
+            let keep = usize::try_from(ls.spec.backup.keep.max(1)).unwrap_or(1);
+            let mut backups = vec![record.clone()];
+            backups.extend(
+                old.backups
+                    .iter()
+                    .filter(|b| b.revision != revision)
+                    .cloned(),
+            );
+            let dropped = backups.split_off(keep.min(backups.len()));
+            protect::drop_backups(ctx, ls, namespace, &dropped).await?;
+            publish(
+                ctx,
+                ls,
+                EventType::Normal,
+                "BackedUp",
+                format!(
+                    "/app/data copied to claim {} ({} files, {} bytes, root {}) before revision {revision}",
+                    record.claim,
+                    record.files,
+                    record.bytes,
+                    record.root_hash.get(..16).unwrap_or_default()
+                ),
+            )
+            .await;
+            // Recorded before the new revision starts: a restart from here must not copy
+            // again over data the new revision may have changed.
+            report(
+                Health::Progressing {
+                    reason: "BackingUp".into(),
+                    message: format!(
+                        "data copied to claim {}; starting revision {revision}",
+                        record.claim
+                    ),
+                },
+                Revisions {
+                    data_protection: None,
+                    backups,
+                    ..Revisions::of(old)
+                },
+            )
+        }
+        Step::Failed(message) => Protection::BackupFailed(message),
+    })
+}
+
+/// Before a rolled-back stateful service starts its old revision again: the data the
+/// failed revision may have changed is put back from the copy taken before it started.
+async fn restore_first(
+    ls: &LucidService,
+    ctx: &Context,
+    namespace: &str,
+    old: &LucidServiceStatus,
+    live: &Deployment,
+    back: &RollbackStatus,
+    copier: &crate::render::backup::CopyJobSettings,
+) -> Result<Protection, Error> {
+    let Some(backup) = old.backups.iter().find(|b| b.for_hash == back.failed_hash) else {
+        // No copy was taken (the failed attempt never started: its backup failed).
+        return Ok(Protection::Proceed);
+    };
+    if back.restored_from.is_some() {
+        return Ok(Protection::Proceed);
+    }
+    let step = protect::restore(ctx, ls, namespace, live, backup, copier).await?;
+    let revisions = |data_protection, rollback| Revisions {
+        data_protection,
+        rollback,
+        ..Revisions::of(old)
+    };
+    let restoring = Some(DataProtection {
+        step: "Restoring".into(),
+        revision: backup.revision,
+        for_hash: back.failed_hash.clone(),
+    });
+    let report = |health: Health, revisions: Revisions| {
+        Protection::Report(Box::new(Outcome {
+            health,
+            deployment: Some(live.clone()),
+            waiting_on: None,
+            retry: false,
+            revisions: Some(revisions),
+            again: Some(COPY_POLL),
+        }))
+    };
+    Ok(match step {
+        Step::Waiting(message) => report(
+            Health::Progressing {
+                reason: ROLLING_BACK.into(),
+                message,
+            },
+            revisions(restoring, Some(back.clone())),
+        ),
+        Step::Done(()) => {
+            publish(
+                ctx,
+                ls,
+                EventType::Normal,
+                "Restored",
+                format!(
+                    "/app/data restored from claim {} before revision {} starts again",
+                    backup.claim, back.to_revision
+                ),
+            )
+            .await;
+            let restored = RollbackStatus {
+                restored_from: Some(backup.claim.clone()),
+                ..back.clone()
+            };
+            // Recorded before the old revision starts: a restart from here must not restore
+            // again over data the old revision has since written.
+            report(
+                Health::Progressing {
+                    reason: ROLLING_BACK.into(),
+                    message: format!(
+                        "data restored from claim {}; starting revision {}",
+                        backup.claim, back.to_revision
+                    ),
+                },
+                revisions(None, Some(restored)),
+            )
+        }
+        Step::Failed(message) => report(
+            Health::Degraded {
+                reason: "RestoreFailed".into(),
+                message,
+            },
+            revisions(restoring, Some(back.clone())),
+        ),
+    })
 }
 
 /// The rollback in force, if any: the one recorded, while it still holds; or, under
@@ -541,6 +842,7 @@ async fn choose_rollback(
             ls.spec.phase
         ),
         cause: Some(mate.name_any()),
+        restored_from: None,
         at: Time(jiff::Timestamp::now()),
     };
     announce_rollback(ctx, ls, &back).await;
@@ -615,6 +917,7 @@ async fn converge(
                     waiting_on: Some(waiting_on),
                     retry: false,
                     revisions: None,
+                    again: None,
                 }));
             }
             Gate::Broken { reason, message } => {
@@ -702,6 +1005,7 @@ async fn converge(
             waiting_on: None,
             retry: false,
             revisions: None,
+            again: None,
         }));
     };
     let health = observe(ctx, namespace, &ls.name_any(), &deployment);
@@ -825,12 +1129,10 @@ async fn write_status(
         .as_ref()
         .map(|d| rollout(d).ready_replicas())
         .unwrap_or((0, ls.spec.replicas));
-    let revisions = outcome.revisions.clone().unwrap_or_else(|| Revisions {
-        revision: old.revision,
-        hash: old.revision_hash.clone(),
-        history: old.history.clone(),
-        rollback: old.rollback.clone(),
-    });
+    let revisions = outcome
+        .revisions
+        .clone()
+        .unwrap_or_else(|| Revisions::of(&old));
     let mut status = LucidServiceStatus {
         observed_generation: ls.metadata.generation,
         ready_replicas: ready,
@@ -842,6 +1144,8 @@ async fn write_status(
         revision_hash: revisions.hash,
         history: revisions.history,
         rollback: revisions.rollback,
+        data_protection: revisions.data_protection,
+        backups: revisions.backups,
         conditions: old.conditions.clone(),
     };
     let now = Time(jiff::Timestamp::now());

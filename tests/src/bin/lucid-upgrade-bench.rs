@@ -61,7 +61,12 @@ spec:
     )
 }
 
-async fn poll<F: Fn(&LucidService) -> bool>(api: &Api<LucidService>, name: &str, what: &str, cond: F) -> Instant {
+async fn poll<F: Fn(&LucidService) -> bool>(
+    api: &Api<LucidService>,
+    name: &str,
+    what: &str,
+    cond: F,
+) -> Instant {
     let deadline = Instant::now() + LIMIT;
     loop {
         if let Ok(ls) = api.get(name).await
@@ -69,7 +74,10 @@ async fn poll<F: Fn(&LucidService) -> bool>(api: &Api<LucidService>, name: &str,
         {
             return Instant::now();
         }
-        assert!(Instant::now() < deadline, "{name}: {what} not seen in {LIMIT:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{name}: {what} not seen in {LIMIT:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -136,7 +144,12 @@ fn p50(values: &[f64]) -> f64 {
 }
 
 fn row(kind: &str, (detect, restore): &(Vec<f64>, Vec<f64>)) {
-    let list = |v: &[f64]| v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ");
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!(
         "| {kind} | {:.2} s | {:.2} s | {} | {} |",
         p50(detect),
@@ -156,17 +169,25 @@ async fn main() {
     let ns = "bench-image";
     create_namespace(&client, ns).await;
     apply_documents(&client, ns, phases).await;
-    let image = kind(&client, ns, "db", |r| redis(r, "harness", ""), |r| {
-        redis(r, "no-such-tag", "")
-    })
+    let image = kind(
+        &client,
+        ns,
+        "db",
+        |r| redis(r, "harness", ""),
+        |r| redis(r, "no-such-tag", ""),
+    )
     .await;
 
     let ns = "bench-crash";
     create_namespace(&client, ns).await;
     apply_documents(&client, ns, phases).await;
-    let crash = kind(&client, ns, "db", |r| redis(r, "harness", ""), |r| {
-        redis(r, "harness", r#", --no-such-option, "1""#)
-    })
+    let crash = kind(
+        &client,
+        ns,
+        "db",
+        |r| redis(r, "harness", ""),
+        |r| redis(r, "harness", r#", --no-such-option, "1""#),
+    )
     .await;
 
     let ns = "bench-config";
@@ -185,5 +206,8 @@ async fn main() {
     println!("|---|---|---|---|---|");
     row("image tag missing, Recreate (Redis)", &image);
     row("crash loop (bad argument), Recreate (Redis)", &crash);
-    row("crash loop (ConfigMap edit), RollingUpdate (api-gateway)", &config);
+    row(
+        "crash loop (ConfigMap edit), RollingUpdate (api-gateway)",
+        &config,
+    );
 }
