@@ -632,4 +632,17 @@ mod tests {
             }
         ));
     }
+
+    #[test]
+    fn dependencies_not_ready_are_read_after_the_rollout_too() {
+        let services = [
+            ready(svc("db", "foundation", &[])),
+            svc("cache", "foundation", &[]),
+            ready(svc("api", "core", &["db", "cache"])),
+        ];
+        let phases = [phase("foundation", &[]), phase("core", &["foundation"])];
+        let snap = Snapshot::new(services.iter(), phases.iter());
+        assert_eq!(snap.dependencies_not_ready(&services[2]), ["cache"]);
+        assert!(snap.dependencies_not_ready(&services[0]).is_empty());
+    }
 }

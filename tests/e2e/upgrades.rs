@@ -446,3 +446,166 @@ async fn rollback_phase_takes_back_every_changed_member_and_halt_takes_back_none
         Some("phase/foundation")
     );
 }
+
+/// Every path under `root` with its kind, mode and contents (symlinks by target).
+fn tree(root: &std::path::Path) -> Vec<(String, u32, Vec<u8>)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&path).expect("link");
+                out.push((rel, 0, target.display().to_string().into_bytes()));
+            } else if meta.is_dir() {
+                out.push((format!("{rel}/"), mode, Vec::new()));
+                stack.push(path);
+            } else {
+                out.push((rel, mode, std::fs::read(&path).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Where the harness's provisioner keeps a claim's volume on this machine.
+async fn host_path(client: &Client, ns: &str, claim: &str) -> std::path::PathBuf {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let volume = claims
+        .get(claim)
+        .await
+        .expect("claim")
+        .spec
+        .and_then(|s| s.volume_name)
+        .expect("bound claim");
+    let pv: Api<PersistentVolume> = Api::all(client.clone());
+    let pv = pv.get(&volume).await.expect("volume");
+    pv.spec
+        .and_then(|s| s.host_path)
+        .map(|h| std::path::PathBuf::from(h.path))
+        .expect("hostPath volume")
+}
+
+/// Deletes every operator pod at once, as a node losing them would (the Deployment brings
+/// them back; the new leader must carry on from the status).
+async fn kill_the_operator(client: &Client) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "lucid-system");
+    let list = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/name=lucid-operator"))
+        .await
+        .expect("operator pods");
+    for pod in list.items {
+        let _ = pods
+            .delete(
+                &pod.name_any(),
+                &kube::api::DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_stateful_update_gets_its_data_back_byte_identical_across_operator_restarts() {
+    let client = client().await;
+    let ns = "upgrade-data";
+    create_namespace(&client, ns).await;
+    apply_documents(&client, ns, &phases("RollbackService")).await;
+    // Redis saves dump.rdb in /app/data when it stops: the data changes with every stop.
+    apply_documents(&client, ns, &redis("db", "foundation", "")).await;
+    ready(&client, ns, "db").await;
+
+    // The new revision starts, writes to its data (an append-only log, and a dump at every
+    // stop), and never turns ready (its check asks a port nothing listens on).
+    let failing = redis("db", "foundation", "  env: [{name: NEXT, value: \"1\"}]")
+        .replace(r#""no"]"#, r#""no", --appendonly, "yes"]"#)
+        .replace(
+            "healthCheck: {kind: Tcp,",
+            "healthCheck: {kind: Tcp, port: 6390,",
+        );
+    apply_documents(&client, ns, &failing).await;
+    let api: Api<LucidService> = Api::namespaced(client.clone(), ns);
+    // Killed while the copy is made: the new leader carries on.
+    wait_for_within(&api, "db", "backing up", POD_WAIT, |ls: &LucidService| {
+        ls.status
+            .as_ref()
+            .and_then(|s| s.data_protection.as_ref())
+            .is_some_and(|d| d.step == "BackingUp")
+            || ls.status.as_ref().is_some_and(|s| !s.backups.is_empty())
+    })
+    .await;
+    kill_the_operator(&client).await;
+    let backed_up = wait_for_within(
+        &api,
+        "db",
+        "the backup recorded",
+        POD_WAIT,
+        |ls: &LucidService| ls.status.as_ref().is_some_and(|s| !s.backups.is_empty()),
+    )
+    .await;
+    let backup = backed_up.status.unwrap().backups[0].clone();
+    assert!(backup.files >= 1, "{backup:?}");
+    assert_eq!(backup.root_hash.len(), 64);
+
+    // Killed again while the copy is restored (if that is seen; it may be quick).
+    let restoring = wait_for_within(&api, "db", "rolling back", POD_WAIT, |ls: &LucidService| {
+        ls.status.as_ref().is_some_and(|s| s.rollback.is_some())
+    })
+    .await;
+    if restoring
+        .status
+        .as_ref()
+        .and_then(|s| s.rollback.as_ref())
+        .is_some_and(|r| r.restored_from.is_none())
+    {
+        kill_the_operator(&client).await;
+    }
+    let ls = rolled_back(&client, ns, "db").await;
+    let status = ls.status.unwrap();
+    let rollback = status.rollback.unwrap();
+    assert_eq!(
+        rollback.restored_from.as_deref(),
+        Some(backup.claim.as_str())
+    );
+    assert!(status.data_protection.is_none());
+
+    // The data the old revision runs on again is the copy taken when it stopped, byte for
+    // byte (the failed revision's appendonlydir and dumps are gone).
+    let data = host_path(&client, ns, "db-data").await;
+    let copy = host_path(&client, ns, &backup.claim).await.join("data");
+    assert_eq!(
+        tree(&data)
+            .iter()
+            .filter(|(p, ..)| p.starts_with("appendonlydir"))
+            .count(),
+        0
+    );
+    // The old revision runs on it now and may have written since: compare the copy with
+    // what the restore made, as the copier's manifest records it (same root hash).
+    let restored_entries: Vec<String> = tree(&copy).iter().map(|(p, ..)| p.clone()).collect();
+    assert!(!restored_entries.is_empty());
+    for (path, mode, bytes) in tree(&copy) {
+        if path.ends_with('/') {
+            continue;
+        }
+        let live = std::fs::read(data.join(&path)).unwrap_or_default();
+        // dump.rdb is rewritten only when Redis stops; the old revision has not stopped.
+        assert_eq!(live, bytes, "{path} (mode {mode:o}) differs from the copy");
+    }
+    // No more backup claims than `keep` (1).
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), ns);
+    let backups = claims
+        .list(&ListParams::default().labels("lucid.io/backup-of=db"))
+        .await
+        .unwrap();
+    assert_eq!(backups.items.len(), 1);
+}

@@ -380,3 +380,69 @@ pub fn summarise(
         conditions,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    use super::*;
+    use crate::api::{LucidPhaseSpec, LucidServiceStatus};
+    use crate::render::fixtures::service;
+
+    fn member(name: &str, revision: Option<i64>, ready: bool) -> LucidService {
+        let mut ls = service(name, "image: {repository: x}\nphase: foundation");
+        ls.status = Some(LucidServiceStatus {
+            observed_generation: ls.metadata.generation,
+            revision,
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: if ready { "True" } else { "False" }.into(),
+                reason: "RolloutComplete".into(),
+                message: String::new(),
+                observed_generation: ls.metadata.generation,
+                last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+            }],
+            ..Default::default()
+        });
+        ls
+    }
+
+    fn foundation() -> LucidPhase {
+        let mut p = LucidPhase::new(
+            "foundation",
+            LucidPhaseSpec {
+                depends_on: vec![],
+                paused: false,
+                description: None,
+                on_failure: Default::default(),
+            },
+        );
+        p.metadata.namespace = Some("lucid".into());
+        p.metadata.generation = Some(1);
+        p
+    }
+
+    fn at(s: i64) -> Time {
+        Time(jiff::Timestamp::from_second(s).unwrap())
+    }
+
+    #[test]
+    fn a_ready_phase_keeps_the_set_that_worked_together_and_its_time() {
+        let phase = foundation();
+        let members = [member("db", Some(3), true), member("cache", Some(1), true)];
+        let snap = Snapshot::new(members.iter(), [&phase]);
+        let status = summarise(&phase, &snap, LucidPhaseStatus::default(), at(10));
+        let set = status.last_ready.clone().expect("the set");
+        assert_eq!(set.revisions.get("db"), Some(&3));
+        assert_eq!(set.revisions.get("cache"), Some(&1));
+        assert_eq!(set.at, at(10));
+        // The same set later: nothing to write (the time stays).
+        let again = summarise(&phase, &snap, status.clone(), at(20));
+        assert_eq!(again, status);
+        // A member not Ready: the phase is not, and the last set stands.
+        let members = [member("db", Some(4), false), member("cache", Some(1), true)];
+        let snap = Snapshot::new(members.iter(), [&phase]);
+        let later = summarise(&phase, &snap, status.clone(), at(30));
+        assert_eq!(later.last_ready, status.last_ready);
+    }
+}
