@@ -132,10 +132,12 @@ fn plan_command(args: &PlanArgs, kube: &cli::KubeArgs) -> Result<u8> {
                 let mut s = String::new();
                 for o in &objects {
                     s.push_str("---\n");
-                    s.push_str(&serde_yaml::to_string(o).map_err(|e| Error::Serialise {
-                        what: "a rendered object".into(),
-                        message: e.to_string(),
-                    })?);
+                    s.push_str(
+                        &lucid_operator::api::to_yaml(o).map_err(|e| Error::Serialise {
+                            what: "a rendered object".into(),
+                            message: e.to_string(),
+                        })?,
+                    );
                 }
                 s
             }
@@ -144,7 +146,7 @@ fn plan_command(args: &PlanArgs, kube: &cli::KubeArgs) -> Result<u8> {
     } else {
         let text = match args.output {
             Format::Text => plan::text(&plan, &m),
-            Format::Yaml => serde_yaml::to_string(&plan).map_err(|e| Error::Serialise {
+            Format::Yaml => lucid_operator::api::to_yaml(&plan).map_err(|e| Error::Serialise {
                 what: "the plan".into(),
                 message: e.to_string(),
             })?,
