@@ -65,6 +65,9 @@ Examples:
 Examples:
   kubectl lucid plan -f lucid
   kubectl lucid plan -f lucid -o json
+  # The graph as a picture, for reviews and docs
+  kubectl lucid plan -f lucid -o svg > rollout.svg
+  kubectl lucid plan -f lucid -o dot | dot -Tpng > rollout.png
   # The exact Deployments, Services, claims and NetworkPolicies the operator would create
   kubectl lucid plan -f lucid --render -n lucid"
     )]
@@ -137,6 +140,10 @@ pub enum Format {
     Text,
     Yaml,
     Json,
+    /// The graph as Graphviz DOT (phases as clusters, `dependsOn` as edges).
+    Dot,
+    /// The graph drawn as SVG, laid out by phase and step (no Graphviz needed).
+    Svg,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]

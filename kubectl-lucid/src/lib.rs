@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod compose;
 pub mod error;
+pub mod graph;
 pub mod import;
 pub mod manifests;
 pub mod output;

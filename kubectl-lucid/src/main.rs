@@ -8,7 +8,7 @@ use clap::{CommandFactory, Parser};
 
 use kubectl_lucid::cli::{self, Cli, Command, Format, ImportArgs, PlanArgs};
 use kubectl_lucid::error::{Error, Result};
-use kubectl_lucid::{compose, import, manifests, output, plan, render, status};
+use kubectl_lucid::{compose, graph, import, manifests, output, plan, render, status};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -110,6 +110,11 @@ fn plan_command(args: &PlanArgs, kube: &cli::KubeArgs) -> Result<u8> {
         eprintln!("note: skipped {s}");
     }
     let plan = plan::plan(&m);
+    if args.render && matches!(args.output, Format::Dot | Format::Svg) {
+        return Err(Error::Usage(
+            "--render prints objects, not a graph: use -o yaml or -o json with it".into(),
+        ));
+    }
     if args.render {
         let namespace = kube.namespace.clone().unwrap_or_else(|| "default".into());
         let order: Vec<String> = plan
@@ -156,6 +161,8 @@ fn plan_command(args: &PlanArgs, kube: &cli::KubeArgs) -> Result<u8> {
                     message: e.to_string(),
                 })? + "\n"
             }
+            Format::Dot => graph::dot::dot(&graph::Graph::of(&plan, &m)),
+            Format::Svg => graph::svg::svg(&graph::layout(&graph::Graph::of(&plan, &m)), false),
         };
         print!("{text}");
     }
