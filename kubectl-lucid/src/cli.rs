@@ -82,6 +82,15 @@ Examples:
   kubectl lucid status -n lucid --wait --timeout 5m"
     )]
     Status(StatusArgs),
+    /// Serve a local, read-only web page of the live rollout graph.
+    #[command(
+        after_help = "The page is served by this process with your kubeconfig: nothing runs in the cluster. It binds loopback unless --address says otherwise, answers only requests addressed to it (Host header), and changes nothing.
+
+Examples:
+  kubectl lucid dashboard -n lucid
+  kubectl lucid dashboard -n lucid --port 7070 --open"
+    )]
+    Dashboard(DashboardArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:
   source <(kubectl lucid completion bash)
@@ -133,6 +142,20 @@ pub struct StatusArgs {
     /// How long --wait waits, e.g. 90s, 5m.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub timeout: std::time::Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct DashboardArgs {
+    /// The address to listen on. Anything but loopback lets others on the network see the
+    /// namespace with your credentials.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub address: std::net::IpAddr,
+    /// The port to listen on (0: any free port, printed at start).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Open the page in the desktop's browser.
+    #[arg(long)]
+    pub open: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod compose;
+pub mod dashboard;
 pub mod error;
 pub mod graph;
 pub mod import;

@@ -8,7 +8,7 @@ use clap::{CommandFactory, Parser};
 
 use kubectl_lucid::cli::{self, Cli, Command, Format, ImportArgs, PlanArgs};
 use kubectl_lucid::error::{Error, Result};
-use kubectl_lucid::{compose, graph, import, manifests, output, plan, render, status};
+use kubectl_lucid::{compose, dashboard, graph, import, manifests, output, plan, render, status};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Import(args) => import_command(&args),
         Command::Plan(args) => plan_command(&args, &cli.kube),
         Command::Status(args) => status::run(&cli.kube, &args),
+        Command::Dashboard(args) => dashboard::run(&cli.kube, &args),
         Command::Completion { shell } => {
             let shell = match shell {
                 cli::Shell::Bash => clap_complete::Shell::Bash,

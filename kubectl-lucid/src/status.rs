@@ -287,7 +287,7 @@ fn service_line(s: &LucidService, v: &View, style: Style, branch: &str, width: u
     format!("{}\n", line.trim_end())
 }
 
-async fn client(k: &KubeArgs) -> Result<(Client, String)> {
+pub(crate) async fn client(k: &KubeArgs) -> Result<(Client, String)> {
     let options = KubeConfigOptions {
         context: k.context.clone(),
         ..Default::default()
@@ -482,7 +482,7 @@ async fn run_async(k: &KubeArgs, args: &StatusArgs) -> Result<u8> {
     }
 }
 
-fn apply<K: Resource + Clone>(
+pub(crate) fn apply<K: Resource + Clone>(
     e: Event<K>,
     map: &mut BTreeMap<String, K>,
     relist: &mut Option<BTreeMap<String, K>>,
