@@ -205,23 +205,28 @@ async fn the_dashboard_shows_the_stack_roll_out_live_in_a_real_browser() {
         seen_not_ready.len() > 20,
         "the page showed the rollout in progress, not only its end: {seen_not_ready:?}"
     );
-    let phases: Value = b
-        .execute(
-            "return [...document.querySelectorAll('.band-progress')].map(t => t.textContent);",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        phases,
-        json!([
-            "4/4 Ready · Ready",
-            "6/6 Ready · Ready",
-            "10/10 Ready · Ready",
-            "7/7 Ready · Ready"
-        ]),
-        "each phase's progress"
-    );
+    // Each phase's progress (a phase writes its status after its members, throttled).
+    let expected = json!([
+        "4/4 Ready · Ready",
+        "6/6 Ready · Ready",
+        "10/10 Ready · Ready",
+        "7/7 Ready · Ready"
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let phases: Value = b
+            .execute(
+                "return [...document.querySelectorAll('.band-progress')].map(t => t.textContent);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        if phases == expected {
+            break;
+        }
+        assert!(Instant::now() < deadline, "phase progress: {phases}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let png = b.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
     std::fs::create_dir_all(Path::new(SCREENSHOT).parent().unwrap()).unwrap();

@@ -136,8 +136,8 @@ const COLUMN_GAP: f64 = 90.0;
 const BAND_GAP: f64 = 120.0;
 const BAND_PAD: f64 = 14.0;
 const MARGIN: f64 = 20.0;
-/// Band title and subtitle above the rows.
-const HEADER: f64 = 52.0;
+/// Band title, subtitle and (on the dashboard) the phase's progress above the rows.
+const HEADER: f64 = 66.0;
 
 /// Where everything goes, in SVG user units.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -52,9 +52,9 @@ pub fn svg(l: &Layout, live: bool) -> String {
         ));
         if live && b.kind == BandKind::Phase {
             out.push_str(&format!(
-                "<text class=\"band-progress\" x=\"{}\" y=\"{}\" text-anchor=\"end\"></text>",
-                n(b.x + b.w - 12.0),
-                n(b.y + 22.0)
+                "<text class=\"band-progress\" x=\"{}\" y=\"{}\"></text>",
+                n(b.x + 12.0),
+                n(b.y + 57.0)
             ));
         }
         out.push_str("</g>\n");
