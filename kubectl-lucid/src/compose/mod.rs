@@ -337,7 +337,7 @@ fn check_file(
     let mut out = Vec::new();
     for (name, body) in services {
         let key = format!("services.{name}");
-        if !lucid_operator::api::is_dns_label(&name) {
+        if !lucid_operator::api::is_dns_label(name) {
             problems.push(Problem::new(
                 file,
                 &key,

@@ -290,7 +290,7 @@ pub(super) fn service(
                 ));
             }
             if let Value::Object(how) = how {
-                for k in how.keys().cloned() {
+                for k in how.keys() {
                     let reason = match k.as_str() {
                         "ipv4_address" | "ipv6_address" => {
                             "static IPs: pods get addresses from the cluster; use the service name"
