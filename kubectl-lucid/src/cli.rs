@@ -65,6 +65,9 @@ Examples:
 Examples:
   kubectl lucid plan -f lucid
   kubectl lucid plan -f lucid -o json
+  # The graph as a picture, for reviews and docs
+  kubectl lucid plan -f lucid -o svg > rollout.svg
+  kubectl lucid plan -f lucid -o dot | dot -Tpng > rollout.png
   # The exact Deployments, Services, claims and NetworkPolicies the operator would create
   kubectl lucid plan -f lucid --render -n lucid"
     )]
@@ -90,6 +93,15 @@ Examples:
   kubectl lucid retry lucid-redis -n lucid && kubectl lucid status -n lucid --wait"
     )]
     Retry(RetryArgs),
+    /// Serve a local, read-only web page of the live rollout graph.
+    #[command(
+        after_help = "The page is served by this process with your kubeconfig: nothing runs in the cluster. It binds loopback unless --address says otherwise, answers only requests addressed to it (Host header), and changes nothing.
+
+Examples:
+  kubectl lucid dashboard -n lucid
+  kubectl lucid dashboard -n lucid --port 7070 --open"
+    )]
+    Dashboard(DashboardArgs),
     /// Print a shell completion script.
     #[command(after_help = "Examples:
   source <(kubectl lucid completion bash)
@@ -149,11 +161,29 @@ pub struct StatusArgs {
     pub timeout: std::time::Duration,
 }
 
+#[derive(Args, Debug)]
+pub struct DashboardArgs {
+    /// The address to listen on. Anything but loopback lets others on the network see the
+    /// namespace with your credentials.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub address: std::net::IpAddr,
+    /// The port to listen on (0: any free port, printed at start).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Open the page in the desktop's browser.
+    #[arg(long)]
+    pub open: bool,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Text,
     Yaml,
     Json,
+    /// The graph as Graphviz DOT (phases as clusters, `dependsOn` as edges).
+    Dot,
+    /// The graph drawn as SVG, laid out by phase and step (no Graphviz needed).
+    Svg,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]

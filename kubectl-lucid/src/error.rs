@@ -61,6 +61,8 @@ pub enum Error {
     Timeout(u64),
     #[error("{0}")]
     Degraded(String),
+    #[error("{0}")]
+    Usage(String),
 }
 
 fn list(problems: &[Problem]) -> String {

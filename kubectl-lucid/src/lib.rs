@@ -3,7 +3,9 @@
 
 pub mod cli;
 pub mod compose;
+pub mod dashboard;
 pub mod error;
+pub mod graph;
 pub mod import;
 pub mod manifests;
 pub mod output;

@@ -8,7 +8,9 @@ use clap::{CommandFactory, Parser};
 
 use kubectl_lucid::cli::{self, Cli, Command, Format, ImportArgs, PlanArgs};
 use kubectl_lucid::error::{Error, Result};
-use kubectl_lucid::{compose, import, manifests, output, plan, render, retry, status};
+use kubectl_lucid::{
+    compose, dashboard, graph, import, manifests, output, plan, render, retry, status,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -17,6 +19,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => plan_command(&args, &cli.kube),
         Command::Status(args) => status::run(&cli.kube, &args),
         Command::Retry(args) => retry::run(&cli.kube, &args),
+        Command::Dashboard(args) => dashboard::run(&cli.kube, &args),
         Command::Completion { shell } => {
             let shell = match shell {
                 cli::Shell::Bash => clap_complete::Shell::Bash,
@@ -111,6 +114,11 @@ fn plan_command(args: &PlanArgs, kube: &cli::KubeArgs) -> Result<u8> {
         eprintln!("note: skipped {s}");
     }
     let plan = plan::plan(&m);
+    if args.render && matches!(args.output, Format::Dot | Format::Svg) {
+        return Err(Error::Usage(
+            "--render prints objects, not a graph: use -o yaml or -o json with it".into(),
+        ));
+    }
     if args.render {
         let namespace = kube.namespace.clone().unwrap_or_else(|| "default".into());
         let order: Vec<String> = plan
@@ -133,10 +141,12 @@ fn plan_command(args: &PlanArgs, kube: &cli::KubeArgs) -> Result<u8> {
                 let mut s = String::new();
                 for o in &objects {
                     s.push_str("---\n");
-                    s.push_str(&serde_yaml::to_string(o).map_err(|e| Error::Serialise {
-                        what: "a rendered object".into(),
-                        message: e.to_string(),
-                    })?);
+                    s.push_str(
+                        &lucid_operator::api::to_yaml(o).map_err(|e| Error::Serialise {
+                            what: "a rendered object".into(),
+                            message: e.to_string(),
+                        })?,
+                    );
                 }
                 s
             }
@@ -145,7 +155,7 @@ fn plan_command(args: &PlanArgs, kube: &cli::KubeArgs) -> Result<u8> {
     } else {
         let text = match args.output {
             Format::Text => plan::text(&plan, &m),
-            Format::Yaml => serde_yaml::to_string(&plan).map_err(|e| Error::Serialise {
+            Format::Yaml => lucid_operator::api::to_yaml(&plan).map_err(|e| Error::Serialise {
                 what: "the plan".into(),
                 message: e.to_string(),
             })?,
@@ -155,6 +165,8 @@ fn plan_command(args: &PlanArgs, kube: &cli::KubeArgs) -> Result<u8> {
                     message: e.to_string(),
                 })? + "\n"
             }
+            Format::Dot => graph::dot::dot(&graph::Graph::of(&plan, &m)),
+            Format::Svg => graph::svg::svg(&graph::layout(&graph::Graph::of(&plan, &m)), false),
         };
         print!("{text}");
     }

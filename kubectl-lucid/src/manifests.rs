@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use lucid_operator::api::{LucidPhase, LucidService};
-use serde::Deserialize;
+use serde_json::Value;
 
 use crate::error::Problem;
 
@@ -68,18 +68,25 @@ pub fn read(paths: &[PathBuf]) -> Result<Manifests, Vec<Problem>> {
                 continue;
             }
         };
-        for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-            let value = match serde_yaml::Value::deserialize(doc) {
-                Ok(v) => v,
-                Err(e) => {
-                    problems.push(Problem::new(
-                        f.display(),
-                        format!("document {}", i + 1),
-                        format!("not valid YAML: {e}"),
-                    ));
-                    break;
-                }
-            };
+        let options = crate::compose::yaml_options();
+        let documents = match serde_saphyr::from_multiple_with_options::<Value>(&text, options) {
+            Ok(d) => d,
+            Err(e) => {
+                let at = e
+                    .location()
+                    .map(|l| format!("line {}, column {}", l.line(), l.column()))
+                    .unwrap_or_default();
+                let reason = e.to_string();
+                let reason = reason.split(" at line ").next().unwrap_or(&reason);
+                problems.push(Problem::new(
+                    f.display(),
+                    at,
+                    format!("not valid YAML: {reason}"),
+                ));
+                continue;
+            }
+        };
+        for (i, value) in documents.into_iter().enumerate() {
             if value.is_null() {
                 continue;
             }
@@ -103,23 +110,23 @@ pub fn read(paths: &[PathBuf]) -> Result<Manifests, Vec<Problem>> {
                 .unwrap_or_default()
                 .to_string();
             let at = format!("document {} ({kind}/{name})", i + 1);
-            let bad = |e: serde_yaml::Error| {
+            let bad = |e: serde_json::Error| {
                 Problem::new(f.display(), at.clone(), format!("not a valid {kind}: {e}"))
             };
             match kind.as_str() {
-                "LucidPhase" => match serde_yaml::from_value(value) {
+                "LucidPhase" => match serde_json::from_value(value) {
                     Ok(o) => out.phases.push(o),
                     Err(e) => problems.push(bad(e)),
                 },
-                "LucidService" => match serde_yaml::from_value(value) {
+                "LucidService" => match serde_json::from_value(value) {
                     Ok(o) => out.services.push(o),
                     Err(e) => problems.push(bad(e)),
                 },
-                "ConfigMap" => match serde_yaml::from_value(value) {
+                "ConfigMap" => match serde_json::from_value(value) {
                     Ok(o) => out.config_maps.push(o),
                     Err(e) => problems.push(bad(e)),
                 },
-                "Secret" => match serde_yaml::from_value(value) {
+                "Secret" => match serde_json::from_value(value) {
                     Ok(o) => out.secrets.push(o),
                     Err(e) => problems.push(bad(e)),
                 },

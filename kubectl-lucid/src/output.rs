@@ -19,7 +19,7 @@ pub struct Document {
 }
 
 fn yaml_of<T: Serialize>(what: &str, object: &T) -> Result<String> {
-    serde_yaml::to_string(object).map_err(|e| Error::Serialise {
+    lucid_operator::api::to_yaml(object).map_err(|e| Error::Serialise {
         what: what.to_string(),
         message: e.to_string(),
     })

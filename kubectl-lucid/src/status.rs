@@ -190,13 +190,7 @@ pub fn tree(v: &View, style: Style) -> String {
         if v.phases.len() == 1 { "" } else { "s" },
         v.services.len()
     );
-    let width = v
-        .services
-        .keys()
-        .map(String::len)
-        .max()
-        .unwrap_or(0)
-        .max(v.phases.keys().map(String::len).max().unwrap_or(0));
+    let width = name_column(v);
     for phase in &plan.phases {
         let Some(p) = v.phases.get(&phase.name) else {
             continue;
@@ -244,6 +238,20 @@ pub fn tree(v: &View, style: Style) -> String {
     out
 }
 
+/// Width of the name column: a phase's name, or a service's behind its 3-character branch
+/// (`├─ `). Sized by the service names' own length plus the branch, so a long name under
+/// shorter ones (`session-recorder` under `application`) no longer pushes its row's columns
+/// right.
+fn name_column(v: &View) -> usize {
+    let longest = |names: &mut dyn Iterator<Item = &String>| {
+        names.map(|n| n.chars().count()).max().unwrap_or(0)
+    };
+    longest(&mut v.phases.keys()).max(longest(&mut v.services.keys()) + BRANCH_WIDTH)
+}
+
+/// `├─ `, `|- `, or the blank indent of a service without a phase.
+const BRANCH_WIDTH: usize = 3;
+
 fn service_line(s: &LucidService, v: &View, style: Style, branch: &str, width: usize) -> String {
     let st = s.status.clone().unwrap_or_default();
     let state = if service_ready(s) {
@@ -256,7 +264,7 @@ fn service_line(s: &LucidService, v: &View, style: Style, branch: &str, width: u
         s.name_any(),
         format!("{}/{}", st.ready_replicas, s.spec.replicas),
         style.paint(&state, &format!("{state:11}")),
-        w = width.saturating_sub(3),
+        w = width.saturating_sub(BRANCH_WIDTH),
     );
     if state != "Ready" {
         let why = st
@@ -273,10 +281,33 @@ fn service_line(s: &LucidService, v: &View, style: Style, branch: &str, width: u
             line.push_str(&format!("  {why}"));
         }
     }
+    line.push_str(&revision_note(&st));
+    // A running service whose dependency went down says so, Ready or not.
+    if let Some(deps) = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "DependenciesReady" && c.status == "False")
+    {
+        line.push_str(&format!("  dependencies {}", deps.message));
+    }
     if let Some((_, event)) = v.events.get(&format!("LucidService/{}", s.name_any())) {
         line.push_str(&format!("  (last event: {event})"));
     }
     format!("{}\n", line.trim_end())
+}
+
+/// The revision the pods run, and when an update was rolled back, what serves instead.
+fn revision_note(st: &lucid_operator::api::LucidServiceStatus) -> String {
+    let Some(revision) = st.revision else {
+        return String::new();
+    };
+    match &st.rollback {
+        Some(back) => format!(
+            "  [revision {revision}: generation {} rolled back ({})]",
+            back.failed_generation, back.reason
+        ),
+        None => format!("  [revision {revision}]"),
+    }
 }
 
 /// A client from the user's kubeconfig (`--kubeconfig`, `--context`) and the namespace to use.
@@ -475,7 +506,7 @@ async fn run_async(k: &KubeArgs, args: &StatusArgs) -> Result<u8> {
     }
 }
 
-fn apply<K: Resource + Clone>(
+pub(crate) fn apply<K: Resource + Clone>(
     e: Event<K>,
     map: &mut BTreeMap<String, K>,
     relist: &mut Option<BTreeMap<String, K>>,
@@ -672,5 +703,51 @@ mod tests {
             coloured.contains("\x1b[32mReady") && coloured.contains("└─ api"),
             "{coloured:?}"
         );
+    }
+
+    #[test]
+    fn a_service_name_longer_than_those_above_it_keeps_the_columns_aligned() {
+        // As seen in the stack: `session-recorder` under `api-gateway` in phase `application`.
+        let v = view(
+            vec![
+                service("api-gateway", "application", &[], Some(("Ready", "Ready"))),
+                service("session-recorder", "application", &["api-gateway"], None),
+                service("session-storage", "application", &["api-gateway"], None),
+                service("stray-service-with-a-long-name", "nowhere", &[], None),
+            ],
+            vec![phase("application", "Progressing")],
+        );
+        let plain = tree(
+            &v,
+            Style {
+                colour: false,
+                unicode: true,
+            },
+        );
+        // The replica count column starts at one character offset on every service row.
+        let columns: Vec<usize> = plain
+            .lines()
+            .filter(|l| l.contains("/1 "))
+            .filter(|l| !l.starts_with("application"))
+            .map(|l| {
+                let chars: Vec<char> = l.chars().collect();
+                let slash = chars.iter().position(|c| *c == '/').unwrap();
+                slash - 1
+            })
+            .collect();
+        assert_eq!(columns.len(), 4, "{plain}");
+        assert!(columns.windows(2).all(|w| w[0] == w[1]), "{plain}");
+        // And the state column after it.
+        let states: Vec<usize> = plain
+            .lines()
+            .skip(2)
+            .filter(|l| l.contains("/1 "))
+            .map(|l| {
+                let chars: Vec<char> = l.chars().collect();
+                let at = l.find(['R', 'P']).unwrap();
+                chars.len() - l[at..].chars().count()
+            })
+            .collect();
+        assert!(states.windows(2).all(|w| w[0] == w[1]), "{plain}");
     }
 }

@@ -70,7 +70,7 @@ fn an_unreadable_kubeconfig_is_named() {
 fn the_krew_manifest_installs_this_binary_at_this_version() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("krew");
     let text = std::fs::read_to_string(dir.join("lucid.yaml")).unwrap();
-    let m: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let m: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
     assert_eq!(
         m["apiVersion"],
         "krew.googlecontainertools.github.com/v1alpha2"
@@ -84,13 +84,13 @@ fn the_krew_manifest_installs_this_binary_at_this_version() {
         m["spec"]["version"].as_str().unwrap(),
         format!("v{}", env!("CARGO_PKG_VERSION"))
     );
-    let platforms = m["spec"]["platforms"].as_sequence().unwrap();
+    let platforms = m["spec"]["platforms"].as_array().unwrap();
     assert!(!platforms.is_empty());
     for p in platforms {
         assert_eq!(p["bin"], "kubectl-lucid");
         assert!(
             p["files"]
-                .as_sequence()
+                .as_array()
                 .unwrap()
                 .iter()
                 .any(|f| f["from"] == "kubectl-lucid")

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use common::*;
 use kubectl_lucid::compose::{self, dotenv, merge::scalar};
+use serde_json::Value;
 use serde_json::{Value as Json, json};
-use serde_yaml::Value;
 
 fn oracle(files: &[&str]) -> BTreeMap<String, Json> {
     let mut args = Vec::new();
@@ -26,19 +26,19 @@ fn oracle(files: &[&str]) -> BTreeMap<String, Json> {
         .output()
         .expect("docker-compose 1.29 is the oracle: run tests/harness/install-tools.sh (apt-get install docker-compose)");
     assert!(o.status.success(), "docker-compose config: {}", stderr(&o));
-    let doc: Value = serde_yaml::from_slice(&o.stdout).unwrap();
+    let doc: Value = serde_saphyr::from_slice(&o.stdout).unwrap();
     doc["services"]
-        .as_mapping()
+        .as_object()
         .unwrap()
         .iter()
         .map(|(name, body)| {
-            let mut shaped = shape(body.as_mapping().unwrap(), BTreeMap::new());
+            let mut shaped = shape(body.as_object().unwrap(), BTreeMap::new());
             // `config` prints a literal `$` as `$$` (its output is itself a compose file);
             // the container sees one `$`.
             for v in shaped["environment"].as_object_mut().unwrap().values_mut() {
                 *v = Json::String(v.as_str().unwrap().replace("$$", "$"));
             }
-            (scalar(name), shaped)
+            (name.clone(), shaped)
         })
         .collect()
 }
@@ -61,7 +61,7 @@ fn ours(files: &[&str]) -> BTreeMap<String, Json> {
         .map(|s| {
             // Compose folds env_file into environment; so does this side, in order.
             let mut env = BTreeMap::new();
-            if let Some(Value::Sequence(files)) = s.get("env_file") {
+            if let Some(Value::Array(files)) = s.get("env_file") {
                 for f in files {
                     for (k, v) in
                         dotenv::read_env_file(&dir.join(scalar(f)), &Default::default()).unwrap()
@@ -76,31 +76,34 @@ fn ours(files: &[&str]) -> BTreeMap<String, Json> {
 }
 
 /// The fields the import reads, in one comparable form.
-fn shape(body: &serde_yaml::Mapping, mut env: BTreeMap<String, String>) -> Json {
+fn shape(
+    body: &serde_json::Map<String, serde_json::Value>,
+    mut env: BTreeMap<String, String>,
+) -> Json {
     let get = |k: &str| body.get(k);
     let strings = |v: Option<&Value>| -> Vec<String> {
         match v {
-            Some(Value::Sequence(items)) => items.iter().map(scalar).collect(),
+            Some(Value::Array(items)) => items.iter().map(scalar).collect(),
             Some(Value::String(s)) => vec![s.clone()],
             _ => Vec::new(),
         }
     };
     let map = |v: Option<&Value>| -> BTreeMap<String, String> {
-        v.and_then(Value::as_mapping)
+        v.and_then(Value::as_object)
             .map(|m| {
                 m.iter()
                     .filter(|(_, v)| !v.is_null())
-                    .map(|(k, v)| (scalar(k), scalar(v)))
+                    .map(|(k, v)| (k.clone(), scalar(v)))
                     .collect()
             })
             .unwrap_or_default()
     };
     env.extend(map(get("environment")));
     let mut ports: Vec<String> = match get("ports") {
-        Some(Value::Sequence(items)) => items
+        Some(Value::Array(items)) => items
             .iter()
             .map(|p| match p {
-                Value::Mapping(m) => format!(
+                Value::Object(m) => format!(
                     "{}:{}/{}",
                     m.get("published").map(scalar).unwrap_or_default(),
                     m.get("target").map(scalar).unwrap_or_default(),
@@ -138,12 +141,12 @@ fn shape(body: &serde_yaml::Mapping, mut env: BTreeMap<String, String>) -> Json 
         })
         .collect();
     let depends_on: BTreeMap<String, String> = get("depends_on")
-        .and_then(Value::as_mapping)
+        .and_then(Value::as_object)
         .map(|m| {
             m.iter()
                 .map(|(k, v)| {
                     (
-                        scalar(k),
+                        k.clone(),
                         v.get("condition").map(scalar).unwrap_or_default(),
                     )
                 })
@@ -152,11 +155,11 @@ fn shape(body: &serde_yaml::Mapping, mut env: BTreeMap<String, String>) -> Json 
         .unwrap_or_default();
     // A set: compose prints networks sorted.
     let mut networks: Vec<String> = get("networks")
-        .and_then(Value::as_mapping)
-        .map(|m| m.keys().map(scalar).collect())
+        .and_then(Value::as_object)
+        .map(|m| m.keys().cloned().collect())
         .unwrap_or_default();
     networks.sort();
-    let hc = get("healthcheck").and_then(Value::as_mapping);
+    let hc = get("healthcheck").and_then(Value::as_object);
     let healthcheck = hc.map(|h| {
         let test = match h.get("test") {
             Some(Value::String(s)) => vec!["CMD-SHELL".to_string(), s.clone()],
@@ -237,6 +240,32 @@ fn an_override_merges_maps_lists_ports_volumes_and_healthchecks_as_compose_does(
 #[test]
 fn the_master_file_reads_as_compose_reads_it() {
     same_as_compose(&["docker-compose.all.yml"]);
+}
+
+#[test]
+fn merge_keys_apply_as_compose_applies_them() {
+    // `<<: *anchor` and `<<: [*a, *b]`: the service's own keys win, the earlier anchor wins.
+    same_as_compose(&["docker-compose.anchors.yml"]);
+    let theirs = oracle(&["docker-compose.anchors.yml"]);
+    assert_eq!(
+        theirs["notifier"]["restart"], "always",
+        "the earlier anchor wins"
+    );
+    assert_eq!(
+        theirs["notifier"]["user"], "65533:65533",
+        "the service's own key wins"
+    );
+    assert_eq!(theirs["audit-log"]["healthcheck"]["interval"], 15);
+    assert_eq!(theirs["audit-log"]["healthcheck"]["retries"], "3");
+}
+
+#[test]
+fn merge_keys_and_an_override_file_merge_as_compose_merges_them() {
+    same_as_compose(&[
+        "docker-compose.foundation.yml",
+        "docker-compose.anchors.yml",
+        "docker-compose.anchors.override.yml",
+    ]);
 }
 
 #[test]

@@ -273,3 +273,21 @@ fn env_dir_finds_the_seeds_absolute_env_files_by_name() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_file_sharing_settings_through_merge_keys_imports() {
+    // Was refused with `services.audit-log.<<: unknown compose key`.
+    let o = run(&docker_dir(), &["import", "docker-compose.anchors.yml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(!stderr(&o).contains("<<"), "{}", stderr(&o));
+    assert!(text.contains("name: audit-log") && text.contains("name: notifier"));
+    assert!(
+        text.contains("  - name: LOG_LEVEL\n    value: DEBUG\n"),
+        "the service's own key wins over the merged one:\n{text}"
+    );
+    assert!(
+        text.contains("runAsUser: 65532") && text.contains("readOnlyRootFilesystem: true"),
+        "the hardening merged from x-hardened:\n{text}"
+    );
+}

@@ -64,8 +64,8 @@ fn import_then_plan_orders_services_as_compose_depends_on_does() {
         .output()
         .expect("docker-compose");
     assert!(config.status.success());
-    let config: serde_yaml::Value = serde_yaml::from_slice(&config.stdout).unwrap();
-    let services = config["services"].as_mapping().unwrap();
+    let config: serde_json::Value = serde_saphyr::from_slice(&config.stdout).unwrap();
+    let services = config["services"].as_object().unwrap();
     assert_eq!(services.len(), order.len());
     let position: BTreeMap<&str, usize> = order
         .iter()
@@ -74,13 +74,13 @@ fn import_then_plan_orders_services_as_compose_depends_on_does() {
         .collect();
     let mut checked = 0;
     for (name, body) in services {
-        let name = name.as_str().unwrap();
+        let name = name.as_str();
         for dep in body["depends_on"]
-            .as_mapping()
+            .as_object()
             .into_iter()
             .flat_map(|m| m.keys())
         {
-            let dep = dep.as_str().unwrap();
+            let dep = dep.as_str();
             assert!(
                 position[dep] < position[name],
                 "{dep} must come before {name}: {order:?}"
@@ -113,9 +113,9 @@ fn graph_errors_carry_the_operators_reasons_and_messages_and_fail_the_plan() {
         &["plan", "-f", broken.to_str().unwrap(), "-o", "yaml"],
     );
     assert_eq!(o.status.code(), Some(1));
-    let plan: serde_yaml::Value = serde_yaml::from_slice(&o.stdout).unwrap();
+    let plan: serde_json::Value = serde_saphyr::from_slice(&o.stdout).unwrap();
     assert_eq!(
-        plan["errors"].as_sequence().unwrap().len(),
+        plan["errors"].as_array().unwrap().len(),
         4,
         "{}",
         stdout(&o)
@@ -145,7 +145,7 @@ fn render_prints_exactly_the_operators_objects() {
 
     // The operator's render of the same LucidService, called here directly.
     let text = std::fs::read_to_string(out.join("40-lucidservice-api-gateway.yaml")).unwrap();
-    let mut ls: LucidService = serde_yaml::from_str(&text).unwrap();
+    let mut ls: LucidService = serde_saphyr::from_str(&text).unwrap();
     ls.metadata.namespace = Some("lucid".into());
     ls.metadata.uid = Some(kubectl_lucid::render::PLACEHOLDER_UID.into());
     // The config hash by the operator's rule over the imported ConfigMaps and Secrets.

@@ -3,14 +3,12 @@
 
 use lucid_operator::api::{LucidPhase, LucidService};
 
-fn documents(relative: &str) -> Vec<serde_yaml::Value> {
+fn documents(relative: &str) -> Vec<serde_json::Value> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join(relative);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{relative}: {e}"));
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
-        .collect()
+    serde_saphyr::from_multiple(&text).unwrap_or_else(|e| panic!("{relative}: {e}"))
 }
 
 #[test]
@@ -26,7 +24,7 @@ fn example_resources_parse_and_validate() {
             match doc["kind"].as_str() {
                 Some("LucidService") => {
                     let ls: LucidService =
-                        serde_yaml::from_value(doc).unwrap_or_else(|e| panic!("{file}: {e}"));
+                        serde_json::from_value(doc).unwrap_or_else(|e| panic!("{file}: {e}"));
                     assert_eq!(
                         lucid_operator::validate::problems(&ls),
                         Vec::<String>::new(),
@@ -35,7 +33,7 @@ fn example_resources_parse_and_validate() {
                     services += 1;
                 }
                 Some("LucidPhase") => drop(
-                    serde_yaml::from_value::<LucidPhase>(doc)
+                    serde_json::from_value::<LucidPhase>(doc)
                         .unwrap_or_else(|e| panic!("{file}: {e}")),
                 ),
                 other => panic!("{file}: unexpected kind {other:?}"),

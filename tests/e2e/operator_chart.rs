@@ -226,7 +226,7 @@ async fn the_operator_chart_installs_upgrades_its_crds_and_runs_namespaced() {
         "lab",
         &ApiResource::erase::<LucidService>(&()),
     );
-    let probe: DynamicObject = serde_yaml::from_str(PROBE).expect("probe");
+    let probe: DynamicObject = serde_saphyr::from_str(PROBE).expect("probe");
     // A create, not an apply: 1.20's server-side apply rejects an undeclared field outright.
     let stored = raw
         .create(&PostParams::default(), &probe)

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use lucid_operator::api::LucidService;
 use lucid_operator::reconcile::references;
 use lucid_operator::render::{RenderInputs, render};
-use serde_yaml::Value;
+use serde_json::Value;
 use stack::policy::{Pod, Policies};
 use stack::{NAMESPACE, ROOT, crd_schema::Crds, helm_run, lucid_services, name, of_kind, template};
 
@@ -29,7 +29,7 @@ const CLUSTER_IP_DATABASES: &[&str] = &[
 ];
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_sequence()
+    v.as_array()
         .map(|s| {
             s.iter()
                 .filter_map(|x| x.as_str().map(String::from))
@@ -39,13 +39,13 @@ fn strings(v: &Value) -> Vec<String> {
 }
 
 fn ports(v: &Value) -> Vec<i64> {
-    v.as_sequence()
+    v.as_array()
         .map(|s| s.iter().filter_map(Value::as_i64).collect())
         .unwrap_or_default()
 }
 
 fn values() -> Value {
-    serde_yaml::from_str(
+    serde_saphyr::from_str(
         &std::fs::read_to_string(format!("{ROOT}/charts/lucid-stack/values.yaml")).unwrap(),
     )
     .unwrap()
@@ -54,7 +54,7 @@ fn values() -> Value {
 fn catalog() -> Option<Value> {
     let path = format!("{ROOT}/../shared/lucid-catalog.yaml");
     match std::fs::read_to_string(&path) {
-        Ok(text) => Some(serde_yaml::from_str(&text).unwrap()),
+        Ok(text) => Some(serde_saphyr::from_str(&text).unwrap()),
         Err(_) => {
             eprintln!("skipping: no catalog at {path}");
             None
@@ -87,15 +87,15 @@ fn chart_env_files(values: &Value, phase: &str) -> Vec<String> {
 fn the_stack_chart_has_the_catalogs_phases_services_dependencies_ports_networks_and_env_files() {
     let Some(catalog) = catalog() else { return };
     let values = values();
-    let chart_services = values["services"].as_mapping().unwrap();
+    let chart_services = values["services"].as_object().unwrap();
     let mut previous: Option<String> = None;
     let mut count = 0;
-    let mut phases = catalog["phases"].as_sequence().unwrap().clone();
+    let mut phases = catalog["phases"].as_array().unwrap().clone();
     phases.sort_by_key(|p| p["order"].as_i64());
     for phase in &phases {
         let name = phase["name"].as_str().unwrap();
         let chart_phase = &values["phases"][name];
-        assert!(chart_phase.is_mapping(), "phase {name} missing");
+        assert!(chart_phase.is_object(), "phase {name} missing");
         assert_eq!(
             strings(&chart_phase["dependsOn"]),
             previous.iter().cloned().collect::<Vec<_>>(),
@@ -107,11 +107,11 @@ fn the_stack_chart_has_the_catalogs_phases_services_dependencies_ports_networks_
             "phase {name}: env files in the compose order"
         );
         previous = Some(name.to_string());
-        for svc in phase["services"].as_sequence().unwrap() {
+        for svc in phase["services"].as_array().unwrap() {
             count += 1;
             let sname = svc["name"].as_str().unwrap();
             let chart = &values["services"][sname];
-            assert!(chart.is_mapping(), "{sname} missing from the chart");
+            assert!(chart.is_object(), "{sname} missing from the chart");
             assert_eq!(chart["phase"].as_str(), Some(name), "{sname} phase");
             assert_eq!(
                 strings(&chart["dependsOn"]),
@@ -268,7 +268,7 @@ fn overriding_one_field_of_one_service_changes_only_that_field() {
         let mut expected = doc.clone();
         if name == "api-gateway" {
             expected["spec"]
-                .as_mapping_mut()
+                .as_object_mut()
                 .unwrap()
                 .insert("replicas".into(), 2.into());
         }
@@ -363,7 +363,7 @@ fn env_files_follow_each_phases_compose_order_and_only_the_required_ones_hold_th
     let values = values();
     // compose file -> (object name with {service}, kind, optional)
     let files: BTreeMap<String, (String, String, bool)> = values["envFiles"]
-        .as_mapping()
+        .as_object()
         .unwrap()
         .values()
         .map(|f| {
@@ -378,7 +378,7 @@ fn env_files_follow_each_phases_compose_order_and_only_the_required_ones_hold_th
         })
         .collect();
     let phase_files: BTreeMap<String, Vec<String>> = catalog["phases"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .map(|p| {
@@ -392,8 +392,9 @@ fn env_files_follow_each_phases_compose_order_and_only_the_required_ones_hold_th
     // Every service needs the object that carries MONGODB_URL in the install's environment.
     let environment =
         std::fs::read_to_string(format!("{ROOT}/crds/examples/environment.yaml")).unwrap();
-    let carriers: Vec<String> = serde_yaml::Deserializer::from_str(&environment)
-        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+    let carriers: Vec<String> = serde_saphyr::from_multiple::<serde_json::Value>(&environment)
+        .expect("YAML")
+        .into_iter()
         .filter(|d| {
             !d["data"]["MONGODB_URL"].is_null() || !d["stringData"]["MONGODB_URL"].is_null()
         })

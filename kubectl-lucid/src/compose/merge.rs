@@ -3,7 +3,7 @@
 //! path, ports by container port, some lists as ordered unions, some concatenated, the
 //! healthcheck field by field, everything else replaced by the later file.
 
-use serde_yaml::{Mapping, Value};
+use super::{Mapping, Value};
 
 /// Keys whose map form is merged key by key (lists were normalised to maps when loaded).
 const MAPPINGS: &[&str] = &[
@@ -40,25 +40,25 @@ const PATH_MAPPINGS: &[&str] = &["volumes", "devices"];
 /// `override_` laid over `base`, both already normalised.
 pub fn merge_service(base: &mut Mapping, override_: &Mapping) {
     for (key, value) in override_ {
-        let name = key.as_str().unwrap_or_default();
+        let name = key.as_str();
         let merged = match (base.get(key), value) {
-            (Some(Value::Mapping(b)), Value::Mapping(o)) if MAPPINGS.contains(&name) => {
+            (Some(Value::Object(b)), Value::Object(o)) if MAPPINGS.contains(&name) => {
                 let mut b = b.clone();
                 for (k, v) in o {
                     b.insert(k.clone(), v.clone());
                 }
-                Value::Mapping(b)
+                Value::Object(b)
             }
-            (Some(Value::Mapping(b)), Value::Mapping(o)) if name == "healthcheck" => {
+            (Some(Value::Object(b)), Value::Object(o)) if name == "healthcheck" => {
                 // A later `disable: true` replaces the whole check.
                 if o.get("disable").and_then(Value::as_bool) == Some(true) {
-                    Value::Mapping(o.clone())
+                    Value::Object(o.clone())
                 } else {
                     let mut b = b.clone();
                     for (k, v) in o {
                         b.insert(k.clone(), v.clone());
                     }
-                    Value::Mapping(b)
+                    Value::Object(b)
                 }
             }
             (Some(b), o) if UNIQUE_LISTS.contains(&name) => {
@@ -68,14 +68,14 @@ pub fn merge_service(base: &mut Mapping, override_: &Mapping) {
                         items.push(item);
                     }
                 }
-                Value::Sequence(items)
+                Value::Array(items)
             }
             (Some(b), o) if CONCATENATED.contains(&name) => {
                 let mut items = to_list(b);
                 items.extend(to_list(o));
-                Value::Sequence(items)
+                Value::Array(items)
             }
-            (Some(Value::Sequence(b)), Value::Sequence(o)) if PATH_MAPPINGS.contains(&name) => {
+            (Some(Value::Array(b)), Value::Array(o)) if PATH_MAPPINGS.contains(&name) => {
                 let mut items = b.clone();
                 for item in o {
                     let target = container_path(item);
@@ -84,9 +84,9 @@ pub fn merge_service(base: &mut Mapping, override_: &Mapping) {
                         None => items.push(item.clone()),
                     }
                 }
-                Value::Sequence(items)
+                Value::Array(items)
             }
-            (Some(Value::Sequence(b)), Value::Sequence(o)) if name == "ports" => {
+            (Some(Value::Array(b)), Value::Array(o)) if name == "ports" => {
                 let mut items = b.clone();
                 for item in o {
                     let target = port_key(item);
@@ -95,7 +95,7 @@ pub fn merge_service(base: &mut Mapping, override_: &Mapping) {
                         None => items.push(item.clone()),
                     }
                 }
-                Value::Sequence(items)
+                Value::Array(items)
             }
             _ => value.clone(),
         };
@@ -105,7 +105,7 @@ pub fn merge_service(base: &mut Mapping, override_: &Mapping) {
 
 fn to_list(v: &Value) -> Vec<Value> {
     match v {
-        Value::Sequence(items) => items.clone(),
+        Value::Array(items) => items.clone(),
         Value::Null => Vec::new(),
         other => vec![other.clone()],
     }
@@ -121,7 +121,7 @@ pub fn container_path(v: &Value) -> String {
                 _ => parts[1].to_string(),
             }
         }
-        Value::Mapping(m) => m
+        Value::Object(m) => m
             .get("target")
             .and_then(Value::as_str)
             .unwrap_or_default()
@@ -139,7 +139,7 @@ pub fn port_key(v: &Value) -> String {
             format!("{target}/{proto}")
         }
         Value::Number(n) => format!("{n}/tcp"),
-        Value::Mapping(m) => format!(
+        Value::Object(m) => format!(
             "{}/{}",
             m.get("target").map(scalar).unwrap_or_default(),
             m.get("protocol").and_then(Value::as_str).unwrap_or("tcp")
@@ -163,7 +163,7 @@ mod tests {
     use super::*;
 
     fn map(yaml: &str) -> Mapping {
-        serde_yaml::from_str(yaml).unwrap()
+        serde_saphyr::from_str(yaml).unwrap()
     }
 
     #[test]

@@ -9,7 +9,7 @@ pub mod merge;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde_yaml::{Mapping, Value};
+pub use serde_json::Value;
 
 use crate::error::Problem;
 use interpolate::{Failure, Variables};
@@ -102,6 +102,20 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "version", "services", "networks", "volumes", "secrets", "configs",
 ];
 
+/// A compose mapping in the order it was written (keys are strings, as compose requires).
+pub type Mapping = serde_json::Map<String, Value>;
+
+/// How compose 1.29 (PyYAML, YAML 1.1) reads a file: merge keys expanded (`<<: *common`, or a
+/// list of anchors, the earlier winning), `0755` octal. Errors without a source snippet: the
+/// problem names file, line and column itself.
+pub fn yaml_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.merge_keys = serde_saphyr::MergeKeyPolicy::Merge;
+    options.legacy_octal_numbers = true;
+    options.with_snippet = false;
+    options
+}
+
 /// The merged project.
 #[derive(Debug)]
 pub struct Project {
@@ -179,7 +193,7 @@ pub fn load(files: &[PathBuf], vars: &Variables) -> Result<Project, Vec<Problem>
         };
         for (name, body) in defined {
             let key = format!("services.{name}");
-            let mut value = Value::Mapping(body);
+            let mut value = Value::Object(body);
             let mut unset = Vec::new();
             let mut failures = Vec::new();
             interpolate::walk(vars, &mut value, &key, &mut unset, &mut failures);
@@ -204,7 +218,7 @@ pub fn load(files: &[PathBuf], vars: &Variables) -> Result<Project, Vec<Problem>
                     format!("variable {var} is not set; it becomes an empty string"),
                 ));
             }
-            let Value::Mapping(body) = value else {
+            let Value::Object(body) = value else {
                 continue;
             };
             let body = match normalise(&shown, &name, body) {
@@ -214,10 +228,7 @@ pub fn load(files: &[PathBuf], vars: &Variables) -> Result<Project, Vec<Problem>
                     continue;
                 }
             };
-            let origin_keys: Vec<String> = body
-                .keys()
-                .filter_map(|k| k.as_str().map(str::to_string))
-                .collect();
+            let origin_keys: Vec<String> = body.keys().cloned().collect();
             match services.iter_mut().find(|s| s.name == name) {
                 Some(existing) => {
                     if let Some(p) = phase_conflict(existing, &body, file) {
@@ -264,8 +275,8 @@ fn read_file(file: &Path, problems: &mut Vec<Problem>) -> Option<Mapping> {
             return None;
         }
     };
-    match serde_yaml::from_str::<Value>(&text) {
-        Ok(Value::Mapping(m)) => Some(m),
+    match serde_saphyr::from_str_with_options::<Value>(&text, yaml_options()) {
+        Ok(Value::Object(m)) => Some(m),
         Ok(_) => {
             problems.push(Problem::new(
                 shown,
@@ -279,7 +290,7 @@ fn read_file(file: &Path, problems: &mut Vec<Problem>) -> Option<Mapping> {
                 .location()
                 .map(|l| format!("line {}, column {}", l.line(), l.column()))
                 .unwrap_or_default();
-            // serde_yaml's message repeats the location; keep only the reason.
+            // The message repeats the location; keep only the reason.
             let reason = e.to_string();
             let reason = reason
                 .split(" at line ")
@@ -299,14 +310,13 @@ fn check_file(
     problems: &mut Vec<Problem>,
 ) -> Option<Vec<(String, Mapping)>> {
     let before = problems.len();
-    for key in doc.keys() {
-        let k = key.as_str().unwrap_or_default();
-        if !TOP_LEVEL_KEYS.contains(&k) && !k.starts_with("x-") {
+    for k in doc.keys() {
+        if !TOP_LEVEL_KEYS.contains(&k.as_str()) && !k.starts_with("x-") {
             problems.push(Problem::new(file, k, "unknown top-level compose key"));
         }
     }
     let services = match doc.get("services") {
-        Some(Value::Mapping(m)) => m,
+        Some(Value::Object(m)) => m,
         Some(_) => {
             problems.push(Problem::new(
                 file,
@@ -326,9 +336,8 @@ fn check_file(
     };
     let mut out = Vec::new();
     for (name, body) in services {
-        let name = merge::scalar(name);
         let key = format!("services.{name}");
-        if !lucid_operator::api::is_dns_label(&name) {
+        if !lucid_operator::api::is_dns_label(name) {
             problems.push(Problem::new(
                 file,
                 &key,
@@ -337,14 +346,13 @@ fn check_file(
                 ),
             ));
         }
-        let Value::Mapping(body) = body else {
+        let Value::Object(body) = body else {
             problems.push(Problem::new(file, &key, "must be a mapping"));
             continue;
         };
         for k in body.keys() {
-            let k = merge::scalar(k);
             if !SERVICE_KEYS.contains(&k.as_str()) && !k.starts_with("x-") {
-                let hint = closest(&k)
+                let hint = closest(k)
                     .map(|c| format!(" (did you mean {c}?)"))
                     .unwrap_or_default();
                 problems.push(Problem::new(
@@ -354,7 +362,7 @@ fn check_file(
                 ));
             }
         }
-        out.push((name, body.clone()));
+        out.push((name.clone(), body.clone()));
     }
     (problems.len() == before).then_some(out)
 }
@@ -384,7 +392,7 @@ fn normalise(file: &str, name: &str, mut body: Mapping) -> Result<Mapping, Vec<P
         };
         let path = format!("services.{name}.{key}");
         let map = match v {
-            Value::Sequence(items) => {
+            Value::Array(items) => {
                 let mut m = Mapping::new();
                 for (i, item) in items.iter().enumerate() {
                     let Value::String(s) = item else {
@@ -397,12 +405,12 @@ fn normalise(file: &str, name: &str, mut body: Mapping) -> Result<Mapping, Vec<P
                     };
                     match s.split_once('=') {
                         Some((k, v)) => m.insert(k.into(), v.into()),
-                        None => m.insert(s.as_str().into(), Value::Null),
+                        None => m.insert(s.clone(), Value::Null),
                     };
                 }
                 m
             }
-            Value::Mapping(m) => {
+            Value::Object(m) => {
                 let mut out = Mapping::new();
                 for (k, v) in m {
                     let v = match v {
@@ -411,13 +419,13 @@ fn normalise(file: &str, name: &str, mut body: Mapping) -> Result<Mapping, Vec<P
                         _ => {
                             problems.push(Problem::new(
                                 file,
-                                format!("{path}.{}", merge::scalar(&k)),
+                                format!("{path}.{k}"),
                                 "must be a string, a number or empty",
                             ));
                             continue;
                         }
                     };
-                    out.insert(merge::scalar(&k).into(), v);
+                    out.insert(k, v);
                 }
                 out
             }
@@ -431,20 +439,20 @@ fn normalise(file: &str, name: &str, mut body: Mapping) -> Result<Mapping, Vec<P
                 continue;
             }
         };
-        body.insert(key.into(), Value::Mapping(map));
+        body.insert(key.into(), Value::Object(map));
     }
     if let Some(v) = body.get("depends_on").cloned() {
         let path = format!("services.{name}.depends_on");
         let map = match v {
-            Value::Sequence(items) => items
+            Value::Array(items) => items
                 .iter()
                 .map(|d| {
                     let mut c = Mapping::new();
                     c.insert("condition".into(), "service_started".into());
-                    (Value::String(merge::scalar(d)), Value::Mapping(c))
+                    (merge::scalar(d), Value::Object(c))
                 })
                 .collect(),
-            Value::Mapping(m) => m,
+            Value::Object(m) => m,
             _ => {
                 problems.push(Problem::new(
                     file,
@@ -454,15 +462,15 @@ fn normalise(file: &str, name: &str, mut body: Mapping) -> Result<Mapping, Vec<P
                 Mapping::new()
             }
         };
-        body.insert("depends_on".into(), Value::Mapping(map));
+        body.insert("depends_on".into(), Value::Object(map));
     }
     if let Some(v) = body.get("networks").cloned() {
         let map = match v {
-            Value::Sequence(items) => items
+            Value::Array(items) => items
                 .iter()
-                .map(|n| (Value::String(merge::scalar(n)), Value::Null))
+                .map(|n| (merge::scalar(n), Value::Null))
                 .collect(),
-            Value::Mapping(m) => m,
+            Value::Object(m) => m,
             _ => {
                 problems.push(Problem::new(
                     file,
@@ -472,7 +480,7 @@ fn normalise(file: &str, name: &str, mut body: Mapping) -> Result<Mapping, Vec<P
                 Mapping::new()
             }
         };
-        body.insert("networks".into(), Value::Mapping(map));
+        body.insert("networks".into(), Value::Object(map));
     }
     if problems.is_empty() {
         Ok(body)
@@ -508,12 +516,11 @@ fn phase_conflict(existing: &Service, body: &Mapping, file: &Path) -> Option<Pro
 fn undefined_dependencies(services: &[Service]) -> Vec<Problem> {
     let mut out = Vec::new();
     for s in services {
-        let Some(Value::Mapping(deps)) = s.get("depends_on") else {
+        let Some(Value::Object(deps)) = s.get("depends_on") else {
             continue;
         };
         for dep in deps.keys() {
-            let dep = merge::scalar(dep);
-            if !services.iter().any(|o| o.name == dep) {
+            if !services.iter().any(|o| &o.name == dep) {
                 out.push(Problem::new(
                     s.file_of("depends_on"),
                     format!("services.{}.depends_on", s.name),

@@ -2,8 +2,8 @@
 //! seeds' `python3 -c "import socket ..."` and `urllib` forms, `curl -f`, `wget`. Anything
 //! else is not guessed at; the caller reports it.
 
+use crate::compose::Value;
 use lucid_operator::api::{HealthCheck, HealthCheckKind};
-use serde_yaml::Value;
 
 use crate::compose::merge::scalar;
 
@@ -18,7 +18,7 @@ pub struct Mapped {
 pub fn map(hc: Option<&Value>, main_port: Option<i32>) -> Mapped {
     let mut check = HealthCheck::default();
     let mut lost = Vec::new();
-    let Some(Value::Mapping(hc)) = hc else {
+    let Some(Value::Object(hc)) = hc else {
         // No healthcheck: compose treats the container as healthy once it runs. With a port,
         // a TCP connect says the same and catches a process that never listens.
         check.kind = if main_port.is_some() {
@@ -57,7 +57,7 @@ pub fn map(hc: Option<&Value>, main_port: Option<i32>) -> Mapped {
         return Mapped { check, lost };
     }
     let command = match hc.get("test") {
-        Some(Value::Sequence(items)) => {
+        Some(Value::Array(items)) => {
             let items: Vec<String> = items.iter().map(scalar).collect();
             match items.first().map(String::as_str) {
                 Some("NONE") => {
@@ -256,7 +256,7 @@ mod tests {
     use super::*;
 
     fn hc(yaml: &str) -> Mapped {
-        let v: Value = serde_yaml::from_str(yaml).unwrap();
+        let v: Value = serde_saphyr::from_str(yaml).unwrap();
         map(Some(&v), Some(8080))
     }
 

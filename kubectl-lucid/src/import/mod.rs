@@ -9,13 +9,13 @@ mod service;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use crate::compose::Value;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use lucid_operator::api::{LucidPhase, LucidPhaseSpec, LucidService};
 use lucid_operator::graph::Snapshot;
-use serde_yaml::Value;
 
 use crate::compose::{Project, dotenv, merge::scalar};
 use crate::error::Problem;
@@ -195,7 +195,7 @@ fn read_env_files(
     let shell: BTreeMap<String, String> = std::env::vars().collect();
     let mut objects: BTreeMap<String, PathBuf> = BTreeMap::new();
     for s in &project.services {
-        let Some(Value::Sequence(list)) = s.get("env_file") else {
+        let Some(Value::Array(list)) = s.get("env_file") else {
             continue;
         };
         for (i, entry) in list.iter().enumerate() {
@@ -305,11 +305,11 @@ fn phases(project: &Project, problems: &mut Vec<Problem>) -> Phases {
         let Some(mine) = of.get(&s.name) else {
             continue;
         };
-        let Some(Value::Mapping(d)) = s.get("depends_on") else {
+        let Some(Value::Object(d)) = s.get("depends_on") else {
             continue;
         };
         for dep in d.keys() {
-            if let Some(theirs) = of.get(&scalar(dep))
+            if let Some(theirs) = of.get(dep)
                 && theirs != mine
             {
                 deps.entry(mine.clone()).or_default().insert(theirs.clone());

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::compose::Value;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ResourceRequirements, Secret};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -11,7 +12,6 @@ use lucid_operator::api::{
     ConfigFileSpec, EnvFromSource, EnvValueSource, EnvVar, ImageSpec, KeyRef, LucidService,
     LucidServiceSpec, ObjectRef, PortProtocol, PortSpec, ServiceExposure, ServiceType, VolumeKind,
 };
-use serde_yaml::Value;
 
 use super::{EnvFile, Finding, Imported, healthcheck, imported_labels, secrets};
 use crate::compose::{self, merge::scalar};
@@ -110,7 +110,7 @@ pub(super) fn service(
     };
 
     for (k, _) in &s.body {
-        let k = scalar(k);
+        let k = k.clone();
         if !HANDLED.contains(&k.as_str()) && !k.starts_with("x-") {
             lost(&k, unsupported_reason(&k).to_string());
         }
@@ -166,7 +166,7 @@ pub(super) fn service(
         ("command", &mut spec.args),
     ] {
         match s.get(k) {
-            Some(Value::Sequence(items)) => *field = Some(items.iter().map(scalar).collect()),
+            Some(Value::Array(items)) => *field = Some(items.iter().map(scalar).collect()),
             Some(Value::String(line)) => match split_words(line) {
                 Some(words) => *field = Some(words),
                 None => lost(k, "unbalanced quotes in the command line".into()),
@@ -175,7 +175,7 @@ pub(super) fn service(
         }
     }
 
-    if let Some(Value::Mapping(deps)) = s.get("depends_on") {
+    if let Some(Value::Object(deps)) = s.get("depends_on") {
         for (dep, how) in deps {
             let condition = how
                 .get("condition")
@@ -187,18 +187,18 @@ pub(super) fn service(
                     "depends_on",
                     format!(
                         "{}: service_started becomes waiting for Ready, which is stricter",
-                        scalar(dep)
+                        dep.clone()
                     ),
                 ),
                 other => lost(
                     "depends_on",
                     format!(
                         "{}: condition {other} has no equivalent (it waits for Ready)",
-                        scalar(dep)
+                        dep.clone()
                     ),
                 ),
             }
-            spec.depends_on.push(scalar(dep));
+            spec.depends_on.push(dep.clone());
         }
     }
 
@@ -235,9 +235,9 @@ pub(super) fn service(
     // Secret so the LucidService never holds a secret.
     let own_secret = format!("{name}-env");
     let mut secret_data = BTreeMap::new();
-    if let Some(Value::Mapping(env)) = s.get("environment") {
+    if let Some(Value::Object(env)) = s.get("environment") {
         for (k, v) in env {
-            let k = scalar(k);
+            let k = k.clone();
             let Some(v) = (!v.is_null()).then(|| scalar(v)) else {
                 lost(&format!("environment.{k}"), "no value: compose takes it from the shell running compose, which the cluster does not have".into());
                 continue;
@@ -278,10 +278,10 @@ pub(super) fn service(
     hardening(s, &mut spec, &mut lost, &mut note);
     spec.resources = resources(s, spec.resources.clone(), &mut lost);
 
-    if let Some(Value::Mapping(nets)) = s.get("networks") {
+    if let Some(Value::Object(nets)) = s.get("networks") {
         spec.networks.clear();
         for (net, how) in nets {
-            let net = scalar(net);
+            let net = net.clone();
             if !lucid_operator::api::is_dns_label(&net) {
                 problems.push(Problem::new(
                     s.file_of("networks"),
@@ -289,8 +289,8 @@ pub(super) fn service(
                     format!("network {net:?} is not a DNS label: rename it"),
                 ));
             }
-            if let Value::Mapping(how) = how {
-                for k in how.keys().map(scalar) {
+            if let Value::Object(how) = how {
+                for k in how.keys() {
                     let reason = match k.as_str() {
                         "ipv4_address" | "ipv6_address" => {
                             "static IPs: pods get addresses from the cluster; use the service name"
@@ -308,9 +308,9 @@ pub(super) fn service(
         }
     }
 
-    if let Some(Value::Mapping(labels)) = s.get("labels") {
+    if let Some(Value::Object(labels)) = s.get("labels") {
         // Compose labels may hold anything; as pod annotations every value is allowed.
-        spec.annotations = labels.iter().map(|(k, v)| (scalar(k), scalar(v))).collect();
+        spec.annotations = labels.iter().map(|(k, v)| (k.clone(), scalar(v))).collect();
     }
     if let Some(cn) = s.get("container_name").map(scalar)
         && cn != name
@@ -449,7 +449,7 @@ fn keep_env_file_values(ls: &mut LucidService, files: &[&EnvFile]) -> Vec<String
 
 fn seq(v: Option<&Value>) -> Vec<Value> {
     match v {
-        Some(Value::Sequence(items)) => items.clone(),
+        Some(Value::Array(items)) => items.clone(),
         Some(Value::Null) | None => Vec::new(),
         Some(other) => vec![other.clone()],
     }
@@ -527,7 +527,7 @@ fn parse_port(v: &Value) -> Result<Port, String> {
                 ip,
             )
         }
-        Value::Mapping(m) => (
+        Value::Object(m) => (
             m.get("target").map(scalar).unwrap_or_default(),
             m.get("protocol")
                 .map(scalar)
@@ -646,7 +646,7 @@ fn storage(
                     [] => continue,
                 }
             }
-            Value::Mapping(m) => (
+            Value::Object(m) => (
                 m.get("source").map(scalar).unwrap_or_default(),
                 m.get("target").map(scalar).unwrap_or_default(),
                 m.get("read_only").and_then(Value::as_bool).unwrap_or(false),
@@ -877,9 +877,9 @@ fn resources(
         lost,
     );
     set("limits", "cpu", s.get("cpus"), "cpus", lost);
-    if let Some(Value::Mapping(deploy)) = s.get("deploy") {
+    if let Some(Value::Object(deploy)) = s.get("deploy") {
         for (k, v) in deploy {
-            match scalar(k).as_str() {
+            match k.clone().as_str() {
                 "resources" => {
                     let get = |section: &str, res: &str| {
                         v.get(section).and_then(|s: &Value| s.get(res)).cloned()

@@ -7,7 +7,7 @@ use crate::api::{LucidService, LucidServiceSpec};
 /// Parses a spec written as YAML (what a user writes) and gives it the metadata the API
 /// server would.
 pub fn service(name: &str, spec_yaml: &str) -> LucidService {
-    let spec: LucidServiceSpec = serde_yaml::from_str(spec_yaml).expect("fixture spec parses");
+    let spec: LucidServiceSpec = serde_saphyr::from_str(spec_yaml).expect("fixture spec parses");
     LucidService {
         metadata: ObjectMeta {
             name: Some(name.into()),

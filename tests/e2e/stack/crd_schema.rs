@@ -27,8 +27,11 @@ impl Crds {
         let text = std::fs::read_to_string(format!("{ROOT}/crds/lucid.io.yaml"))
             .expect("crds/lucid.io.yaml");
         let mut schemas = BTreeMap::new();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let crd: Value = serde::Deserialize::deserialize(doc).expect("CRD YAML");
+        for doc in serde_saphyr::from_multiple::<serde_json::Value>(&text)
+            .expect("YAML")
+            .into_iter()
+        {
+            let crd: Value = doc;
             if crd.is_null() {
                 continue;
             }

@@ -5,7 +5,7 @@ pub mod crd_schema;
 pub mod policy;
 
 use lucid_operator::api::LucidService;
-use serde_yaml::Value;
+use serde_json::Value;
 
 pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const HELM: &str = "/var/cache/lucid-tools/kubectl-v37-2.0.0/helm";
@@ -44,8 +44,9 @@ pub fn helm_run(subcommand: &[&str], sets: &[&str]) -> Result<String, String> {
 /// `helm template` of the stack chart into namespace lucid, with `--set` overrides.
 pub fn template(sets: &[&str]) -> Result<Vec<Value>, String> {
     let text = helm_run(&["template", "lucid", "-n", NAMESPACE], sets)?;
-    Ok(serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde::Deserialize::deserialize(d).expect("helm renders YAML"))
+    Ok(serde_saphyr::from_multiple::<serde_json::Value>(&text)
+        .expect("YAML")
+        .into_iter()
         .filter(|v: &Value| !v.is_null())
         .collect())
 }
@@ -64,7 +65,7 @@ pub fn lucid_services(docs: &[Value]) -> Vec<LucidService> {
         .into_iter()
         .map(|d| {
             let mut ls: LucidService =
-                serde_yaml::from_value(d.clone()).expect("a LucidService the operator reads");
+                serde_json::from_value(d.clone()).expect("a LucidService the operator reads");
             ls.metadata.uid = Some(format!("uid-{}", ls.metadata.name.as_deref().unwrap()));
             ls
         })

@@ -199,7 +199,7 @@ async fn apply<K>(api: &Api<K>, doc: &str)
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let value: serde_json::Value = serde_yaml::from_str(doc).expect("yaml");
+    let value: serde_json::Value = serde_saphyr::from_str(doc).expect("yaml");
     let name = value["metadata"]["name"]
         .as_str()
         .expect("name")
@@ -238,7 +238,7 @@ async fn run(
     create_namespace(client, &ns).await;
     let env_text = std::fs::read_to_string(format!("{ROOT}/crds/examples/environment.yaml"))?;
     for doc in env_text.split("\n---\n") {
-        let value: serde_json::Value = serde_yaml::from_str(doc)?;
+        let value: serde_json::Value = serde_saphyr::from_str(doc)?;
         let name = value["metadata"]["name"]
             .as_str()
             .unwrap_or_default()
@@ -458,7 +458,7 @@ async fn run(
         });
         std::fs::write(
             dir.join(format!("{i:05}-{name}.yaml")),
-            serde_yaml::to_string(&clean)?,
+            serde_saphyr::to_string(&clean)?,
         )?;
     }
     let before = Instant::now();

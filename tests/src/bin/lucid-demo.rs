@@ -55,8 +55,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "api-gateway.yaml",
     ] {
         let text = std::fs::read_to_string(format!("{examples}/{file}"))?;
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value: serde_json::Value = serde::Deserialize::deserialize(doc)?;
+        for doc in serde_saphyr::from_multiple::<serde_json::Value>(&text)
+            .expect("YAML")
+            .into_iter()
+        {
+            let value: serde_json::Value = doc;
             let gvk = GroupVersionKind::try_from(&serde_json::from_value::<kube::api::TypeMeta>(
                 value.clone(),
             )?)?;

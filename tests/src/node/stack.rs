@@ -68,21 +68,23 @@ pub use crate::create_namespace;
 /// LucidService documents with `nodeSelector` set to this node's architecture: the default
 /// (`arm64`, for Pis) would leave them unschedulable here, and rightly so.
 pub fn for_this_node(text: &str) -> String {
-    use serde::Deserialize;
     let mut docs = Vec::new();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let mut value = serde_yaml::Value::deserialize(doc).expect("YAML");
+    for doc in serde_saphyr::from_multiple::<serde_json::Value>(text)
+        .expect("YAML")
+        .into_iter()
+    {
+        let mut value = doc;
         if value.is_null() {
             continue;
         }
         if value["kind"].as_str() == Some("LucidService")
-            && let Some(spec) = value.get_mut("spec").and_then(|s| s.as_mapping_mut())
+            && let Some(spec) = value.get_mut("spec").and_then(|s| s.as_object_mut())
         {
-            let mut selector = serde_yaml::Mapping::new();
+            let mut selector = serde_json::Map::new();
             selector.insert("kubernetes.io/arch".into(), host_arch().into());
             spec.insert("nodeSelector".into(), selector.into());
         }
-        docs.push(serde_yaml::to_string(&value).expect("yaml"));
+        docs.push(serde_saphyr::to_string(&value).expect("yaml"));
     }
     docs.join("---\n")
 }
