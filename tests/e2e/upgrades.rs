@@ -34,7 +34,12 @@ async fn client() -> Client {
 
 /// A Redis LucidService from the harness's image; `extra` is appended to its spec.
 fn redis(name: &str, phase: &str, extra: &str) -> String {
-    for_this_node(&format!(
+    for_this_node(&redis_text(name, phase, extra))
+}
+
+/// [`redis`] as written, before `for_this_node` re-serialises it (so text can be replaced).
+fn redis_text(name: &str, phase: &str, extra: &str) -> String {
+    format!(
         r#"
 apiVersion: lucid.io/v1alpha1
 kind: LucidService
@@ -47,7 +52,7 @@ spec:
   healthCheck: {{kind: Tcp, intervalSeconds: 2, startPeriodSeconds: 0}}
 {extra}
 "#
-    ))
+    )
 }
 
 fn phases(on_failure: &str) -> String {
@@ -159,7 +164,9 @@ async fn a_bad_image_tag_on_a_database_is_rolled_back_and_its_dependent_is_untou
     let good_image = image_of(&deployment(&client, ns, "lucid-redis").await);
 
     // A tag this node lacks (`Never`: nothing goes to a registry).
-    let bad = redis("lucid-redis", "foundation", "").replace("tag: harness", "tag: no-such-tag");
+    let bad = for_this_node(
+        &redis_text("lucid-redis", "foundation", "").replace("tag: harness", "tag: no-such-tag"),
+    );
     apply_documents(&client, ns, &bad).await;
     let ls = rolled_back(&client, ns, "lucid-redis").await;
     let status = ls.status.clone().unwrap();
@@ -365,7 +372,9 @@ async fn rollback_phase_takes_back_every_changed_member_and_halt_takes_back_none
         &redis("a", "foundation", "  env: [{name: CHANGED, value: \"1\"}]"),
     )
     .await;
-    let bad = redis("b", "foundation", "").replace("tag: harness", "tag: no-such-tag");
+    let bad = for_this_node(
+        &redis_text("b", "foundation", "").replace("tag: harness", "tag: no-such-tag"),
+    );
     apply_documents(&client, ns, &bad).await;
     let b = rolled_back(&client, ns, "b").await;
     assert!(b.status.unwrap().rollback.unwrap().cause.is_none());
@@ -405,7 +414,9 @@ async fn rollback_phase_takes_back_every_changed_member_and_halt_takes_back_none
     apply_documents(&client, ns, &redis("d", "core", "")).await;
     ready(&client, ns, "c").await;
     ready(&client, ns, "d").await;
-    let bad = redis("c", "foundation", "").replace("tag: harness", "tag: no-such-tag");
+    let bad = for_this_node(
+        &redis_text("c", "foundation", "").replace("tag: harness", "tag: no-such-tag"),
+    );
     apply_documents(&client, ns, &bad).await;
     apply_documents(
         &client,
@@ -525,12 +536,18 @@ async fn a_failed_stateful_update_gets_its_data_back_byte_identical_across_opera
 
     // The new revision starts, writes to its data (an append-only log, and a dump at every
     // stop), and never turns ready (its check asks a port nothing listens on).
-    let failing = redis("db", "foundation", "  env: [{name: NEXT, value: \"1\"}]")
-        .replace(r#""no"]"#, r#""no", --appendonly, "yes"]"#)
-        .replace(
-            "healthCheck: {kind: Tcp,",
-            "healthCheck: {kind: Tcp, port: 6390,",
-        );
+    let failing = for_this_node(
+        &redis_text("db", "foundation", "  env: [{name: NEXT, value: \"1\"}]")
+            .replace(r#""no"]"#, r#""no", --appendonly, "yes"]"#)
+            .replace(
+                "healthCheck: {kind: Tcp,",
+                "healthCheck: {kind: Tcp, port: 6390,",
+            ),
+    );
+    assert!(
+        failing.contains("6390") && failing.contains("appendonly"),
+        "{failing}"
+    );
     apply_documents(&client, ns, &failing).await;
     let api: Api<LucidService> = Api::namespaced(client.clone(), ns);
     // Killed while the copy is made: the new leader carries on.

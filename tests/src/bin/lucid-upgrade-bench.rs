@@ -29,6 +29,12 @@ const ROUNDS: usize = 5;
 const LIMIT: Duration = Duration::from_secs(240);
 
 fn redis(round: usize, tag: &str, extra_arg: &str) -> String {
+    redis_with(round, tag, extra_arg, "")
+}
+
+/// A Redis LucidService; `extra` is appended to its spec (before `for_this_node`
+/// re-serialises it).
+fn redis_with(round: usize, tag: &str, extra_arg: &str, extra: &str) -> String {
     for_this_node(&format!(
         r#"
 apiVersion: lucid.io/v1alpha1
@@ -41,6 +47,7 @@ spec:
   args: [--port, "6379", --bind, 0.0.0.0, --dir, /app/data, --protected-mode, "no"{extra_arg}]
   healthCheck: {{kind: Tcp, intervalSeconds: 2, startPeriodSeconds: 0}}
   env: [{{name: ROUND, value: "{round}"}}]
+{extra}
 "#
     ))
 }
@@ -286,14 +293,11 @@ async fn protection_cost(client: &Client, ns: &str) -> (Vec<f64>, Vec<f64>) {
     let api: Api<LucidService> = Api::namespaced(client.clone(), ns);
     let doc = |round: usize, backup: bool| {
         let extra = if backup {
-            ""
+            "  storage: {data: {size: 2Gi}}"
         } else {
-            "\n  backup: {enabled: false}"
+            "  storage: {data: {size: 2Gi}}\n  backup: {enabled: false}"
         };
-        redis(round, "harness", "").replace(
-            "  env: [",
-            &format!("  storage: {{data: {{size: 2Gi}}}}{extra}\n  env: ["),
-        )
+        redis_with(round, "harness", "", extra)
     };
     apply_documents(client, ns, &doc(0, true)).await;
     poll(&api, "db", "Ready", |ls| {
