@@ -56,9 +56,24 @@ impl<'a> Attempt<'a> {
         }
     }
 
+    /// What names this attempt among all tries of the service: its rendering and the retry
+    /// asked. A backup is taken per attempt: a retry of a failed update runs after the old
+    /// revision served again, so the copy taken before the first try is out of date.
+    pub fn key(&self) -> String {
+        attempt_key(self.hash, self.retry)
+    }
+
     /// This is the attempt `rollback` gave up on.
     pub fn is(&self, rollback: &RollbackStatus) -> bool {
         rollback.failed_hash == self.hash && rollback.retry.as_deref() == self.retry
+    }
+}
+
+/// See [`Attempt::key`].
+pub fn attempt_key(hash: &str, retry: Option<&str>) -> String {
+    match retry {
+        None => hash.to_string(),
+        Some(retry) => format!("{hash}+retry={retry}"),
     }
 }
 

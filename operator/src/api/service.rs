@@ -854,7 +854,7 @@ pub struct DataProtection {
     pub step: String,
     /// The revision the backup precedes (its claim is `<service>-backup-r<revision>`).
     pub revision: i64,
-    /// Digest of that revision's rendering.
+    /// The attempt it is for: the digest of that revision's rendering (and the retry asked).
     pub for_hash: String,
 }
 
@@ -869,7 +869,8 @@ pub struct BackupRecord {
     pub bytes: u64,
     /// blake3 root hash of the copy's manifest.
     pub root_hash: String,
-    /// Digest of the rendering the backup preceded.
+    /// The attempt it preceded: the digest of its rendering (and the retry asked). A retry
+    /// of a failed update gets a new copy: the old revision served again in between.
     pub for_hash: String,
     pub at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
 }

@@ -38,6 +38,9 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// When each object's status was last written, for `too_soon_to_write`.
     last_writes: Mutex<HashMap<String, std::time::Instant>>,
+    /// The status this process last wrote for each LucidService, with the resourceVersion
+    /// the write produced, until the watch cache has caught up with it (see `current`).
+    written: Mutex<HashMap<String, Written>>,
 }
 
 /// The metadata caches of the children other than Deployments.
@@ -83,6 +86,7 @@ impl Context {
             revisions: Default::default(),
             copier: copier_from_env(),
             failures: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
             last_writes: Mutex::new(HashMap::new()),
         }
     }
@@ -143,12 +147,67 @@ impl Context {
         None
     }
 
+    /// The service as it stands: the cached object, with the status this process last wrote
+    /// when the cache has not caught up with that write yet. The status carries decisions
+    /// (a rollback in force, a backup taken, a restore done); a reconcile woken by another
+    /// object's event right after a status write must not act on the status before it.
+    pub fn current(&self, ls: &LucidService) -> Option<LucidService> {
+        let key = format!("{}/{}", ls.namespace().unwrap_or_default(), ls.name_any());
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = written.get(&key)?;
+        let cached = ls.metadata.resource_version.as_deref().and_then(version);
+        let same_object = entry.uid == ls.metadata.uid;
+        // resourceVersions are etcd revisions: a cache at or past the write has it.
+        let caught_up = cached.is_none_or(|c| entry.version.is_none_or(|w| c >= w));
+        if !same_object || caught_up {
+            written.remove(&key);
+            return None;
+        }
+        let mut newer = ls.clone();
+        newer.status = Some(entry.status.clone());
+        Some(newer)
+    }
+
+    /// Remembers a status this process wrote (the object the API server answered with).
+    pub fn wrote(&self, stored: &LucidService) {
+        let (Some(status), Some(rv)) = (&stored.status, &stored.metadata.resource_version) else {
+            return;
+        };
+        let key = format!(
+            "{}/{}",
+            stored.namespace().unwrap_or_default(),
+            stored.name_any()
+        );
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                key,
+                Written {
+                    uid: stored.metadata.uid.clone(),
+                    version: version(rv),
+                    status: status.clone(),
+                },
+            );
+    }
+
     pub fn succeeded(&self, key: &str) {
         self.failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
     }
+}
+
+/// A status this process wrote.
+struct Written {
+    uid: Option<String>,
+    version: Option<u64>,
+    status: crate::api::LucidServiceStatus,
+}
+
+fn version(resource_version: &str) -> Option<u64> {
+    resource_version.parse().ok()
 }
 
 /// `LUCID_OPERATOR_IMAGE` (the chart sets it to the operator's own image, which every node

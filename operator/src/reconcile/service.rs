@@ -36,8 +36,8 @@ use crate::render::{RenderInputs, render};
 use crate::revision::{next_revision, push_history};
 use crate::status::{ConditionType, Health, Rollout, State, rollout, set_condition};
 use crate::upgrade::{
-    Attempt, OnFailed, PHASE_ROLLED_BACK, ROLLED_BACK, ROLLING_BACK, failure, follows_phase,
-    on_failed, rollback_holds, rolled_back_itself, rolled_back_message,
+    Attempt, OnFailed, PHASE_ROLLED_BACK, ROLLED_BACK, ROLLING_BACK, attempt_key, failure,
+    follows_phase, on_failed, rollback_holds, rolled_back_itself, rolled_back_message,
 };
 use crate::validate;
 
@@ -55,7 +55,10 @@ pub async fn reconcile(
     async {
         let mut timer = ctx.metrics.reconcile_started(CONTROLLER);
         let result = match &guard.0 {
-            Ok(ls) => reconcile_service(ls, &ctx).await,
+            Ok(ls) => match ctx.current(ls) {
+                Some(newer) => reconcile_service(&newer, &ctx).await,
+                None => reconcile_service(ls, &ctx).await,
+            },
             Err(invalid) => report_invalid(invalid, &ctx).await,
         };
         let span = tracing::Span::current();
@@ -356,7 +359,7 @@ async fn decide(
     loop {
         let (children, revision, revision_hash) = match &rollback {
             None => {
-                let revision = attempt_revision(&old, &desired_hash, &history);
+                let revision = attempt_revision(&old, &attempt, &history);
                 (desired.clone(), Some(revision), desired_hash.clone())
             }
             Some(back) => {
@@ -405,15 +408,7 @@ async fn decide(
             let protection = match &rollback {
                 None => {
                     back_up_first(
-                        ls,
-                        ctx,
-                        namespace,
-                        snapshot,
-                        &old,
-                        live,
-                        &desired_hash,
-                        revision,
-                        copier,
+                        ls, ctx, namespace, snapshot, &old, live, &attempt, revision, copier,
                     )
                     .await?
                 }
@@ -571,20 +566,21 @@ async fn decide(
 
 /// The revision number of the attempt at `desired_hash`: the one it already has (running,
 /// being backed up for, or backed up for), else a new one.
-fn attempt_revision(old: &LucidServiceStatus, desired_hash: &str, history: &[GoodRevision]) -> i64 {
-    if old.revision_hash.as_deref() == Some(desired_hash)
+fn attempt_revision(
+    old: &LucidServiceStatus,
+    attempt: &Attempt<'_>,
+    history: &[GoodRevision],
+) -> i64 {
+    if old.revision_hash.as_deref() == Some(attempt.hash)
         && let Some(revision) = old.revision
     {
         return revision;
     }
-    if let Some(step) = old
-        .data_protection
-        .as_ref()
-        .filter(|d| d.for_hash == desired_hash)
-    {
+    let key = attempt.key();
+    if let Some(step) = old.data_protection.as_ref().filter(|d| d.for_hash == key) {
         return step.revision;
     }
-    if let Some(backup) = old.backups.iter().find(|b| b.for_hash == desired_hash) {
+    if let Some(backup) = old.backups.iter().find(|b| b.for_hash == key) {
         return backup.revision;
     }
     next_revision(
@@ -620,21 +616,23 @@ async fn back_up_first(
     snapshot: &Snapshot<'_>,
     old: &LucidServiceStatus,
     live: &Deployment,
-    desired_hash: &str,
+    attempt: &Attempt<'_>,
     revision: Option<i64>,
     copier: &crate::render::backup::CopyJobSettings,
 ) -> Result<Protection, Error> {
     let Some(revision) = revision else {
         return Ok(Protection::Proceed);
     };
+    let desired_hash = attempt.hash;
+    let key = attempt.key();
     let live_hash = applied_hash(live);
     let from_good = old.revision_hash.as_deref() == live_hash
         && old.history.iter().any(|g| Some(g.revision) == old.revision);
-    let done = old.backups.iter().any(|b| b.for_hash == desired_hash);
+    let done = old.backups.iter().any(|b| b.for_hash == key);
     let started = old
         .data_protection
         .as_ref()
-        .is_some_and(|d| d.for_hash == desired_hash);
+        .is_some_and(|d| d.for_hash == key);
     // Only an update (a change from a revision that was Ready) whose turn has come.
     if done || live_hash == Some(desired_hash) || !(from_good || started) {
         return Ok(Protection::Proceed);
@@ -663,13 +661,13 @@ async fn back_up_first(
                 data_protection: Some(DataProtection {
                     step: "BackingUp".into(),
                     revision,
-                    for_hash: desired_hash.to_string(),
+                    for_hash: key.clone(),
                 }),
                 ..Revisions::of(old)
             },
         ),
         Step::Done(mut record) => {
-            record.for_hash = desired_hash.to_string();
+            record.for_hash = key.clone();
             let keep = usize::try_from(ls.spec.backup.keep.max(1)).unwrap_or(1);
             let mut backups = vec![record.clone()];
             backups.extend(
@@ -726,7 +724,8 @@ async fn restore_first(
     back: &RollbackStatus,
     copier: &crate::render::backup::CopyJobSettings,
 ) -> Result<Protection, Error> {
-    let Some(backup) = old.backups.iter().find(|b| b.for_hash == back.failed_hash) else {
+    let failed = attempt_key(&back.failed_hash, back.retry.as_deref());
+    let Some(backup) = old.backups.iter().find(|b| b.for_hash == failed) else {
         // No copy was taken (the failed attempt never started: its backup failed).
         return Ok(Protection::Proceed);
     };
@@ -742,7 +741,7 @@ async fn restore_first(
     let restoring = Some(DataProtection {
         step: "Restoring".into(),
         revision: backup.revision,
-        for_hash: back.failed_hash.clone(),
+        for_hash: failed.clone(),
     });
     let report = |health: Health, revisions: Revisions| {
         Protection::Report(Box::new(Outcome {
@@ -1186,8 +1185,11 @@ async fn write_status(
         .patch_status(&ls.name_any(), &apply_params(), &Patch::Apply(body))
         .await
     {
+        Ok(stored) => {
+            ctx.wrote(&stored);
+            Ok(())
+        }
         // Deleted while this reconcile ran: nothing left to describe.
-        Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
         Err(error) => {
             ctx.metrics.api_error("patch", &error);
