@@ -19,6 +19,10 @@ pub mod redis_conn;
 pub mod sample;
 pub mod storage;
 
+/// Longest user name (a client token's `sub`) the services accept: it is stored with
+/// every session, manifest and chunk grant, so one user cannot make each of those large.
+pub const MAX_USER_BYTES: usize = 256;
+
 /// A request's announced body length (`Content-Length`): refused with 413 before a byte
 /// is read when it passes `limit`; `None` when the body comes without one.
 pub fn announced_length(
