@@ -210,7 +210,10 @@ impl PeerClient {
                             status: status.as_u16(),
                         });
                     }
-                    if status.is_client_error() && !transient {
+                    // A 429 that retrying did not (or may not) clear is the answer: the
+                    // peer holds the caller's user to its share, the client should know.
+                    let last_try = attempt == attempts;
+                    if status.is_client_error() && (!transient || last_try) {
                         return Err(ClientError::Rejected {
                             peer: self.name.clone(),
                             status: status.as_u16(),

@@ -573,6 +573,37 @@ async fn measure(State(s): State<Arc<Shared>>, request: Request, next: Next) -> 
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn axums_plain_text_rejections_become_json_with_the_request_id() {
+        use tower::ServiceExt;
+        let app = Router::new()
+            .route(
+                "/small",
+                axum::routing::post(|_: axum::body::Bytes| async { "ok" })
+                    .layer(axum::extract::DefaultBodyLimit::max(4)),
+            )
+            .layer(middleware::from_fn(json_errors));
+        let request = |path: &str, body: &'static str| {
+            Request::post(path)
+                .body(axum::body::Body::from(body))
+                .unwrap()
+        };
+        for (path, status) in [
+            ("/small", StatusCode::PAYLOAD_TOO_LARGE),
+            ("/nowhere", StatusCode::NOT_FOUND),
+        ] {
+            let response = app.clone().oneshot(request(path, "far too long")).await.unwrap();
+            assert_eq!(response.status(), status);
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+            let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert!(json["error"].is_string(), "{json}");
+            assert!(json.get("request_id").is_some(), "{json}");
+        }
+        let ok = app.oneshot(request("/small", "ok")).await.unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+    }
+
     #[test]
     fn made_up_methods_share_one_label() {
         for m in ["FOO", "BAR", "X-ANYTHING"] {

@@ -167,6 +167,9 @@ struct Conn {
     /// Milliseconds since the loop began, at the last request's start or end: the
     /// longest-idle connection is closed first.
     last_active: AtomicU64,
+    /// Milliseconds since the loop began (plus one; 0: none) when the bytes of a request
+    /// head began to come: such a connection is closed only when none is idle.
+    head_since: AtomicU64,
     /// Set by the accept loop to close this connection while it waits for a request.
     evicted: AtomicBool,
     /// The connection's pending read, woken on eviction.
@@ -180,14 +183,17 @@ impl Conn {
             in_flight: AtomicUsize::new(0),
             started: AtomicU64::new(0),
             last_active: AtomicU64::new(epoch.elapsed().as_millis() as u64),
+            head_since: AtomicU64::new(0),
             evicted: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             epoch,
         }
     }
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
     fn touch(&self) {
-        self.last_active
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::SeqCst);
+        self.last_active.store(self.now(), Ordering::SeqCst);
     }
 }
 
@@ -199,8 +205,9 @@ struct Open {
 }
 
 impl Open {
-    /// Marks the longest-idle connection (no request in a handler) for closing; false
-    /// when every connection is busy.
+    /// Marks for closing the longest-idle connection with no request in a handler (one
+    /// that sends nothing first, else the one whose head has been coming the longest: a
+    /// slowloris before a request about to start); false when every connection is busy.
     fn evict_idlest(&self) -> bool {
         let victim = self
             .conns
@@ -208,7 +215,10 @@ impl Open {
             .filter(|c| {
                 c.in_flight.load(Ordering::SeqCst) == 0 && !c.evicted.load(Ordering::SeqCst)
             })
-            .min_by_key(|c| c.last_active.load(Ordering::SeqCst));
+            .min_by_key(|c| match c.head_since.load(Ordering::SeqCst) {
+                0 => (false, c.last_active.load(Ordering::SeqCst)),
+                since => (true, since),
+            });
         match victim {
             Some(c) => {
                 c.evicted.store(true, Ordering::SeqCst);
@@ -375,6 +385,7 @@ where
     fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
         self.conn.in_flight.fetch_add(1, Ordering::SeqCst);
         self.conn.started.fetch_add(1, Ordering::SeqCst);
+        self.conn.head_since.store(0, Ordering::SeqCst);
         self.conn.touch();
         let guard = InFlight(self.conn.clone());
         let future = tower_service::Service::call(&mut self.router, request);
@@ -455,6 +466,11 @@ impl AsyncRead for IdleStream {
             Poll::Ready(Ok(())) => {
                 this.waiting = None;
                 if buf.filled().len() > before {
+                    if this.conn.head_since.load(Ordering::SeqCst) == 0 {
+                        this.conn
+                            .head_since
+                            .store(this.conn.now() + 1, Ordering::SeqCst);
+                    }
                     let head = this.head;
                     let (_, deadline) = this
                         .head_deadline

@@ -101,7 +101,11 @@ pub fn routes(
         Router::new()
             .route(
                 "/api/sessions",
-                post(open_session).layer(axum::extract::DefaultBodyLimit::max(SESSION_BODY_LIMIT)),
+                post(open_session)
+                    .layer(axum::extract::DefaultBodyLimit::max(SESSION_BODY_LIMIT))
+                    .layer(middleware::from_fn(|request: Request, next: Next| {
+                        crate::refuse_announced_over(SESSION_BODY_LIMIT, request, next)
+                    })),
             )
             .route("/api/sessions/{id}/finalize", post(finalize))
             .route("/api/sessions/{id}/manifest", get(manifest))

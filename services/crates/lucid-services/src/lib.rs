@@ -39,6 +39,20 @@ pub fn announced_length(
     Ok(announced)
 }
 
+/// A 413 (JSON) at once for a body announced over `limit`, before a byte of it is read;
+/// a body that only turns out larger is cut by the route's `DefaultBodyLimit`.
+pub async fn refuse_announced_over(
+    limit: usize,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match announced_length(request.headers(), limit) {
+        Ok(_) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 /// The `/ready` check of a service that keeps data in MongoDB: the database answers a ping.
 pub fn mongo_ready(db: mongodb::Database) -> lucid_kit::app::ReadyCheck {
     std::sync::Arc::new(move || {
