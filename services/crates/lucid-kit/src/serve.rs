@@ -399,37 +399,67 @@ where
 
 /// A TCP stream that, while no request is in a handler, fails its reads with `TimedOut`
 /// when the client sends nothing for `idle` (an idle keep-alive connection) or when a
-/// request head is not whole within `head` of its first byte (slowloris), and with
-/// `ConnectionAborted` once the accept loop evicted it.
+/// request head is not whole within `head` of its first byte (slowloris; a new
+/// connection's first head: of the accept), and with `ConnectionAborted` once the accept
+/// loop evicted it.
 struct IdleStream {
     inner: tokio::net::TcpStream,
     idle: Duration,
     head: Duration,
     conn: Arc<Conn>,
-    /// Armed when a read starts waiting, cleared when bytes come or go.
-    waiting: Option<Pin<Box<Sleep>>>,
-    /// The head deadline and the request count when it was armed.
-    head_deadline: Option<(u64, Pin<Box<Sleep>>)>,
+    /// One timer, moved (`reset`) as the phase changes: hyper's task stays registered on
+    /// it, so a deadline moved while hyper waits for a read still wakes it.
+    timer: Pin<Box<Sleep>>,
+    phase: Phase,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    /// A request head is coming (or a new connection's first is due); `started`: the
+    /// connection's request count when it was armed.
+    Head { started: u64 },
+    /// Waiting for the next request.
+    Idle,
+    /// A handler runs: its own limits apply.
+    Serving,
 }
 
 impl IdleStream {
     fn new(inner: tokio::net::TcpStream, limits: &Limits, conn: Arc<Conn>) -> Self {
-        // A new connection owes its first head within the header timeout: connecting and
-        // sending nothing is no keep-alive.
-        let head_deadline = Some((0, Box::pin(tokio::time::sleep(limits.header_read_timeout))));
         Self {
             inner,
             idle: limits.idle_timeout,
             head: limits.header_read_timeout,
             conn,
-            waiting: None,
-            head_deadline,
+            timer: Box::pin(tokio::time::sleep(limits.header_read_timeout)),
+            phase: Phase::Head { started: 0 },
         }
     }
-}
 
-fn timed_out(why: &'static str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::TimedOut, why)
+    fn enter(&mut self, phase: Phase, after: Duration) {
+        self.phase = phase;
+        self.timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + after);
+    }
+
+    /// Sending a response is activity: the idle wait starts after it (on the one timer,
+    /// which hyper's pending read is registered on).
+    fn wrote(&mut self, written: &Poll<std::io::Result<usize>>) {
+        if matches!(written, Poll::Ready(Ok(n)) if *n > 0)
+            && self.conn.in_flight.load(Ordering::SeqCst) == 0
+        {
+            self.enter(Phase::Idle, self.idle);
+        }
+    }
+
+    fn expired(&self) -> std::io::Error {
+        let why = match self.phase {
+            Phase::Head { .. } => "the request head did not come whole within the header timeout",
+            _ => "the client sent nothing for the idle timeout",
+        };
+        std::io::Error::new(std::io::ErrorKind::TimedOut, why)
+    }
 }
 
 impl AsyncRead for IdleStream {
@@ -439,11 +469,9 @@ impl AsyncRead for IdleStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
-        let serving = this.conn.in_flight.load(Ordering::SeqCst) > 0;
-        if serving {
+        if this.conn.in_flight.load(Ordering::SeqCst) > 0 {
             // A handler reads the body: its own limits apply, not the connection's.
-            this.waiting = None;
-            this.head_deadline = None;
+            this.phase = Phase::Serving;
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
         if this.conn.evicted.load(Ordering::SeqCst) {
@@ -454,57 +482,35 @@ impl AsyncRead for IdleStream {
         }
         this.conn.waker.register(cx.waker());
         let started = this.conn.started.load(Ordering::SeqCst);
-        if this
-            .head_deadline
-            .as_ref()
-            .is_some_and(|(armed_at, _)| *armed_at != started)
-        {
-            this.head_deadline = None;
+        match this.phase {
+            // A request ran since (its head deadline is stale), or one just ended.
+            Phase::Head { started: armed } if armed != started => this.enter(Phase::Idle, this.idle),
+            Phase::Serving => this.enter(Phase::Idle, this.idle),
+            _ => {}
         }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                this.waiting = None;
-                if buf.filled().len() > before {
-                    if this.conn.head_since.load(Ordering::SeqCst) == 0 {
-                        this.conn
-                            .head_since
-                            .store(this.conn.now() + 1, Ordering::SeqCst);
-                    }
-                    let head = this.head;
-                    let (_, deadline) = this
-                        .head_deadline
-                        .get_or_insert_with(|| (started, Box::pin(tokio::time::sleep(head))));
-                    // By the clock: a sleep never polled (bytes always ready) never fires.
-                    if tokio::time::Instant::now() >= deadline.deadline() {
-                        return Poll::Ready(Err(timed_out(
-                            "the request head did not come whole within the header timeout",
-                        )));
-                    }
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                if this.phase == Phase::Idle {
+                    // The first byte of a head: it has the header timeout to be whole.
+                    this.enter(Phase::Head { started }, this.head);
+                }
+                if this.conn.head_since.load(Ordering::SeqCst) == 0 {
+                    this.conn
+                        .head_since
+                        .store(this.conn.now() + 1, Ordering::SeqCst);
+                }
+                // By the clock: a timer never polled (bytes always ready) never fires.
+                if tokio::time::Instant::now() >= this.timer.deadline() {
+                    return Poll::Ready(Err(this.expired()));
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => {
-                if let Some((_, deadline)) = this.head_deadline.as_mut() {
-                    return match deadline.as_mut().poll(cx) {
-                        Poll::Ready(()) => Poll::Ready(Err(timed_out(
-                            "the request head did not come whole within the header timeout",
-                        ))),
-                        Poll::Pending => Poll::Pending,
-                    };
-                }
-                let idle = this.idle;
-                let sleep = this
-                    .waiting
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
-                match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(timed_out(
-                        "the client sent nothing for the idle timeout",
-                    ))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            Poll::Ready(r) => Poll::Ready(r),
+            Poll::Pending => match this.timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(this.expired())),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 }
@@ -516,10 +522,7 @@ impl AsyncWrite for IdleStream {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let written = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            // Sending a response is activity: the idle wait starts after it.
-            self.waiting = None;
-        }
+        self.wrote(&written);
         written
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -533,7 +536,10 @@ impl AsyncWrite for IdleStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        // hyper writes vectored: the same activity as `poll_write`.
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(&written);
+        written
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()

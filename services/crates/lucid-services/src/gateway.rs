@@ -48,14 +48,24 @@ pub struct Settings {
     /// while its hash is checked (about 1 MiB; storage allows up to 8). Beyond, 503.
     #[serde(default = "default_chunk_reads")]
     pub max_concurrent_chunk_reads: usize,
-    /// Requests one user may have in flight at once (`MAX_CONCURRENT_REQUESTS_PER_USER`):
-    /// one user cannot take every request slot. Beyond, 429.
-    #[serde(default = "default_user_requests")]
-    pub max_concurrent_requests_per_user: usize,
+    /// Requests one user may have in flight at once (`MAX_CONCURRENT_REQUESTS_PER_USER`;
+    /// default 8, or `HTTP_MAX_CONCURRENT_REQUESTS` if lower): one user cannot take every
+    /// request slot. Beyond, 429.
+    #[serde(default)]
+    pub max_concurrent_requests_per_user: Option<usize>,
 }
 
-fn default_user_requests() -> usize {
-    8
+impl Settings {
+    /// One user's share of `max_concurrent_requests` (the service's request slots).
+    pub fn requests_per_user(&self, max_concurrent_requests: usize) -> Result<usize, String> {
+        match self.max_concurrent_requests_per_user {
+            None => Ok(8.min(max_concurrent_requests)),
+            Some(n) if (1..=max_concurrent_requests).contains(&n) => Ok(n),
+            Some(n) => Err(format!(
+                "MAX_CONCURRENT_REQUESTS_PER_USER={n} must be from 1 to HTTP_MAX_CONCURRENT_REQUESTS ({max_concurrent_requests})"
+            )),
+        }
+    }
 }
 
 /// The largest body `POST /api/sessions` takes: it holds at most an ignored `owner`.

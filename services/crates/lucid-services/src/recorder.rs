@@ -53,10 +53,10 @@ pub struct Settings {
     /// memory. Beyond, 503 at once.
     #[serde(default = "default_uploads")]
     pub max_concurrent_uploads: usize,
-    /// Uploads one user may have at once (`MAX_CONCURRENT_UPLOADS_PER_USER`): one user
-    /// cannot take every upload slot. Beyond, 429.
-    #[serde(default = "default_user_uploads")]
-    pub max_concurrent_uploads_per_user: usize,
+    /// Uploads one user may have at once (`MAX_CONCURRENT_UPLOADS_PER_USER`; default 4, or
+    /// `MAX_CONCURRENT_UPLOADS` if lower): one user cannot take every upload slot. Beyond, 429.
+    #[serde(default)]
+    pub max_concurrent_uploads_per_user: Option<usize>,
     /// Open (not yet finalized, not expired) sessions one user may have
     /// (`MAX_OPEN_SESSIONS_PER_USER`): what one user keeps in Redis is bounded. Beyond, 429.
     #[serde(default = "default_user_sessions")]
@@ -102,6 +102,12 @@ pub fn compress_bound(n: usize) -> usize {
 }
 
 impl Settings {
+    /// One user's share of the upload slots.
+    pub fn uploads_per_user(&self) -> usize {
+        self.max_concurrent_uploads_per_user
+            .unwrap_or_else(|| default_user_uploads().min(self.max_concurrent_uploads))
+    }
+
     /// Range checks the types cannot make (a chunk size of 0 would loop for ever).
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=(16 << 20)).contains(&self.chunk_bytes) {
@@ -133,10 +139,12 @@ impl Settings {
                 self.max_concurrent_uploads
             ));
         }
-        if !(1..=self.max_concurrent_uploads).contains(&self.max_concurrent_uploads_per_user) {
+        if let Some(n) = self.max_concurrent_uploads_per_user
+            && !(1..=self.max_concurrent_uploads).contains(&n)
+        {
             return Err(format!(
-                "MAX_CONCURRENT_UPLOADS_PER_USER={} must be from 1 to MAX_CONCURRENT_UPLOADS ({})",
-                self.max_concurrent_uploads_per_user, self.max_concurrent_uploads
+                "MAX_CONCURRENT_UPLOADS_PER_USER={n} must be from 1 to MAX_CONCURRENT_UPLOADS ({})",
+                self.max_concurrent_uploads
             ));
         }
         if !(1..=100_000).contains(&self.max_open_sessions_per_user) {
@@ -702,7 +710,7 @@ mod tests {
             zstd_level: 3,
             max_chunk_bytes: 8 << 20,
             max_concurrent_uploads: 16,
-            max_concurrent_uploads_per_user: 4,
+            max_concurrent_uploads_per_user: None,
             max_open_sessions_per_user: 64,
             jwt_secret_key: None,
         }
@@ -730,7 +738,7 @@ mod tests {
                 ..settings()
             },
             Settings {
-                max_concurrent_uploads_per_user: 17,
+                max_concurrent_uploads_per_user: Some(17),
                 ..settings()
             },
             Settings {

@@ -476,9 +476,10 @@ async fn requests_beyond_the_concurrency_limits_are_shed_with_503_while_probes_a
         },
     )
     .await;
+    // Another user (the first one's own share would answer 429 first).
     let r = http
         .put(format!("http://{recorder}/sessions/{b}/data"))
-        .bearer_auth(&gateway_token)
+        .bearer_auth(gateway_token_for("user-2"))
         .body("x")
         .send()
         .await

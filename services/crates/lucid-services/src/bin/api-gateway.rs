@@ -52,8 +52,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let limits = lucid_kit::serve::Limits::from_env()?;
+    let per_user = settings.requests_per_user(limits.max_concurrent_requests)?;
     let state = Arc::new(GatewayState {
-        user_requests: lucid_kit::fair::PerKey::new(settings.max_concurrent_requests_per_user),
+        user_requests: lucid_kit::fair::PerKey::new(per_user),
         pace: limits.pace(),
         peers,
         metrics: metrics.clone(),
@@ -72,14 +73,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     if !(1..=4096).contains(&settings.max_concurrent_chunk_reads) {
         return Err("MAX_CONCURRENT_CHUNK_READS must be from 1 to 4096".into());
     }
-    if !(1..=limits.max_concurrent_requests).contains(&settings.max_concurrent_requests_per_user)
-    {
-        return Err(format!(
-            "MAX_CONCURRENT_REQUESTS_PER_USER={} must be from 1 to HTTP_MAX_CONCURRENT_REQUESTS ({})",
-            settings.max_concurrent_requests_per_user, limits.max_concurrent_requests
-        )
-        .into());
-    }
+
     let api = routes(state, key, |r| app.bounded(r));
     app.serve(
         SocketAddr::from(([0, 0, 0, 0], settings.api_gateway_port)),

@@ -86,7 +86,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let port = settings.session_recorder_port;
     let limits = lucid_kit::serve::Limits::from_env()?;
     let state = Arc::new(RecorderState {
-        user_uploads: lucid_kit::fair::PerKey::new(settings.max_concurrent_uploads_per_user),
+        user_uploads: lucid_kit::fair::PerKey::new(settings.uploads_per_user()),
         pace: limits.pace(),
         manifests: db.collection("manifests"),
         chunk_owners: db.collection("chunk_owners"),
