@@ -11,7 +11,9 @@ pub fn text(text: &str) -> String {
         out.push_str(before);
         // The authority ends at the path, query, fragment, or where the URL ends in prose.
         let end = after
-            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '>' | ')') || c.is_whitespace())
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '"' | '\'' | '>' | ')') || c.is_whitespace()
+            })
             .unwrap_or(after.len());
         let authority = &after[..end];
         match authority.rfind('@') {
@@ -38,10 +40,15 @@ mod tests {
             "http://***@session-recorder:8090/x"
         );
         assert_eq!(
-            text("error sending request for url (http://u:p%40ss@h:1/a): refused; mongodb://a:b@db,c:d@e/?x=1"),
+            text(
+                "error sending request for url (http://u:p%40ss@h:1/a): refused; mongodb://a:b@db,c:d@e/?x=1"
+            ),
             "error sending request for url (http://***@h:1/a): refused; mongodb://***@e/?x=1"
         );
-        assert_eq!(text("http://session-storage:8081"), "http://session-storage:8081");
+        assert_eq!(
+            text("http://session-storage:8081"),
+            "http://session-storage:8081"
+        );
         assert_eq!(text("no url at all"), "no url at all");
         assert_eq!(text("redis://:secret@r"), "redis://***@r");
     }

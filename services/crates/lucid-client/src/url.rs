@@ -97,8 +97,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(!err.contains("PW-123") && err.contains("***@"), "{err}");
-        let url =
-            ServiceUrl::parse("s", "http://svc:PW-123@a:1", Environment::Production).unwrap();
+        let url = ServiceUrl::parse("s", "http://svc:PW-123@a:1", Environment::Production).unwrap();
         assert!(!format!("{url:?}").contains("PW-123"));
     }
 

@@ -23,8 +23,8 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::serve::{ConnectionCounters, Limits, serve_listener};
-use crate::throttle::Throttle;
 use crate::storage::StorageStatus;
+use crate::throttle::Throttle;
 
 /// A dependency check for `/ready`: Ok, or why not.
 pub type ReadyCheck =
@@ -502,7 +502,10 @@ async fn json_errors(request: Request, next: Next) -> Response {
         .await
         .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .unwrap_or_default();
-    let reason = status.canonical_reason().unwrap_or("rejected").to_lowercase();
+    let reason = status
+        .canonical_reason()
+        .unwrap_or("rejected")
+        .to_lowercase();
     let message = match (status, text.is_empty()) {
         (StatusCode::PAYLOAD_TOO_LARGE, _) => {
             "the request body is larger than this route accepts".to_string()
@@ -592,10 +595,16 @@ mod tests {
             ("/small", StatusCode::PAYLOAD_TOO_LARGE),
             ("/nowhere", StatusCode::NOT_FOUND),
         ] {
-            let response = app.clone().oneshot(request(path, "far too long")).await.unwrap();
+            let response = app
+                .clone()
+                .oneshot(request(path, "far too long"))
+                .await
+                .unwrap();
             assert_eq!(response.status(), status);
             assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
-            let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+            let body = axum::body::to_bytes(response.into_body(), 4096)
+                .await
+                .unwrap();
             let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert!(json["error"].is_string(), "{json}");
             assert!(json.get("request_id").is_some(), "{json}");

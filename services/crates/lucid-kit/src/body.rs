@@ -196,19 +196,30 @@ mod tests {
             min_rate: 1,
             window: Duration::from_secs(3),
         };
-        let fast = futures::stream::iter((0..5).map(|_| Ok::<_, std::io::Error>(Bytes::from_static(b"abc"))));
+        let fast = futures::stream::iter(
+            (0..5).map(|_| Ok::<_, std::io::Error>(Bytes::from_static(b"abc"))),
+        );
         let all: Vec<_> = paced(fast, pace).collect().await;
         assert_eq!(all.len(), 5);
         assert!(all.iter().all(Result::is_ok));
         let silent = futures::stream::pending::<Result<Bytes, std::io::Error>>();
         let started = Instant::now();
         let mut s = Box::pin(paced(silent, pace));
-        assert!(matches!(s.next().await, Some(Err(BodyError::TooSlow { .. }))));
+        assert!(matches!(
+            s.next().await,
+            Some(Err(BodyError::TooSlow { .. }))
+        ));
         assert_eq!(started.elapsed(), Duration::from_secs(3));
         // Without a minimum rate only the idle timeout ends it.
         let started = Instant::now();
         let silent = futures::stream::pending::<Result<Bytes, std::io::Error>>();
-        let mut s = Box::pin(paced(silent, Pace { min_rate: 0, ..pace }));
+        let mut s = Box::pin(paced(
+            silent,
+            Pace {
+                min_rate: 0,
+                ..pace
+            },
+        ));
         assert!(matches!(s.next().await, Some(Err(BodyError::Stalled(_)))));
         assert_eq!(started.elapsed(), Duration::from_secs(10));
     }

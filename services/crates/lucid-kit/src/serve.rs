@@ -484,7 +484,9 @@ impl AsyncRead for IdleStream {
         let started = this.conn.started.load(Ordering::SeqCst);
         match this.phase {
             // A request ran since (its head deadline is stale), or one just ended.
-            Phase::Head { started: armed } if armed != started => this.enter(Phase::Idle, this.idle),
+            Phase::Head { started: armed } if armed != started => {
+                this.enter(Phase::Idle, this.idle)
+            }
             Phase::Serving => this.enter(Phase::Idle, this.idle),
             _ => {}
         }

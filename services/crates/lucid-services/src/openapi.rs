@@ -83,10 +83,16 @@ impl Modify for Common {
         };
         let common = [
             ("400", "malformed id, address or body"),
-            ("401", "no valid bearer token (the scheme is case-insensitive)"),
+            (
+                "401",
+                "no valid bearer token (the scheme is case-insensitive)",
+            ),
             ("408", "the body came too slowly (HTTP_BODY_* settings)"),
             ("413", "the body is larger than the route accepts"),
-            ("429", "this user holds its share of a limit already; retry shortly"),
+            (
+                "429",
+                "this user holds its share of a limit already; retry shortly",
+            ),
         ];
         for item in openapi.paths.paths.values_mut() {
             let operations = [

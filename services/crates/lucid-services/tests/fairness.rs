@@ -107,7 +107,10 @@ async fn a_trickling_user_holds_no_upload_slot_from_others_and_is_cut_at_the_min
     let mut statuses = Vec::new();
     for a in attack {
         let (status, elapsed) = a.await.unwrap();
-        assert!(elapsed < Duration::from_secs(20), "{status:?} after {elapsed:?}");
+        assert!(
+            elapsed < Duration::from_secs(20),
+            "{status:?} after {elapsed:?}"
+        );
         statuses.push(status);
     }
     println!("mallory's uploads: {statuses:?}");
@@ -199,8 +202,15 @@ async fn slow_session_bodies_of_one_user_leave_the_gateway_to_the_others() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
-    assert!(attack.elapsed() < Duration::from_secs(10), "alice came during the attack");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        attack.elapsed() < Duration::from_secs(10),
+        "alice came during the attack"
+    );
     // The held ones end with 408 at the body deadline, not the 60 s request timeout.
     let mut timed_out = 0;
     for (c, status) in slow.iter_mut().zip(&answered) {
@@ -213,7 +223,11 @@ async fn slow_session_bodies_of_one_user_leave_the_gateway_to_the_others() {
         timed_out += 1;
     }
     assert_eq!(timed_out, 8);
-    assert!(attack.elapsed() < Duration::from_secs(20), "{:?}", attack.elapsed());
+    assert!(
+        attack.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        attack.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -221,29 +235,43 @@ async fn idle_connections_make_room_at_the_cap_and_refusals_are_logged_sparingly
     let p = Pipeline::start_with(&[("HTTP_MAX_CONNECTIONS", "4")]);
     let storage = format!("127.0.0.1:{}", p.storage_port);
     // Four connections that never send a request hold the whole cap...
-    let silent: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(&storage).unwrap()).collect();
+    let silent: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(&storage).unwrap())
+        .collect();
     // ...and a client still gets its answer: the longest-idle one is closed for it.
-    let r = reqwest::get(format!("http://{storage}/health")).await.unwrap();
+    let r = reqwest::get(format!("http://{storage}/health"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let mut closed = 0;
-    eventually(Duration::from_secs(5), "an idle connection was closed", || {
-        closed = silent
-            .iter()
-            .filter(|c| {
-                let mut c: &TcpStream = c;
-                c.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
-                let mut b = [0u8; 1];
-                !matches!(c.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-            })
-            .count();
-        let done = closed > 0;
-        async move { done }
-    })
+    eventually(
+        Duration::from_secs(5),
+        "an idle connection was closed",
+        || {
+            closed = silent
+                .iter()
+                .filter(|c| {
+                    let mut c: &TcpStream = c;
+                    c.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+                    let mut b = [0u8; 1];
+                    !matches!(c.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+                })
+                .count();
+            let done = closed > 0;
+            async move { done }
+        },
+    )
     .await;
     assert_eq!(closed, 1, "one made room, the others stay");
-    assert!(metric(&reqwest::Client::new(), &p.admin("session-storage"), "lucid_http_connections_evicted_total")
+    assert!(
+        metric(
+            &reqwest::Client::new(),
+            &p.admin("session-storage"),
+            "lucid_http_connections_evicted_total"
+        )
         .await
-        .is_some_and(|n| n >= 1.0));
+        .is_some_and(|n| n >= 1.0)
+    );
 
     // Every connection busy: new ones are closed, with one log line for many.
     let log = p.dir.join("gateway-cap.log");
@@ -282,8 +310,14 @@ async fn idle_connections_make_room_at_the_cap_and_refusals_are_logged_sparingly
         assert_eq!(status_of(&mut c, Duration::from_secs(5)), None, "refused");
     }
     let text = std::fs::read_to_string(&log).unwrap();
-    let lines = text.lines().filter(|l| l.contains("connection limit")).count();
-    assert!((1..=2).contains(&lines), "{lines} lines for 200 refusals:\n{text}");
+    let lines = text
+        .lines()
+        .filter(|l| l.contains("connection limit"))
+        .count();
+    assert!(
+        (1..=2).contains(&lines),
+        "{lines} lines for 200 refusals:\n{text}"
+    );
 }
 
 #[tokio::test]
@@ -309,7 +343,10 @@ async fn chunk_reads_beyond_the_limit_are_shed() {
         .json()
         .await
         .unwrap();
-    let address = manifest["chunks"][0]["address"].as_str().unwrap().to_string();
+    let address = manifest["chunks"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // A storage that accepts and never answers: the first read holds the only slot.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_url = format!("http://{}", silent.local_addr().unwrap());
@@ -328,13 +365,17 @@ async fn chunk_reads_beyond_the_limit_are_shed() {
     });
     silent.set_nonblocking(true).unwrap();
     let mut held = Vec::new();
-    eventually(Duration::from_secs(10), "the first read reached storage", || {
-        if let Ok((c, _)) = silent.accept() {
-            held.push(c);
-        }
-        let reached = !held.is_empty();
-        async move { reached }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the first read reached storage",
+        || {
+            if let Ok((c, _)) = silent.accept() {
+                held.push(c);
+            }
+            let reached = !held.is_empty();
+            async move { reached }
+        },
+    )
     .await;
     let r = http
         .get(&url)
@@ -382,14 +423,20 @@ async fn a_password_in_a_peer_url_is_printed_nowhere() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(printed.contains("SESSION_STORAGE") || printed.contains("session-storage"), "{printed}");
+    assert!(
+        printed.contains("SESSION_STORAGE") || printed.contains("session-storage"),
+        "{printed}"
+    );
     assert!(!printed.contains("PW-s3cret"), "{printed}");
 
     // In the JSON log: a peer URL with a password that nobody answers.
     let log = p.dir.join("gateway-redact.log");
     let nobody = format!("http://svc:PW-s3cret@127.0.0.1:{}", free_port());
     let (_gateway, gateway) = p.another_gateway(
-        &[("SESSION_RECORDER_URL", &nobody), ("SERVICE_RETRY_COUNT", "0")],
+        &[
+            ("SESSION_RECORDER_URL", &nobody),
+            ("SERVICE_RETRY_COUNT", "0"),
+        ],
         Some(&log),
     );
     let http = reqwest::Client::new();
@@ -437,10 +484,14 @@ async fn the_public_ready_names_no_dependency_error() {
     let http = reqwest::Client::new();
     p.stop_redis();
     let recorder = format!("http://127.0.0.1:{}", p.recorder_port);
-    eventually(Duration::from_secs(10), "/ready fails without Redis", || {
-        let (http, url) = (http.clone(), format!("{recorder}/ready"));
-        async move { http.get(url).send().await.is_ok_and(|r| r.status() == 503) }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "/ready fails without Redis",
+        || {
+            let (http, url) = (http.clone(), format!("{recorder}/ready"));
+            async move { http.get(url).send().await.is_ok_and(|r| r.status() == 503) }
+        },
+    )
     .await;
     let public = http
         .get(format!("{recorder}/ready"))
@@ -519,7 +570,8 @@ async fn keep_alive_connections_last_the_idle_timeout_not_the_header_timeout() {
     c.write_all(get).unwrap();
     assert_eq!(status_of(&mut c, Duration::from_secs(5)), Some(200));
     let mut rest = [0u8; 4096];
-    c.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let _ = c.read(&mut rest);
     std::thread::sleep(Duration::from_millis(2500));
     c.write_all(get).unwrap();
@@ -573,7 +625,8 @@ async fn an_oversized_session_body_gets_a_json_413() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     let (head, body) = answer.split_once("\r\n\r\n").unwrap();
     assert!(
-        head.to_lowercase().contains("content-type: application/json"),
+        head.to_lowercase()
+            .contains("content-type: application/json"),
         "{head}"
     );
     let body: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
