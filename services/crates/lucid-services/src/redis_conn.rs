@@ -12,8 +12,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, IntoConnectionInfo, ProtocolVersion, RedisError};
 use tokio::sync::OnceCell;
 
-/// Longest a command waits for Redis (a reconnect included).
-pub const COMMAND_DEADLINE: Duration = Duration::from_secs(3);
+/// Longest a command waits for Redis (a reconnect included): the response timeout, so a
+/// slow fsync on a loaded disk is not cut shorter than Redis' own answer would be.
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(5);
 
 pub struct Redis {
     client: redis::Client,
