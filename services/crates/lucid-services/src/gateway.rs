@@ -48,7 +48,28 @@ pub struct Settings {
     /// while its hash is checked (about 1 MiB; storage allows up to 8). Beyond, 503.
     #[serde(default = "default_chunk_reads")]
     pub max_concurrent_chunk_reads: usize,
+    /// Requests one user may have in flight at once (`MAX_CONCURRENT_REQUESTS_PER_USER`;
+    /// default 8, or `HTTP_MAX_CONCURRENT_REQUESTS` if lower): one user cannot take every
+    /// request slot. Beyond, 429.
+    #[serde(default)]
+    pub max_concurrent_requests_per_user: Option<usize>,
 }
+
+impl Settings {
+    /// One user's share of `max_concurrent_requests` (the service's request slots).
+    pub fn requests_per_user(&self, max_concurrent_requests: usize) -> Result<usize, String> {
+        match self.max_concurrent_requests_per_user {
+            None => Ok(8.min(max_concurrent_requests)),
+            Some(n) if (1..=max_concurrent_requests).contains(&n) => Ok(n),
+            Some(n) => Err(format!(
+                "MAX_CONCURRENT_REQUESTS_PER_USER={n} must be from 1 to HTTP_MAX_CONCURRENT_REQUESTS ({max_concurrent_requests})"
+            )),
+        }
+    }
+}
+
+/// The largest body `POST /api/sessions` takes: it holds at most an ignored `owner`.
+pub const SESSION_BODY_LIMIT: usize = 16 << 10;
 
 fn default_chunk_reads() -> usize {
     16
@@ -66,6 +87,10 @@ pub struct GatewayState {
     pub metrics: Metrics,
     pub max_upload_bytes: usize,
     pub chunk_reads: Arc<tokio::sync::Semaphore>,
+    /// Each user's share of the request slots.
+    pub user_requests: Arc<lucid_kit::fair::PerKey>,
+    /// How an upload's body must move (idle timeout, minimum rate).
+    pub pace: lucid_kit::body::Pace,
 }
 
 /// `bound` puts the request timeout on the buffered routes (not on the streamed upload).
@@ -84,7 +109,14 @@ pub fn routes(
     };
     let buffered = bound(
         Router::new()
-            .route("/api/sessions", post(open_session))
+            .route(
+                "/api/sessions",
+                post(open_session)
+                    .layer(axum::extract::DefaultBodyLimit::max(SESSION_BODY_LIMIT))
+                    .layer(middleware::from_fn(|request: Request, next: Next| {
+                        crate::refuse_announced_over(SESSION_BODY_LIMIT, request, next)
+                    })),
+            )
             .route("/api/sessions/{id}/finalize", post(finalize))
             .route("/api/sessions/{id}/manifest", get(manifest))
             .route("/api/chunks/{address}", get(chunk))
@@ -95,25 +127,37 @@ pub fn routes(
         .merge(
             Router::new()
                 .route("/api/sessions/{id}/data", put(upload))
-                .with_state(state),
+                .with_state(state.clone()),
         )
-        .layer(middleware::from_fn(act_for_subject))
+        .layer(middleware::from_fn_with_state(state, act_for_subject))
         .layer(middleware::from_fn_with_state(check, require_token))
         .merge(crate::openapi::route(
             <crate::openapi::GatewayApi as utoipa::OpenApi>::openapi(),
         ))
 }
 
-/// Every peer call made for this request carries the client's `sub` as `user`.
+/// Every peer call made for this request carries the client's `sub` as `user`; one user
+/// has at most its share of the request slots (before its body is read).
 async fn act_for_subject(
+    State(s): State<Arc<GatewayState>>,
     claims: Option<Extension<Claims>>,
     request: Request,
     next: Next,
 ) -> Response {
-    match claims.map(|c| c.sub.clone()).filter(|s| !s.is_empty()) {
-        Some(user) => lucid_client::acting_for(user, next.run(request)).await,
-        None => lucid_kit::auth::unauthorized("the token names no subject"),
+    let Some(user) = claims.map(|c| c.sub.clone()).filter(|s| !s.is_empty()) else {
+        return lucid_kit::auth::unauthorized("the token names no subject");
+    };
+    if user.len() > crate::MAX_USER_BYTES {
+        return lucid_kit::auth::unauthorized(&format!(
+            "the token's subject is longer than {} bytes",
+            crate::MAX_USER_BYTES
+        ));
     }
+    let Some(_share) = s.user_requests.try_enter(&user) else {
+        s.metrics.shed.inc();
+        return lucid_kit::app::too_many("requests");
+    };
+    lucid_client::acting_for(user, next.run(request)).await
 }
 
 fn relay(status: reqwest::StatusCode, body: Bytes) -> Response {
@@ -161,9 +205,10 @@ pub(crate) async fn upload(
     let seen = over.clone();
     let metrics = s.metrics.clone();
     let mut total = 0usize;
-    let stream = body
-        .into_data_stream()
-        .map_err(std::io::Error::other)
+    // Paced here too, not only at the recorder: a trickle ends the gateway's own request
+    // (and its slot) as soon as it falls below the minimum rate.
+    let stream = lucid_kit::body::paced(body.into_data_stream(), s.pace)
+        .map_err(std::io::Error::from)
         .and_then(move |piece| {
             total += piece.len();
             metrics.bytes_received.inc_by(piece.len() as u64);
@@ -258,6 +303,11 @@ pub(crate) async fn chunk(
         )
             .into_response());
     }
+    // Each read holds its chunk whole while its hash is checked: a bounded number at once.
+    let Ok(_read) = s.chunk_reads.clone().try_acquire_owned() else {
+        s.metrics.shed.inc();
+        return Ok(lucid_kit::app::overloaded());
+    };
     let bytes = match s
         .peers
         .client("session-storage")?

@@ -355,7 +355,8 @@ async fn finalize_is_idempotent_and_never_misses_an_acknowledged_upload() {
                         .send()
                         .await
                         .unwrap();
-                    (r.status().as_u16(), 100_000 + i)
+                    let status = r.status().as_u16();
+                    (status, 100_000 + i, r.text().await.unwrap_or_default())
                 })
             })
             .collect();
@@ -370,8 +371,11 @@ async fn finalize_is_idempotent_and_never_misses_an_acknowledged_upload() {
         let first: Value = first.json().await.unwrap();
         let mut acknowledged = Vec::new();
         for u in uploads {
-            let (status, bytes) = u.await.unwrap();
-            assert!(status == 200 || status == 409, "upload answered {status}");
+            let (status, bytes, body) = u.await.unwrap();
+            assert!(
+                status == 200 || status == 409,
+                "upload answered {status}: {body}"
+            );
             if status == 200 {
                 acknowledged.push(bytes);
             }

@@ -13,6 +13,8 @@ async fn main() -> std::process::ExitCode {
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            // A URL in the message may carry a password.
+            let e = lucid_client::redact::text(&e.to_string());
             tracing::error!(error = %e, "cannot start");
             eprintln!("api-gateway: {e}");
             std::process::ExitCode::FAILURE
@@ -49,7 +51,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             Err(e) => return Err(e.into()),
         }
     }
+    let limits = lucid_kit::serve::Limits::from_env()?;
+    let per_user = settings.requests_per_user(limits.max_concurrent_requests)?;
     let state = Arc::new(GatewayState {
+        user_requests: lucid_kit::fair::PerKey::new(per_user),
+        pace: limits.pace(),
         peers,
         metrics: metrics.clone(),
         max_upload_bytes: settings.max_upload_bytes,
@@ -67,6 +73,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     if !(1..=4096).contains(&settings.max_concurrent_chunk_reads) {
         return Err("MAX_CONCURRENT_CHUNK_READS must be from 1 to 4096".into());
     }
+
     let api = routes(state, key, |r| app.bounded(r));
     app.serve(
         SocketAddr::from(([0, 0, 0, 0], settings.api_gateway_port)),
