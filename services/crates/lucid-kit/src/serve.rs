@@ -150,6 +150,7 @@ pub async fn serve_listener(
         let service = TowerToHyperService::new(Tracked {
             router: router.clone(),
             in_flight,
+            peer,
         });
         let connection = graceful.watch(http.serve_connection(io, service));
         tokio::spawn(async move {
@@ -179,6 +180,8 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 struct Tracked {
     router: Router,
     in_flight: Arc<AtomicUsize>,
+    /// The client's address, for handlers as axum's `ConnectInfo` (brute-force limits).
+    peer: SocketAddr,
 }
 
 struct InFlight(Arc<AtomicUsize>);
@@ -203,7 +206,10 @@ where
         tower_service::Service::<axum::http::Request<B>>::poll_ready(&mut self.router, cx)
     }
 
-    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: axum::http::Request<B>) -> Self::Future {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let guard = InFlight(self.in_flight.clone());
         let future = tower_service::Service::call(&mut self.router, request);
