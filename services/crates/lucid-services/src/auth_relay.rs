@@ -82,7 +82,10 @@ pub fn routes(relay: Arc<AuthRelay>) -> Router {
         .with_state(relay)
 }
 
-async fn forward(State(relay): State<Arc<AuthRelay>>, request: Request) -> Result<Response, ServiceError> {
+async fn forward(
+    State(relay): State<Arc<AuthRelay>>,
+    request: Request,
+) -> Result<Response, ServiceError> {
     let Some(base) = &relay.base else {
         return Err(ServiceError::Unavailable(format!(
             "{SERVICE} is not configured: set {}",
@@ -123,21 +126,34 @@ async fn forward(State(relay): State<Arc<AuthRelay>>, request: Request) -> Resul
     // Its 5xx says "internal error" with its request id (ours, passed on): no detail to
     // add, and none to leak.
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        return Err(ServiceError::Unavailable(format!("{SERVICE} answered {status}")));
+        return Err(ServiceError::Unavailable(format!(
+            "{SERVICE} answered {status}"
+        )));
     }
     if status.is_server_error() {
-        return Err(ServiceError::BadGateway(format!("{SERVICE} answered {status}")));
+        return Err(ServiceError::BadGateway(format!(
+            "{SERVICE} answered {status}"
+        )));
     }
     let mut headers = axum::http::HeaderMap::new();
-    for name in [header::CONTENT_TYPE, header::RETRY_AFTER, header::WWW_AUTHENTICATE] {
+    for name in [
+        header::CONTENT_TYPE,
+        header::RETRY_AFTER,
+        header::WWW_AUTHENTICATE,
+    ] {
         if let Some(v) = answer.headers().get(name.as_str())
             && let Ok(v) = HeaderValue::from_bytes(v.as_bytes())
         {
             headers.insert(name, v);
         }
     }
-    if answer.content_length().is_some_and(|n| n > MAX_ANSWER_BYTES as u64) {
-        return Err(ServiceError::BadGateway(format!("{SERVICE} answered too much")));
+    if answer
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(ServiceError::BadGateway(format!(
+            "{SERVICE} answered too much"
+        )));
     }
     let bytes = answer
         .bytes()

@@ -177,7 +177,8 @@ impl SigningKey {
     pub fn sign(&self, claims: &ClientClaims) -> Result<String, KeyError> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(|e| KeyError::Sign(e.to_string()))
+        jsonwebtoken::encode(&header, claims, &self.encoding)
+            .map_err(|e| KeyError::Sign(e.to_string()))
     }
 }
 
@@ -357,9 +358,11 @@ mod tests {
         header.kid = None;
         // A token signed by the other key but naming ours: the signature fails.
         let mut parts: Vec<String> = t.split('.').map(String::from).collect();
-        parts[0] = URL_SAFE_NO_PAD
-            .encode(format!(r#"{{"alg":"EdDSA","kid":"{}"}}"#, k.kid()));
-        assert_eq!(v.verify(&parts.join("."), 1000), Err(VerifyError::BadSignature));
+        parts[0] = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"EdDSA","kid":"{}"}}"#, k.kid()));
+        assert_eq!(
+            v.verify(&parts.join("."), 1000),
+            Err(VerifyError::BadSignature)
+        );
         // A service token (HS256, JWT_SECRET_KEY) is not a client token.
         let service = lucid_client::token::sign(
             &lucid_client::token::Claims {
@@ -384,19 +387,42 @@ mod tests {
         let v = k.verifier(3600);
         let now = 10_000;
         let t = |c: ClientClaims| k.sign(&c).unwrap();
-        let expired = ClientClaims { iat: now - 400, exp: now - LEEWAY, ..claims(now) };
+        let expired = ClientClaims {
+            iat: now - 400,
+            exp: now - LEEWAY,
+            ..claims(now)
+        };
         assert_eq!(v.verify(&t(expired), now), Err(VerifyError::Expired));
-        let early = ClientClaims { nbf: Some(now + LEEWAY + 1), ..claims(now) };
+        let early = ClientClaims {
+            nbf: Some(now + LEEWAY + 1),
+            ..claims(now)
+        };
         assert_eq!(v.verify(&t(early), now), Err(VerifyError::NotYetValid));
-        let future = ClientClaims { iat: now + LEEWAY + 1, exp: now + 600, ..claims(now) };
+        let future = ClientClaims {
+            iat: now + LEEWAY + 1,
+            exp: now + 600,
+            ..claims(now)
+        };
         assert_eq!(v.verify(&t(future), now), Err(VerifyError::NotYetValid));
-        let long = ClientClaims { exp: now + 3601, ..claims(now) };
+        let long = ClientClaims {
+            exp: now + 3601,
+            ..claims(now)
+        };
         assert_eq!(v.verify(&t(long), now), Err(VerifyError::TooLong(3600)));
-        let aud = ClientClaims { aud: "session-recorder".into(), ..claims(now) };
+        let aud = ClientClaims {
+            aud: "session-recorder".into(),
+            ..claims(now)
+        };
         assert_eq!(v.verify(&t(aud), now), Err(VerifyError::WrongAudience));
-        let iss = ClientClaims { iss: "api-gateway".into(), ..claims(now) };
+        let iss = ClientClaims {
+            iss: "api-gateway".into(),
+            ..claims(now)
+        };
         assert_eq!(v.verify(&t(iss), now), Err(VerifyError::WrongIssuer));
-        let anonymous = ClientClaims { sub: String::new(), ..claims(now) };
+        let anonymous = ClientClaims {
+            sub: String::new(),
+            ..claims(now)
+        };
         assert_eq!(v.verify(&t(anonymous), now), Err(VerifyError::NoSubject));
     }
 
@@ -427,7 +453,10 @@ mod tests {
             h.insert(axum::http::header::AUTHORIZATION, v.parse().unwrap());
             assert_eq!(bearer(&h), Some("abc"), "{v}");
         }
-        h.insert(axum::http::header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        h.insert(
+            axum::http::header::AUTHORIZATION,
+            "Basic abc".parse().unwrap(),
+        );
         assert_eq!(bearer(&h), None);
     }
 }

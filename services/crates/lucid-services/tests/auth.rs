@@ -11,7 +11,12 @@ use common::*;
 use lucid_services::client_token::ClientClaims;
 use serde_json::{Value, json};
 
-async fn login(http: &reqwest::Client, base: &str, user: &str, password: &str) -> reqwest::Response {
+async fn login(
+    http: &reqwest::Client,
+    base: &str,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
     http.post(format!("{base}/auth/login"))
         .json(&json!({"username": user, "password": password}))
         .send()
@@ -34,7 +39,13 @@ async fn refresh(http: &reqwest::Client, base: &str, token: &str) -> reqwest::Re
         .unwrap()
 }
 
-async fn create_user(http: &reqwest::Client, p: &Pipeline, admin: &str, user: &str, password: &str) -> Value {
+async fn create_user(
+    http: &reqwest::Client,
+    p: &Pipeline,
+    admin: &str,
+    user: &str,
+    password: &str,
+) -> Value {
     let r = http
         .post(format!("{}/auth/users", p.gateway))
         .bearer_auth(admin)
@@ -55,7 +66,10 @@ async fn admin_token(http: &reqwest::Client, p: &Pipeline) -> String {
             let v: Value = r.json().await.unwrap();
             return v["access_token"].as_str().unwrap().to_string();
         }
-        assert!(Instant::now() < deadline, "the initial administrator never appeared");
+        assert!(
+            Instant::now() < deadline,
+            "the initial administrator never appeared"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -105,8 +119,15 @@ async fn a_user_logs_in_through_the_gateway_refreshes_and_logs_out() {
     let second: Value = r.json().await.unwrap();
     let second_refresh = second["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(second_refresh, first);
-    assert_eq!(open(&http, &p, second["access_token"].as_str().unwrap()).await, 201);
-    let third: Value = refresh(&http, &p.gateway, &second_refresh).await.json().await.unwrap();
+    assert_eq!(
+        open(&http, &p, second["access_token"].as_str().unwrap()).await,
+        201
+    );
+    let third: Value = refresh(&http, &p.gateway, &second_refresh)
+        .await
+        .json()
+        .await
+        .unwrap();
     let third_refresh = third["refresh_token"].as_str().unwrap().to_string();
 
     // The stolen-token case: a spent token comes back. The whole login is revoked, so the
@@ -114,7 +135,10 @@ async fn a_user_logs_in_through_the_gateway_refreshes_and_logs_out() {
     let r = refresh(&http, &p.gateway, &first).await;
     assert_eq!(r.status(), 401);
     assert!(r.text().await.unwrap().contains("already used"));
-    assert_eq!(refresh(&http, &p.gateway, &third_refresh).await.status(), 401);
+    assert_eq!(
+        refresh(&http, &p.gateway, &third_refresh).await.status(),
+        401
+    );
     assert_eq!(refresh(&http, &p.gateway, "made-up").await.status(), 401);
 
     // Logout ends the login; another login of the same user is untouched.
@@ -127,7 +151,12 @@ async fn a_user_logs_in_through_the_gateway_refreshes_and_logs_out() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(refresh(&http, &p.gateway, a["refresh_token"].as_str().unwrap()).await.status(), 401);
+    assert_eq!(
+        refresh(&http, &p.gateway, a["refresh_token"].as_str().unwrap())
+            .await
+            .status(),
+        401
+    );
     let r = refresh(&http, &p.gateway, b["refresh_token"].as_str().unwrap()).await;
     assert_eq!(r.status(), 200);
     // Logout with the access token alone (its login).
@@ -139,7 +168,12 @@ async fn a_user_logs_in_through_the_gateway_refreshes_and_logs_out() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    assert_eq!(refresh(&http, &p.gateway, b2["refresh_token"].as_str().unwrap()).await.status(), 401);
+    assert_eq!(
+        refresh(&http, &p.gateway, b2["refresh_token"].as_str().unwrap())
+            .await
+            .status(),
+        401
+    );
 
     // Only the hash of a refresh token is stored.
     let mut redis = redis::Client::open(format!("redis://127.0.0.1:{}", p.redis_port))
@@ -147,16 +181,31 @@ async fn a_user_logs_in_through_the_gateway_refreshes_and_logs_out() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut redis).await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     for k in &keys {
-        let v: String = redis::cmd("TYPE").arg(k).query_async(&mut redis).await.unwrap();
+        let v: String = redis::cmd("TYPE")
+            .arg(k)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
         let value: String = if v == "string" {
-            redis::cmd("GET").arg(k).query_async(&mut redis).await.unwrap()
+            redis::cmd("GET")
+                .arg(k)
+                .query_async(&mut redis)
+                .await
+                .unwrap()
         } else {
             String::new()
         };
         for t in [&first, &second_refresh, &third_refresh] {
-            assert!(!k.contains(t.as_str()) && !value.contains(t.as_str()), "{k}");
+            assert!(
+                !k.contains(t.as_str()) && !value.contains(t.as_str()),
+                "{k}"
+            );
         }
     }
     assert!(keys.iter().any(|k| k.starts_with("auth:rt:")), "{keys:?}");
@@ -189,7 +238,10 @@ async fn unknown_users_and_wrong_passwords_get_one_answer_in_similar_time() {
     // Medians: an unknown name is checked against a dummy hash of the same cost, so it
     // takes as long as a wrong password (within a factor two on a busy machine).
     let (w, u) = (wrong[1].as_secs_f64(), unknown[1].as_secs_f64());
-    assert!(u > w / 2.0 && u < w * 2.0, "wrong password {w:.3}s, unknown user {u:.3}s");
+    assert!(
+        u > w / 2.0 && u < w * 2.0,
+        "wrong password {w:.3}s, unknown user {u:.3}s"
+    );
 }
 
 #[tokio::test]
@@ -208,18 +260,29 @@ async fn failed_logins_are_slowed_then_locked_and_the_lock_expires() {
     for name in ["carol", "nobody"] {
         let mut trail = Vec::new();
         for _ in 0..2 {
-            trail.push(login(&http, &p.gateway, name, "wrong-password").await.status().as_u16());
+            trail.push(
+                login(&http, &p.gateway, name, "wrong-password")
+                    .await
+                    .status()
+                    .as_u16(),
+            );
         }
         // Past the free failure: the next try must wait (slowed), told how long.
         let r = login(&http, &p.gateway, name, "wrong-password").await;
         assert_eq!(r.status(), 429, "{name} slowed");
-        let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        let retry: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!((1..=2).contains(&retry), "{retry}");
         trail.push(429);
         // Once the wait passed, the third failure locks the name.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let status = login(&http, &p.gateway, name, "wrong-password").await.status();
+            let status = login(&http, &p.gateway, name, "wrong-password")
+                .await
+                .status();
             if status == 401 {
                 break;
             }
@@ -235,10 +298,16 @@ async fn failed_logins_are_slowed_then_locked_and_the_lock_expires() {
     assert_eq!(r.status(), 429);
     assert!(r.headers().contains_key("retry-after"));
     // Other users are not locked.
-    assert_eq!(login(&http, &p.gateway, ADMIN.0, ADMIN.1).await.status(), 200);
+    assert_eq!(
+        login(&http, &p.gateway, ADMIN.0, ADMIN.1).await.status(),
+        200
+    );
     // The lock expires.
     eventually(Duration::from_secs(10), "the lock expires", || async {
-        login(&http, &p.gateway, "carol", "carol-password").await.status() == 200
+        login(&http, &p.gateway, "carol", "carol-password")
+            .await
+            .status()
+            == 200
     })
     .await;
 }
@@ -272,7 +341,11 @@ async fn one_address_is_locked_after_its_failures_whatever_it_claims_to_be() {
         .await
         .unwrap();
     assert_eq!(r.status(), 429, "the address is locked");
-    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(retry > 30 && retry <= 60, "{retry}");
     // Straight to the auth service, a made-up forwarding token does not help either.
     let r = http
@@ -283,7 +356,11 @@ async fn one_address_is_locked_after_its_failures_whatever_it_claims_to_be() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 429, "session-recorder's token vouches for nothing");
+    assert_eq!(
+        r.status(),
+        429,
+        "session-recorder's token vouches for nothing"
+    );
 }
 
 #[tokio::test]
@@ -304,7 +381,11 @@ async fn disabled_users_and_reset_passwords_end_their_logins() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    let r = http.get(format!("{}/auth/users", p.gateway)).send().await.unwrap();
+    let r = http
+        .get(format!("{}/auth/users", p.gateway))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     // A name that folds to an existing one is taken.
     let r = http
@@ -326,13 +407,29 @@ async fn disabled_users_and_reset_passwords_end_their_logins() {
     assert_eq!(r.json::<Value>().await.unwrap()["disabled"], true);
     let r = login(&http, &p.gateway, "erin", "erin-password").await;
     assert_eq!(r.status(), 401);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"], "unknown user or wrong password");
-    assert_eq!(refresh(&http, &p.gateway, pair["refresh_token"].as_str().unwrap()).await.status(), 401);
-    let r = http.get(format!("{}/auth/me", p.gateway)).bearer_auth(access).send().await.unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "unknown user or wrong password"
+    );
+    assert_eq!(
+        refresh(&http, &p.gateway, pair["refresh_token"].as_str().unwrap())
+            .await
+            .status(),
+        401
+    );
+    let r = http
+        .get(format!("{}/auth/me", p.gateway))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
 
     // Enabled again and its password reset: the new password works, the old does not.
-    for (path, body) in [("enable", json!(null)), ("password", json!({"password": "erin-new-password"}))] {
+    for (path, body) in [
+        ("enable", json!(null)),
+        ("password", json!({"password": "erin-new-password"})),
+    ] {
         let mut r = http
             .post(format!("{}/auth/users/{id}/{path}", p.gateway))
             .bearer_auth(&admin);
@@ -341,9 +438,17 @@ async fn disabled_users_and_reset_passwords_end_their_logins() {
         }
         assert_eq!(r.send().await.unwrap().status(), 200, "{path}");
     }
-    assert_eq!(login(&http, &p.gateway, "erin", "erin-password").await.status(), 401);
+    assert_eq!(
+        login(&http, &p.gateway, "erin", "erin-password")
+            .await
+            .status(),
+        401
+    );
     let fresh = tokens(&http, &p.gateway, "erin", "erin-new-password").await;
-    assert_eq!(open(&http, &p, fresh["access_token"].as_str().unwrap()).await, 201);
+    assert_eq!(
+        open(&http, &p, fresh["access_token"].as_str().unwrap()).await,
+        201
+    );
     let list: Vec<Value> = http
         .get(format!("{}/auth/users", p.gateway))
         .bearer_auth(&admin)
@@ -385,35 +490,64 @@ async fn every_refused_token_form_is_refused_at_the_gateway_and_the_auth_service
         &lucid_services::client_token::SigningKey::generate_pem().unwrap(),
     )
     .unwrap();
-    let mut foreign_kid_named_ours: Vec<String> =
-        foreign.sign(&good).unwrap().split('.').map(String::from).collect();
+    let mut foreign_kid_named_ours: Vec<String> = foreign
+        .sign(&good)
+        .unwrap()
+        .split('.')
+        .map(String::from)
+        .collect();
     foreign_kid_named_ours[0] =
         URL_SAFE_NO_PAD.encode(json!({"alg": "EdDSA", "kid": kid}).to_string());
     let now = lucid_client::token::now();
     let refused = [
-        ("alg none", forge(json!({"alg": "none", "kid": kid}), &good, b"")),
+        (
+            "alg none",
+            forge(json!({"alg": "none", "kid": kid}), &good, b""),
+        ),
         ("HS256 signed with the public key", hs256_with_public_key),
         ("a kid naming another key", foreign.sign(&good).unwrap()),
-        ("another key's token naming our kid", foreign_kid_named_ours.join(".")),
+        (
+            "another key's token naming our kid",
+            foreign_kid_named_ours.join("."),
+        ),
         ("expired", sign_client(&client_claims("frank", -60))),
         (
             "not yet valid",
-            sign_client(&ClientClaims { nbf: Some(now + 300), exp: now + 600, ..good.clone() }),
+            sign_client(&ClientClaims {
+                nbf: Some(now + 300),
+                exp: now + 600,
+                ..good.clone()
+            }),
         ),
         (
             "for another audience",
-            sign_client(&ClientClaims { aud: "session-storage".into(), ..good.clone() }),
+            sign_client(&ClientClaims {
+                aud: "session-storage".into(),
+                ..good.clone()
+            }),
         ),
         ("a service token", service_token("api-gateway")),
-        ("the gateway's own service token", gateway_token_for("frank")),
+        (
+            "the gateway's own service token",
+            gateway_token_for("frank"),
+        ),
     ];
     for (why, token) in &refused {
         assert_eq!(open(&http, &p, token).await, 401, "gateway: {why}");
-        let r = http.get(format!("{}/auth/me", p.gateway)).bearer_auth(token).send().await.unwrap();
+        let r = http
+            .get(format!("{}/auth/me", p.gateway))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401, "auth service: {why}");
         assert!(r.headers().contains_key("www-authenticate"), "{why}");
     }
-    assert_eq!(open(&http, &p, &sign_client(&good)).await, 201, "the good one");
+    assert_eq!(
+        open(&http, &p, &sign_client(&good)).await,
+        201,
+        "the good one"
+    );
 }
 
 #[tokio::test]
@@ -434,15 +568,27 @@ async fn oversized_and_malformed_bodies_are_refused_in_json_and_change_nothing()
             assert_eq!(r.status(), 413, "{base}{path}");
             let v: Value = r.json().await.unwrap();
             assert!(v["error"].as_str().unwrap().contains("larger"), "{v}");
-            for bad in ["{", "[]", r#"{"username": 1}"#, r#"{"refresh_token":"a","extra":1}"#, ""] {
-                let r = http.post(format!("{base}{path}")).body(bad).send().await.unwrap();
+            for bad in [
+                "{",
+                "[]",
+                r#"{"username": 1}"#,
+                r#"{"refresh_token":"a","extra":1}"#,
+                "",
+            ] {
+                let r = http
+                    .post(format!("{base}{path}"))
+                    .body(bad)
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(r.status(), 400, "{base}{path} {bad:?}");
                 assert!(r.json::<Value>().await.unwrap()["error"].is_string());
             }
         }
     }
     // A streamed (chunked) oversized body, no Content-Length.
-    let pieces: Vec<Result<Vec<u8>, std::io::Error>> = (0..40).map(|_| Ok(vec![b' '; 1024])).collect();
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..40).map(|_| Ok(vec![b' '; 1024])).collect();
     let r = http
         .post(format!("{}/auth/login", p.gateway))
         .body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
@@ -451,7 +597,11 @@ async fn oversized_and_malformed_bodies_are_refused_in_json_and_change_nothing()
         .unwrap();
     assert_eq!(r.status(), 413);
     // A user with a bad name or a short password is not made.
-    for (name, password) in [("a b", "long-enough-pw"), ("ok-name", "short"), ("", "long-enough-pw")] {
+    for (name, password) in [
+        ("a b", "long-enough-pw"),
+        ("ok-name", "short"),
+        ("", "long-enough-pw"),
+    ] {
         let r = http
             .post(format!("{}/auth/users", p.gateway))
             .bearer_auth(&admin)
@@ -490,19 +640,38 @@ async fn the_initial_admin_password_is_never_logged_and_the_api_is_documented() 
     let _auth = Proc(cmd.spawn().unwrap());
     wait_port(port);
     let base = format!("http://127.0.0.1:{port}");
-    eventually(Duration::from_secs(30), "the administrator can log in", || async {
-        login(&http, &base, ADMIN.0, ADMIN.1).await.status() == 200
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the administrator can log in",
+        || async { login(&http, &base, ADMIN.0, ADMIN.1).await.status() == 200 },
+    )
     .await;
     let _ = login(&http, &base, ADMIN.0, "a-wrong-password").await;
-    let text = std::fs::read_to_string(&log).unwrap() + &std::fs::read_to_string(p.dir.join("auth.err")).unwrap();
+    let text = std::fs::read_to_string(&log).unwrap()
+        + &std::fs::read_to_string(p.dir.join("auth.err")).unwrap();
     assert!(text.contains("initial administrator created"), "{text}");
-    assert!(!text.contains(ADMIN.1) && !text.contains("a-wrong-password"), "{text}");
+    assert!(
+        !text.contains(ADMIN.1) && !text.contains("a-wrong-password"),
+        "{text}"
+    );
     assert!(!text.contains("PRIVATE KEY"), "{text}");
 
     // The OpenAPI document and request ids, as in the other services.
-    let doc: Value = http.get(format!("{}/openapi.json", p.auth)).send().await.unwrap().json().await.unwrap();
-    for path in ["/auth/login", "/auth/refresh", "/auth/logout", "/auth/me", "/auth/users"] {
+    let doc: Value = http
+        .get(format!("{}/openapi.json", p.auth))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/auth/login",
+        "/auth/refresh",
+        "/auth/logout",
+        "/auth/me",
+        "/auth/users",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path}");
     }
     let r = http

@@ -330,14 +330,21 @@ pub fn routes(state: Arc<AuthState>) -> Router {
         .route("/auth/users/{id}/enable", post(enable_user))
         .route("/auth/users/{id}/password", post(reset_password))
         .route("/auth/jwks.json", get(jwks))
-        .layer(middleware::from_fn_with_state(state.clone(), client_address))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            client_address,
+        ))
         .with_state(state)
 }
 
 /// The client's address: the TCP peer's, or, on a request the api-gateway forwarded with a
 /// good forwarding token, the one it names. A client's own `X-Forwarded-For` counts for
 /// nothing (it would let one address pose as many).
-async fn client_address(State(s): State<Arc<AuthState>>, mut request: Request, next: Next) -> Response {
+async fn client_address(
+    State(s): State<Arc<AuthState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -348,7 +355,11 @@ async fn client_address(State(s): State<Arc<AuthState>>, mut request: Request, n
         lucid_client::token::verify(token, &check.key, &check.expect, lucid_client::token::now())
             .ok()?;
         let named = request.headers().get(FORWARDED_FOR)?.to_str().ok()?;
-        named.trim().parse::<std::net::IpAddr>().ok().map(|ip| ip.to_string())
+        named
+            .trim()
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| ip.to_string())
     });
     request
         .extensions_mut()
@@ -357,7 +368,10 @@ async fn client_address(State(s): State<Arc<AuthState>>, mut request: Request, n
 }
 
 /// The body as JSON of `T`: 413 past [`MAX_BODY_BYTES`], 400 naming what is wrong.
-async fn json_body<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T, ServiceError> {
+async fn json_body<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ServiceError> {
     let bytes = read_limited(headers, body, MAX_BODY_BYTES).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| ServiceError::BadRequest(format!("the body is not the JSON expected: {e}")))
@@ -381,9 +395,8 @@ pub async fn read_limited(
     let mut stream = body.into_data_stream();
     let (mut kept, mut seen) = (Vec::new(), 0usize);
     while let Some(piece) = stream.next().await {
-        let piece = piece.map_err(|_| {
-            ServiceError::BadRequest("the body was cut short or unreadable".into())
-        })?;
+        let piece = piece
+            .map_err(|_| ServiceError::BadRequest("the body was cut short or unreadable".into()))?;
         seen += piece.len();
         if seen > DRAIN_BYTES {
             break;
@@ -455,7 +468,12 @@ fn too_many(seconds: u64) -> Response {
 
 impl AuthState {
     /// Signs an access token and starts (or continues) the login `family`.
-    fn pair(&self, user: &User, family: &str, refresh_token: String) -> Result<TokenPair, ServiceError> {
+    fn pair(
+        &self,
+        user: &User,
+        family: &str,
+        refresh_token: String,
+    ) -> Result<TokenPair, ServiceError> {
         let now = lucid_client::token::now();
         let claims = ClientClaims {
             iss: client_token::ISSUER.into(),
@@ -486,7 +504,8 @@ impl AuthState {
     /// user still exists, is enabled and was not reset since the token was signed.
     async fn caller(&self, headers: &HeaderMap) -> Result<(ClientClaims, User), Response> {
         let unauthorized = |m: &str| lucid_kit::auth::unauthorized(m);
-        let token = client_token::bearer(headers).ok_or_else(|| unauthorized("missing bearer token"))?;
+        let token =
+            client_token::bearer(headers).ok_or_else(|| unauthorized("missing bearer token"))?;
         let claims = self
             .verifier
             .verify(token, lucid_client::token::now())
@@ -537,7 +556,10 @@ pub(crate) async fn login(
     // Unknown user: the dummy hash, so the answer takes as long as a wrong password.
     let matched = s
         .passwords
-        .verify(credentials.password, user.as_ref().map(|u| u.password_hash.clone()))
+        .verify(
+            credentials.password,
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
     let user = match user {
@@ -679,7 +701,8 @@ pub async fn create(
     password: String,
     admin: bool,
 ) -> Result<Option<User>, ServiceError> {
-    let canonical = username::canonical(name).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+    let canonical =
+        username::canonical(name).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
     check_password(&password)?;
     let password_hash = s
         .passwords
@@ -714,7 +737,8 @@ pub(crate) async fn create_user(
     match create(&s, &new.username, new.password, new.admin).await? {
         Some(user) => Ok((StatusCode::CREATED, axum::Json(UserView::from(&user))).into_response()),
         None => Err(ServiceError::Conflict(
-            "a user of that name (compared after Unicode normalisation and case folding) exists".into(),
+            "a user of that name (compared after Unicode normalisation and case folding) exists"
+                .into(),
         )),
     }
 }
@@ -762,7 +786,13 @@ pub(crate) async fn disable_user(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ServiceError> {
-    set_user(&s, &headers, &id, doc! {"disabled": true, "sessions_valid_after": sessions_end_now()}).await
+    set_user(
+        &s,
+        &headers,
+        &id,
+        doc! {"disabled": true, "sessions_valid_after": sessions_end_now()},
+    )
+    .await
 }
 
 #[utoipa::path(post, path = "/auth/users/{id}/enable", params(("id" = String, Path)),
@@ -835,7 +865,9 @@ pub async fn bootstrap_admin(s: Arc<AuthState>, name: String, password: Option<S
                         tracing::error!(reason = %why, "the initial administrator's name or password is unusable");
                         return;
                     }
-                    Err(e) => tracing::warn!(error = %e, "cannot create the initial administrator yet"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot create the initial administrator yet")
+                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot look for an administrator yet"),
@@ -853,7 +885,10 @@ impl utoipa::Modify for BearerScheme {
         openapi
             .components
             .get_or_insert_with(Default::default)
-            .add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+            .add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
     }
 }
 

@@ -100,7 +100,11 @@ impl Passwords {
     }
 
     pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
-        let _permit = self.gate.acquire().await.map_err(|_| PasswordError::Closed)?;
+        let _permit = self
+            .gate
+            .acquire()
+            .await
+            .map_err(|_| PasswordError::Closed)?;
         let cost = self.cost;
         tokio::task::spawn_blocking(move || hash_now(&cost, &password))
             .await
@@ -109,8 +113,16 @@ impl Passwords {
 
     /// Whether `password` matches `stored`; with `stored` None, checks against the dummy
     /// hash (same cost) and answers false.
-    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<bool, PasswordError> {
-        let _permit = self.gate.acquire().await.map_err(|_| PasswordError::Closed)?;
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, PasswordError> {
+        let _permit = self
+            .gate
+            .acquire()
+            .await
+            .map_err(|_| PasswordError::Closed)?;
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.dummy.as_ref().clone());
         let matched = tokio::task::spawn_blocking(move || verify_now(&password, &stored))
@@ -148,7 +160,11 @@ mod tests {
         let h = p.hash("correct horse".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
         assert!(!h.contains("correct"));
-        assert!(p.verify("correct horse".into(), Some(h.clone())).await.unwrap());
+        assert!(
+            p.verify("correct horse".into(), Some(h.clone()))
+                .await
+                .unwrap()
+        );
         assert!(!p.verify("wrong".into(), Some(h.clone())).await.unwrap());
         assert!(!p.verify("correct horse".into(), None).await.unwrap());
         // Two hashes of one password differ (salt).
@@ -158,11 +174,19 @@ mod tests {
     #[test]
     fn parameters_below_the_owasp_minimum_are_refused() {
         for (m, t) in [(19455, 2), (47103, 1), (7167, 9), (65536, 0)] {
-            let c = Cost { memory_kib: m, iterations: t, parallelism: 1 };
+            let c = Cost {
+                memory_kib: m,
+                iterations: t,
+                parallelism: 1,
+            };
             assert!(c.check().is_err(), "m={m} t={t}");
         }
         for (m, t) in [(19456, 2), (47104, 1), (12288, 3), (7168, 5)] {
-            let c = Cost { memory_kib: m, iterations: t, parallelism: 1 };
+            let c = Cost {
+                memory_kib: m,
+                iterations: t,
+                parallelism: 1,
+            };
             assert!(c.check().is_ok(), "m={m} t={t}");
         }
     }

@@ -87,17 +87,29 @@ pub struct Sessions<'a> {
 
 impl Sessions<'_> {
     /// A new family for `user_id`; its first refresh token.
-    pub async fn start(&self, user_id: &str, family: &str, now: u64) -> Result<String, ServiceError> {
+    pub async fn start(
+        &self,
+        user_id: &str,
+        family: &str,
+        now: u64,
+    ) -> Result<String, ServiceError> {
         let token = new_secret();
         let mut c = self.kv.connection().await?;
         let family_key = format!("{FAMILY}{family}");
         redis::pipe()
             .atomic()
-            .hset_multiple(&family_key, &[("user", user_id.to_string()), ("created", now.to_string())])
+            .hset_multiple(
+                &family_key,
+                &[("user", user_id.to_string()), ("created", now.to_string())],
+            )
             .ignore()
             .expire(&family_key, self.lifetimes.session as i64)
             .ignore()
-            .set_ex(token_key(&token), format!("{family}|live"), self.lifetimes.refresh)
+            .set_ex(
+                token_key(&token),
+                format!("{family}|live"),
+                self.lifetimes.refresh,
+            )
             .ignore()
             .query_async::<()>(&mut c)
             .await
@@ -136,7 +148,10 @@ impl Sessions<'_> {
     /// Ends the family a refresh token belongs to (logout); Ok(false) if it was unknown.
     pub async fn end_by_token(&self, token: &str) -> Result<bool, ServiceError> {
         let mut c = self.kv.connection().await?;
-        let value: Option<String> = c.get(token_key(token)).await.map_err(|e| self.kv.failed(e))?;
+        let value: Option<String> = c
+            .get(token_key(token))
+            .await
+            .map_err(|e| self.kv.failed(e))?;
         let Some(family) = value.and_then(|v| v.split_once('|').map(|(f, _)| f.to_string())) else {
             return Ok(false);
         };

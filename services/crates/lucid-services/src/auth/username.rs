@@ -55,7 +55,10 @@ mod tests {
         // Full case folding, not just lower-casing: ß folds to ss.
         assert_eq!(canonical("Straße").unwrap(), canonical("STRASSE").unwrap());
         // Composed and decomposed é.
-        assert_eq!(canonical("Jos\u{e9}").unwrap(), canonical("Jose\u{301}").unwrap());
+        assert_eq!(
+            canonical("Jos\u{e9}").unwrap(),
+            canonical("Jose\u{301}").unwrap()
+        );
         // The ligature ﬁ (compatibility) is fi.
         assert_eq!(canonical("\u{fb01}n").unwrap(), canonical("fin").unwrap());
         assert_ne!(canonical("ann").unwrap(), canonical("anne").unwrap());

@@ -116,7 +116,8 @@ impl Users {
 
     /// Inserts `user`; Ok(false) when the name is taken.
     pub async fn create(&self, user: &User) -> Result<bool, ServiceError> {
-        let d = mongodb::bson::to_document(user).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let d =
+            mongodb::bson::to_document(user).map_err(|e| ServiceError::Internal(e.to_string()))?;
         match self.collection.insert_one(d).await {
             Ok(_) => Ok(true),
             Err(e) if is_duplicate_key(&e) => Ok(false),

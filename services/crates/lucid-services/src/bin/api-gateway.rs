@@ -23,8 +23,9 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     lucid_kit::exit_if_version_asked("api-gateway", env!("CARGO_PKG_VERSION"));
     init_logging();
-    let settings: Settings = lucid_kit::load("api-gateway")
-        .map_err(|e| format!("{e} (the gateway needs JWT_SECRET_KEY to sign its service tokens)"))?;
+    let settings: Settings = lucid_kit::load("api-gateway").map_err(|e| {
+        format!("{e} (the gateway needs JWT_SECRET_KEY to sign its service tokens)")
+    })?;
     let mut client_config = ClientConfig::from_env("api-gateway")?;
     // The gateway signs service tokens: it never runs without its key, in any environment.
     let key = lucid_services::signing_key(
@@ -35,7 +36,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     client_config.signing_key = Some(key);
     let verifier = settings.verifier()?;
     tracing::info!(keys = ?verifier.kids().collect::<Vec<_>>(), "checking client tokens with lucid-auth-service's public keys");
-    let auth = Arc::new(lucid_services::auth_relay::AuthRelay::from_env(&client_config)?);
+    let auth = Arc::new(lucid_services::auth_relay::AuthRelay::from_env(
+        &client_config,
+    )?);
     if !auth.configured() {
         tracing::warn!("LUCID_AUTH_SERVICE_URL is unset: /auth/* answers 503");
     }

@@ -201,7 +201,10 @@ impl Pipeline {
             ("SESSION_RECORDER_ADMIN_PORT", admin_ports[1].1.to_string()),
             ("API_GATEWAY_ADMIN_PORT", admin_ports[2].1.to_string()),
             ("LUCID_AUTH_SERVICE_PORT", auth_port.to_string()),
-            ("LUCID_AUTH_SERVICE_ADMIN_PORT", admin_ports[3].1.to_string()),
+            (
+                "LUCID_AUTH_SERVICE_ADMIN_PORT",
+                admin_ports[3].1.to_string(),
+            ),
             (
                 "LUCID_AUTH_SERVICE_URL",
                 format!("http://127.0.0.1:{auth_port}"),
@@ -230,13 +233,18 @@ impl Pipeline {
             infra: vec![("redis", redis), ("mongo", mongo)],
             services: Vec::new(),
         };
-        for name in [
+        let names = [
             "lucid-auth-service",
             "session-storage",
             "session-recorder",
             "api-gateway",
-        ] {
+        ];
+        // All started before any is waited for: a port chosen by `free_port` is free only
+        // until something else takes it, so the sooner each binds the better.
+        for name in names {
             p.start_service(name);
+        }
+        for name in names {
             p.wait_ready(name);
         }
         p
@@ -303,14 +311,7 @@ impl Pipeline {
     }
 
     pub fn start_service(&mut self, name: &'static str) {
-        let mut cmd = self.command(name);
-        if std::env::var_os("LUCID_TEST_LOGS").is_some() {
-            eprintln!("{name} log: {}", self.dir.join(format!("{name}.log")).display());
-            cmd.stdout(std::fs::File::create(self.dir.join(format!("{name}.log"))).unwrap());
-            self.services.push((name, Proc(cmd.spawn().unwrap())));
-            return;
-        }
-        let proc = spawn(&mut cmd);
+        let proc = spawn(&mut self.command(name));
         self.services.push((name, proc));
     }
 
