@@ -57,21 +57,11 @@ async fn create_user(
     r.json().await.unwrap()
 }
 
+/// The initial administrator's access token (the pipeline waited for `/ready`, which
+/// holds until the administrator exists).
 async fn admin_token(http: &reqwest::Client, p: &Pipeline) -> String {
-    // The initial administrator is made in the background at start: polled for.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = login(http, &p.gateway, ADMIN.0, ADMIN.1).await;
-        if r.status() == 200 {
-            let v: Value = r.json().await.unwrap();
-            return v["access_token"].as_str().unwrap().to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the initial administrator never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let v = tokens(http, &p.gateway, ADMIN.0, ADMIN.1).await;
+    v["access_token"].as_str().unwrap().to_string()
 }
 
 async fn open(http: &reqwest::Client, p: &Pipeline, token: &str) -> u16 {
@@ -249,7 +239,7 @@ async fn failed_logins_are_slowed_then_locked_and_the_lock_expires() {
     let p = Pipeline::start_with(&[
         ("LOGIN_FREE_FAILURES", "1"),
         ("LOGIN_MAX_FAILURES_PER_USER", "3"),
-        ("LOGIN_LOCK_SECONDS", "2"),
+        ("LOGIN_LOCK_SECONDS", "5"),
         ("LOGIN_MAX_FAILURES_PER_ADDRESS", "1000"),
     ]);
     let http = reqwest::Client::new();
@@ -292,18 +282,18 @@ async fn failed_logins_are_slowed_then_locked_and_the_lock_expires() {
         }
         trail.push(401);
         assert_eq!(trail, [401, 401, 429, 401], "{name}");
+        // Locked: even the right password waits.
+        let r = login(&http, &p.gateway, name, "carol-password").await;
+        assert_eq!(r.status(), 429, "{name} locked");
+        assert!(r.headers().contains_key("retry-after"));
     }
-    // Locked: even the right password waits.
-    let r = login(&http, &p.gateway, "carol", "carol-password").await;
-    assert_eq!(r.status(), 429);
-    assert!(r.headers().contains_key("retry-after"));
     // Other users are not locked.
     assert_eq!(
         login(&http, &p.gateway, ADMIN.0, ADMIN.1).await.status(),
         200
     );
     // The lock expires.
-    eventually(Duration::from_secs(10), "the lock expires", || async {
+    eventually(Duration::from_secs(20), "the lock expires", || async {
         login(&http, &p.gateway, "carol", "carol-password")
             .await
             .status()
@@ -640,12 +630,14 @@ async fn the_initial_admin_password_is_never_logged_and_the_api_is_documented() 
     let _auth = Proc(cmd.spawn().unwrap());
     wait_port(port);
     let base = format!("http://127.0.0.1:{port}");
+    // Ready once the administrator exists.
     eventually(
         Duration::from_secs(30),
-        "the administrator can log in",
-        || async { login(&http, &base, ADMIN.0, ADMIN.1).await.status() == 200 },
+        "the new auth service is ready",
+        || async { http_status(admin_port, "/ready") == Some(200) },
     )
     .await;
+    assert_eq!(login(&http, &base, ADMIN.0, ADMIN.1).await.status(), 200);
     let _ = login(&http, &base, ADMIN.0, "a-wrong-password").await;
     let text = std::fs::read_to_string(&log).unwrap()
         + &std::fs::read_to_string(p.dir.join("auth.err")).unwrap();

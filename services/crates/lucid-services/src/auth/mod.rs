@@ -839,8 +839,19 @@ pub(crate) async fn jwks(State(s): State<Arc<AuthState>>) -> Response {
 }
 
 /// Creates the initial administrator when there is none, from the Secret's password;
-/// retried until MongoDB answers. The password is never logged.
-pub async fn bootstrap_admin(s: Arc<AuthState>, name: String, password: Option<String>) {
+/// retried until MongoDB answers, then sets `done` (a `/ready` check: user management is
+/// not ready before). The password is never logged.
+pub async fn bootstrap_admin(
+    s: Arc<AuthState>,
+    name: String,
+    password: Option<String>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+) {
+    ensure_admin(&s, &name, password).await;
+    done.store(true, std::sync::atomic::Ordering::Release);
+}
+
+async fn ensure_admin(s: &AuthState, name: &str, password: Option<String>) {
     let mut wait = std::time::Duration::from_millis(200);
     loop {
         match s.users.any_admin().await {
@@ -852,7 +863,7 @@ pub async fn bootstrap_admin(s: Arc<AuthState>, name: String, password: Option<S
                     );
                     return;
                 };
-                match create(&s, &name, password, true).await {
+                match create(s, name, password, true).await {
                     Ok(Some(_)) => {
                         tracing::info!(username = %name, "initial administrator created");
                         return;

@@ -1,5 +1,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use lucid_client::Environment;
 use lucid_kit::auth::TokenCheck;
@@ -91,10 +92,12 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         forwarding,
         metrics: metrics.clone(),
     });
+    let bootstrapped = Arc::new(AtomicBool::new(false));
     tokio::spawn(bootstrap_admin(
         state.clone(),
         settings.lucid_admin_username.clone(),
         admin_password,
+        bootstrapped.clone(),
     ));
     let ping = state.clone();
     let app = App::new(SERVICE, env!("CARGO_PKG_VERSION"), Default::default())?
@@ -105,7 +108,20 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
                 Box::pin(async move { s.kv.ping().await })
             }),
         )
-        .ready_check("mongodb", lucid_services::mongo_ready(db));
+        .ready_check("mongodb", lucid_services::mongo_ready(db))
+        .ready_check(
+            "initial administrator",
+            Arc::new(move || {
+                let done = bootstrapped.load(Ordering::Acquire);
+                Box::pin(async move {
+                    if done {
+                        Ok(())
+                    } else {
+                        Err("looking for (or creating) the initial administrator".into())
+                    }
+                })
+            }),
+        );
     let app = metrics.register(app);
     let api = app
         .bounded(routes(state))
