@@ -92,12 +92,13 @@ pub struct GatewayState {
     pub chunk_reads: Arc<tokio::sync::Semaphore>,
 }
 
-/// `bound` puts the request timeout on the buffered routes (not on the streamed upload).
+/// `bound` puts the request timeout on the buffered routes (not on the streamed upload)
+/// and on `/auth/*`.
 pub fn routes(
     state: Arc<GatewayState>,
     verifier: Verifier,
     auth: Arc<AuthRelay>,
-    bound: impl FnOnce(Router) -> Router,
+    bound: impl Fn(Router) -> Router,
 ) -> Router {
     let buffered = bound(
         Router::new()
@@ -119,10 +120,10 @@ pub fn routes(
             Arc::new(verifier),
             require_client_token,
         ))
-        .merge(crate::auth_relay::routes(auth))
-        .merge(crate::openapi::route(
-            <crate::openapi::GatewayApi as utoipa::OpenApi>::openapi(),
-        ))
+        // Outside the token check (a login has no token yet); bounded like every buffered
+        // route.
+        .merge(bound(crate::auth_relay::routes(auth)))
+        .merge(crate::openapi::route(gateway_document()))
 }
 
 /// Accepts only a client token lucid-auth-service signed (see `client_token`): a service
@@ -142,6 +143,13 @@ async fn require_client_token(
         }
         Err(e) => lucid_kit::auth::unauthorized(&e.to_string()),
     }
+}
+
+/// The gateway's OpenAPI document: its own routes and the `/auth/*` it relays.
+fn gateway_document() -> utoipa::openapi::OpenApi {
+    let mut doc = <crate::openapi::GatewayApi as utoipa::OpenApi>::openapi();
+    doc.merge(<crate::auth::AuthApi as utoipa::OpenApi>::openapi());
+    doc
 }
 
 /// Every peer call made for this request carries the client's `sub` as `user`.

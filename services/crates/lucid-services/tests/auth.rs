@@ -648,23 +648,26 @@ async fn the_initial_admin_password_is_never_logged_and_the_api_is_documented() 
     );
     assert!(!text.contains("PRIVATE KEY"), "{text}");
 
-    // The OpenAPI document and request ids, as in the other services.
-    let doc: Value = http
-        .get(format!("{}/openapi.json", p.auth))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    for path in [
-        "/auth/login",
-        "/auth/refresh",
-        "/auth/logout",
-        "/auth/me",
-        "/auth/users",
-    ] {
-        assert!(doc["paths"][path].is_object(), "{path}");
+    // The OpenAPI document (the auth service's, and the gateway's, which relays /auth/*)
+    // and request ids, as in the other services.
+    for base in [&p.auth, &p.gateway] {
+        let doc: Value = http
+            .get(format!("{base}/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for path in [
+            "/auth/login",
+            "/auth/refresh",
+            "/auth/logout",
+            "/auth/me",
+            "/auth/users",
+        ] {
+            assert!(doc["paths"][path].is_object(), "{base} {path}");
+        }
     }
     let r = http
         .post(format!("{}/auth/login", p.gateway))

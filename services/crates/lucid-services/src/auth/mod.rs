@@ -638,12 +638,14 @@ pub(crate) async fn logout(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ServiceError> {
-    let request: LogoutRequest = if headers.contains_key(header::CONTENT_LENGTH)
-        || headers.contains_key(header::TRANSFER_ENCODING)
-    {
-        json_body(&headers, body).await?
-    } else {
+    // The body is optional here: none means "the access token's login".
+    let bytes = read_limited(&headers, body, MAX_BODY_BYTES).await?;
+    let request: LogoutRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         LogoutRequest::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ServiceError::BadRequest(format!("the body is not the JSON expected: {e}"))
+        })?
     };
     let sessions = s.sessions();
     if let Some(token) = request.refresh_token.filter(|t| !t.is_empty()) {
