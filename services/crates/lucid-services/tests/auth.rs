@@ -678,3 +678,44 @@ async fn the_initial_admin_password_is_never_logged_and_the_api_is_documented() 
         .unwrap();
     assert_eq!(r.headers()["x-request-id"], "req-auth-1");
 }
+
+#[tokio::test]
+async fn without_their_keys_or_with_weak_hashing_the_auth_service_and_gateway_refuse_to_start() {
+    let p = Pipeline::start();
+    let run = |name: &str, env: &[(&str, Option<&str>)]| {
+        let mut cmd = p.command(name);
+        for (k, v) in env {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, err) = run("lucid-auth-service", &[("AUTH_SIGNING_KEY", None)]);
+    assert!(!ok && err.contains("AUTH_SIGNING_KEY"), "{err}");
+    let garbage =
+        "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1tYXRlcmlhbA==\n-----END PRIVATE KEY-----";
+    let (ok, err) = run("lucid-auth-service", &[("AUTH_SIGNING_KEY", Some(garbage))]);
+    assert!(!ok && err.contains("Ed25519"), "{err}");
+    assert!(!err.contains("c2VjcmV0"), "printed the key: {err}");
+    let (ok, err) = run("lucid-auth-service", &[("ARGON2_MEMORY_KIB", Some("4096"))]);
+    assert!(!ok && err.contains("OWASP"), "{err}");
+    let (ok, err) = run(
+        "lucid-auth-service",
+        &[("ACCESS_TOKEN_SECONDS", Some("86400"))],
+    );
+    assert!(!ok && err.contains("ACCESS_TOKEN_SECONDS"), "{err}");
+    let (ok, err) = run("api-gateway", &[("AUTH_PUBLIC_KEYS", None)]);
+    assert!(!ok && err.contains("AUTH_PUBLIC_KEYS"), "{err}");
+    // The private key where the public one belongs is refused too.
+    let (ok, err) = run("api-gateway", &[("AUTH_PUBLIC_KEYS", Some(signing_pem()))]);
+    assert!(!ok && err.contains("AUTH_PUBLIC_KEYS"), "{err}");
+    assert!(!err.contains("PRIVATE"), "printed the key: {err}");
+}
