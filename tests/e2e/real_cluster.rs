@@ -23,8 +23,7 @@ use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client, ResourceExt};
 use lucid_e2e::node::stack::{
     ADMIN_PASSWORD, ADMIN_USERNAME, AUTH_PUBLIC_KEYS, JWT_KEY, OPERATOR_NAMESPACE, PIPELINE,
-    create_namespace, for_this_node, install_operator, pipeline_documents,
-    record_session_binary,
+    create_namespace, for_this_node, install_operator, pipeline_documents, record_session_binary,
 };
 use lucid_e2e::node::{RealCluster, real_cluster};
 use lucid_e2e::{apply_documents, condition, is_ready, wait_for_within};
