@@ -286,7 +286,7 @@ pub async fn serve_listener(
                     id
                 };
                 let io = TokioIo::new(IdleStream::new(stream, &limits, conn.clone()));
-                let service = TowerToHyperService::new(Tracked { router, conn });
+                let service = TowerToHyperService::new(Tracked { router, conn, peer });
                 let connection = watcher.watch(http.serve_connection(io, service));
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
@@ -357,6 +357,8 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 struct Tracked {
     router: Router,
     conn: Arc<Conn>,
+    /// The client's address, for handlers as axum's `ConnectInfo` (brute-force limits).
+    peer: SocketAddr,
 }
 
 struct InFlight(Arc<Conn>);
@@ -382,7 +384,10 @@ where
         tower_service::Service::<axum::http::Request<B>>::poll_ready(&mut self.router, cx)
     }
 
-    fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: axum::http::Request<B>) -> Self::Future {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
         self.conn.in_flight.fetch_add(1, Ordering::SeqCst);
         self.conn.started.fetch_add(1, Ordering::SeqCst);
         self.conn.head_since.store(0, Ordering::SeqCst);

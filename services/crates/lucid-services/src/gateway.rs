@@ -1,7 +1,8 @@
-//! api-gateway (port 8080, from the catalog): authenticates clients with JWT (HS256, audience
-//! `api-gateway`, issuer `lucid-auth-service`, signed with `JWT_SECRET_KEY`), routes to the
-//! session services through lucid-client acting for the token's `sub` (signed into each
-//! service token as `user`), and reports its peers' health.
+//! api-gateway (port 8080, from the catalog): authenticates clients with the client tokens
+//! lucid-auth-service signs (EdDSA, checked with its public keys, `client_token`), routes to
+//! the session services through lucid-client acting for the token's `sub` (signed into each
+//! service token as `user`), relays `/auth/*` to the auth service (`auth_relay`), and
+//! reports its peers' health.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,12 +17,12 @@ use axum::routing::{get, post, put};
 use axum::{Extension, Router};
 use futures::TryStreamExt;
 use lucid_client::IntegrationManager;
-use lucid_client::token::{Claims, Expect};
-use lucid_kit::auth::{TokenCheck, require_token};
 use reqwest::Method;
 use serde::Deserialize;
 
 use crate::address;
+use crate::auth_relay::AuthRelay;
+use crate::client_token::{ClientClaims, Verifier};
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
 use crate::storage::{chunk_headers, not_modified};
@@ -29,7 +30,7 @@ use crate::storage::{chunk_headers, not_modified};
 pub const PEERS: &[&str] = &["session-recorder", "session-storage"];
 
 /// Who signs client tokens.
-pub const CLIENT_TOKEN_ISSUER: &str = "lucid-auth-service";
+pub const CLIENT_TOKEN_ISSUER: &str = crate::client_token::ISSUER;
 
 /// The longest client token accepted (`exp - iat`): an hour; a leaked token is useless
 /// after that whatever its `exp` says.
@@ -40,7 +41,15 @@ pub const CLIENT_TOKEN_MAX_LIFETIME: u64 = 3600;
 pub struct Settings {
     #[serde(default = "default_port")]
     pub api_gateway_port: u16,
+    /// Signs the gateway's service tokens (to the recorder, storage and the auth service).
     pub jwt_secret_key: lucid_kit::settings::Secret,
+    /// The public keys client tokens are checked with: lucid-auth-service's JWKS
+    /// (`lucid-auth-service --public-keys`), from a ConfigMap or Secret.
+    #[serde(default)]
+    pub auth_public_keys: Option<lucid_kit::settings::Secret>,
+    /// A file holding them instead (a mounted ConfigMap).
+    #[serde(default)]
+    pub auth_public_keys_file: Option<String>,
     /// Largest upload relayed in one request (as the recorder's, whose default it shares).
     #[serde(default = "default_max_upload")]
     pub max_upload_bytes: usize,
@@ -82,6 +91,21 @@ fn default_max_upload() -> usize {
     256 << 20
 }
 
+impl Settings {
+    /// The client-token verifier from `AUTH_PUBLIC_KEYS` or `AUTH_PUBLIC_KEYS_FILE`.
+    pub fn verifier(&self) -> Result<Verifier, String> {
+        let text = match (&self.auth_public_keys, &self.auth_public_keys_file) {
+            (Some(k), _) if !k.expose().trim().is_empty() => k.expose().to_string(),
+            (_, Some(path)) if !path.is_empty() => std::fs::read_to_string(path)
+                .map_err(|e| format!("AUTH_PUBLIC_KEYS_FILE {path}: {e}"))?,
+            _ => {
+                return Err("AUTH_PUBLIC_KEYS (or AUTH_PUBLIC_KEYS_FILE) is unset: the gateway checks client tokens with lucid-auth-service's public keys (`lucid-auth-service --public-keys`)".into());
+            }
+        };
+        Verifier::from_jwks(&text, CLIENT_TOKEN_MAX_LIFETIME).map_err(|e| e.to_string())
+    }
+}
+
 pub struct GatewayState {
     pub peers: IntegrationManager,
     pub metrics: Metrics,
@@ -93,20 +117,14 @@ pub struct GatewayState {
     pub pace: lucid_kit::body::Pace,
 }
 
-/// `bound` puts the request timeout on the buffered routes (not on the streamed upload).
+/// `bound` puts the request timeout on the buffered routes (not on the streamed upload)
+/// and on `/auth/*`.
 pub fn routes(
     state: Arc<GatewayState>,
-    key: Vec<u8>,
-    bound: impl FnOnce(Router) -> Router,
+    verifier: Verifier,
+    auth: Arc<AuthRelay>,
+    bound: impl Fn(Router) -> Router,
 ) -> Router {
-    let check = TokenCheck {
-        key: Arc::new(key),
-        expect: Expect {
-            audience: Some("api-gateway".into()),
-            issuers: vec![CLIENT_TOKEN_ISSUER.into()],
-            max_lifetime: CLIENT_TOKEN_MAX_LIFETIME,
-        },
-    };
     let buffered = bound(
         Router::new()
             .route(
@@ -130,17 +148,47 @@ pub fn routes(
                 .with_state(state.clone()),
         )
         .layer(middleware::from_fn_with_state(state, act_for_subject))
-        .layer(middleware::from_fn_with_state(check, require_token))
-        .merge(crate::openapi::route(
-            <crate::openapi::GatewayApi as utoipa::OpenApi>::openapi(),
+        .layer(middleware::from_fn_with_state(
+            Arc::new(verifier),
+            require_client_token,
         ))
+        // Outside the token check (a login has no token yet); bounded like every buffered
+        // route.
+        .merge(bound(crate::auth_relay::routes(auth)))
+        .merge(crate::openapi::route(gateway_document()))
+}
+
+/// Accepts only a client token lucid-auth-service signed (see `client_token`): a service
+/// token, or any token signed with `JWT_SECRET_KEY`, is refused.
+async fn require_client_token(
+    State(verifier): State<Arc<Verifier>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = crate::client_token::bearer(request.headers()) else {
+        return lucid_kit::auth::unauthorized("missing bearer token");
+    };
+    match verifier.verify(token, lucid_client::token::now()) {
+        Ok(claims) => {
+            request.extensions_mut().insert(claims);
+            next.run(request).await
+        }
+        Err(e) => lucid_kit::auth::unauthorized(&e.to_string()),
+    }
+}
+
+/// The gateway's OpenAPI document: its own routes and the `/auth/*` it relays.
+fn gateway_document() -> utoipa::openapi::OpenApi {
+    let mut doc = <crate::openapi::GatewayApi as utoipa::OpenApi>::openapi();
+    doc.merge(<crate::auth::AuthApi as utoipa::OpenApi>::openapi());
+    doc
 }
 
 /// Every peer call made for this request carries the client's `sub` as `user`; one user
 /// has at most its share of the request slots (before its body is read).
 async fn act_for_subject(
     State(s): State<Arc<GatewayState>>,
-    claims: Option<Extension<Claims>>,
+    claims: Option<Extension<ClientClaims>>,
     request: Request,
     next: Next,
 ) -> Response {

@@ -8,7 +8,10 @@
 //!   adds nothing to the session.
 
 pub mod address;
+pub mod auth;
+pub mod auth_relay;
 pub mod chunk_store;
+pub mod client_token;
 pub mod error;
 pub mod gateway;
 pub mod merkle;
