@@ -53,13 +53,14 @@ struct Bearer;
 /// ids in its path, and the answers the layers around it give (400 for a malformed id or
 /// body, 401 without a valid token, 408/413 for a body too slow or too large, 429 over a
 /// user's own share).
-struct Common {
-    /// The gateway and the recorder hold users to their shares (429); storage knows no users.
+pub(crate) struct Common {
+    /// The gateway and the recorder hold users to their shares (429); storage and the auth
+    /// service know no such shares.
     per_user: bool,
 }
 
 const PER_USER: Common = Common { per_user: true };
-const NO_USERS: Common = Common { per_user: false };
+pub(crate) const NO_USERS: Common = Common { per_user: false };
 
 const SESSION_ID_PATTERN: &str = "^[0-9a-f]{32}$";
 const ADDRESS_PATTERN: &str = "^[0-9a-f]{64}$";
@@ -116,8 +117,14 @@ impl Modify for Common {
                             .into(),
                     ));
                 }
+                // An operation marked `security(())` needs no token (a login, the JWKS):
+                // nothing there answers 401 for a missing one.
+                let public = op
+                    .security
+                    .as_ref()
+                    .is_some_and(|s| s.contains(&Default::default()));
                 for (code, description) in common {
-                    if code == "429" && !self.per_user {
+                    if (code == "429" && !self.per_user) || (code == "401" && public) {
                         continue;
                     }
                     op.responses

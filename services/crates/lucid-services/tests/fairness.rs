@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
+use lucid_services::client_token::ClientClaims;
 use serde_json::Value;
 
 /// One byte every `every`, `count` times: a body that never stalls long enough for an
@@ -155,8 +156,12 @@ async fn open_sessions_are_capped_per_user_and_a_huge_subject_is_refused() {
         .unwrap();
     assert_eq!(r.status(), 200);
     open_session(&http, &p, &mallory).await;
-    // A 250 kB subject would be stored with every session: refused.
-    let huge = user_token(&"u".repeat(250_000), 300);
+    // A 250 kB subject would be stored with every session: refused. (Its `name` kept
+    // short: both in one header would pass hyper's header size, 431 before the check.)
+    let huge = sign_client(&ClientClaims {
+        name: "mallory".into(),
+        ..client_claims(&"u".repeat(250_000), 300)
+    });
     let r = http
         .post(format!("{}/api/sessions", p.gateway))
         .bearer_auth(&huge)
@@ -525,6 +530,7 @@ async fn openapi_documents_give_id_patterns_and_the_common_answers() {
         p.gateway.clone(),
         format!("http://127.0.0.1:{}", p.recorder_port),
         format!("http://127.0.0.1:{}", p.storage_port),
+        p.auth.clone(),
     ] {
         let doc: Value = http
             .get(format!("{base}/openapi.json"))
@@ -537,7 +543,15 @@ async fn openapi_documents_give_id_patterns_and_the_common_answers() {
         let mut patterns = 0;
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
+                // A login or the JWKS needs no token (`security: [{}]`): no 401 for one.
+                let public = op["security"].as_array().is_some_and(|s| {
+                    s.iter()
+                        .any(|r| r.as_object().is_some_and(|r| r.is_empty()))
+                });
                 for code in ["400", "401"] {
+                    if code == "401" && public {
+                        continue;
+                    }
                     assert!(
                         op["responses"][code].is_object(),
                         "{base} {method} {path} lacks {code}"

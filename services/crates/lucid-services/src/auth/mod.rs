@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::client_token::{self, ClientClaims, SigningKey, Verifier};
 use crate::error::ServiceError;
+use crate::openapi::NO_USERS;
 use kv::Kv;
 use password::{Cost, Passwords};
 use sessions::{Lifetimes, Rotated, Sessions};
@@ -529,7 +530,7 @@ impl AuthState {
     }
 }
 
-#[utoipa::path(post, path = "/auth/login", request_body = Credentials,
+#[utoipa::path(post, path = "/auth/login", request_body = Credentials, security(()),
     responses((status = 200, body = TokenPair), (status = 400, body = crate::openapi::ErrorBody), (status = 401, description = "unknown user, wrong password or disabled user: one answer", body = crate::openapi::ErrorBody), (status = 413, body = crate::openapi::ErrorBody), (status = 429, description = "too many failures: see Retry-After", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn login(
     State(s): State<Arc<AuthState>>,
@@ -580,7 +581,7 @@ pub(crate) async fn login(
     Ok(axum::Json(s.pair(&user, &family, refresh)?).into_response())
 }
 
-#[utoipa::path(post, path = "/auth/refresh", request_body = RefreshRequest,
+#[utoipa::path(post, path = "/auth/refresh", request_body = RefreshRequest, security(()),
     responses((status = 200, body = TokenPair), (status = 400, body = crate::openapi::ErrorBody), (status = 401, description = "unknown, spent (the login is now revoked), revoked or expired", body = crate::openapi::ErrorBody), (status = 413, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn refresh(
     State(s): State<Arc<AuthState>>,
@@ -835,7 +836,7 @@ pub(crate) async fn reset_password(
 }
 
 /// The public key set (for operators to compare with the gateway's `AUTH_PUBLIC_KEYS`).
-#[utoipa::path(get, path = "/auth/jwks.json", responses((status = 200, description = "the public keys client tokens are signed with (JWKS, RFC 7517/8037)")))]
+#[utoipa::path(get, path = "/auth/jwks.json", security(()), responses((status = 200, description = "the public keys client tokens are signed with (JWKS, RFC 7517/8037)")))]
 pub(crate) async fn jwks(State(s): State<Arc<AuthState>>) -> Response {
     axum::Json(s.key.jwks()).into_response()
 }
@@ -910,7 +911,7 @@ impl utoipa::Modify for BearerScheme {
     info(title = "lucid-auth-service", description = "Users, logins and client tokens. Login and refresh need no token; /auth/me, /auth/logout (without a refresh token) and /auth/users* take the access token as Bearer (EdDSA JWT, aud api-gateway, iss lucid-auth-service); /auth/users* need an administrator."),
     paths(login, refresh, logout, me, create_user, list_users, disable_user, enable_user, reset_password, jwks),
     components(schemas(crate::openapi::ErrorBody, Credentials, RefreshRequest, LogoutRequest, TokenPair, UserView, NewUser, NewPassword)),
-    modifiers(&BearerScheme),
+    modifiers(&BearerScheme, &NO_USERS),
     security(("bearer" = []))
 )]
 pub struct AuthApi;
