@@ -282,17 +282,14 @@ impl Verifier {
     }
 }
 
-/// The bearer token of an `Authorization` header; the scheme is case-insensitive (RFC 7235).
+/// The bearer token of an `Authorization` header; the scheme is case-insensitive (RFC 7235),
+/// parsed as lucid-kit parses it for service tokens.
 pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
-    let value = headers
+    headers
         .get(axum::http::header::AUTHORIZATION)?
         .to_str()
-        .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+        .ok()
+        .and_then(lucid_kit::auth::bearer_token)
 }
 
 #[cfg(test)]
