@@ -38,8 +38,9 @@ declare -A SOURCES=(
   [lucid-session-storage]="services/Cargo.toml lucid-services session-storage"
   [lucid-session-recorder]="services/Cargo.toml lucid-services session-recorder"
   [lucid-api-gateway]="services/Cargo.toml lucid-services api-gateway"
+  [lucid-auth-service]="services/Cargo.toml lucid-services lucid-auth-service"
 )
-ORDER=(lucid-operator lucid-session-storage lucid-session-recorder lucid-api-gateway)
+ORDER=(lucid-operator lucid-session-storage lucid-session-recorder lucid-api-gateway lucid-auth-service)
 if [ $# -gt 0 ]; then ORDER=("$@"); fi
 
 log() { printf '[images] %s  %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }

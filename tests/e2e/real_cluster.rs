@@ -7,7 +7,8 @@
 //!   wire-protocol server, all as LucidServices: every container runs as 65532 with a
 //!   read-only root, no capabilities and seccomp, passes its probes; services and phases
 //!   report Ready from real pod readiness; a session recorded through the api-gateway's
-//!   Service reads back whole; a killed pod is replaced and the service is Ready again.
+//!   Service, by a client that logged in through it (lucid-auth-service), reads back
+//!   whole; a killed pod is replaced and the service is Ready again.
 //! - A bad image tag makes its LucidService Degraded, naming the image.
 //!
 //! Needs root; `tests/run-all.sh` provides the binaries and images.
@@ -21,8 +22,8 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{DeleteParams, ListParams};
 use kube::{Api, Client, ResourceExt};
 use lucid_e2e::node::stack::{
-    JWT_KEY, OPERATOR_NAMESPACE, PIPELINE, create_namespace, for_this_node, install_operator,
-    pipeline_documents, record_session_binary,
+    ADMIN_PASSWORD, ADMIN_USERNAME, AUTH_PUBLIC_KEYS, JWT_KEY, OPERATOR_NAMESPACE, PIPELINE,
+    create_namespace, for_this_node, install_operator, pipeline_documents, record_session_binary,
 };
 use lucid_e2e::node::{RealCluster, real_cluster};
 use lucid_e2e::{apply_documents, condition, is_ready, wait_for_within};
@@ -213,7 +214,7 @@ async fn the_session_pipeline_runs_hardened_in_real_pods_and_records_a_session()
         assert_eq!(status.observed_generation, ls.metadata.generation);
     }
     let phases: Api<LucidPhase> = Api::namespaced(client.clone(), ns);
-    for (phase, members) in [("foundation", 2), ("core", 1), ("application", 2)] {
+    for (phase, members) in [("foundation", 3), ("core", 1), ("application", 2)] {
         let ready = format!("{members}/{members}");
         let p = wait_for_within(&phases, phase, "Ready", POD_WAIT, |p: &LucidPhase| {
             p.status.as_ref().is_some_and(|s| {
@@ -283,7 +284,12 @@ async fn the_session_pipeline_runs_hardened_in_real_pods_and_records_a_session()
     .await;
     let service_ip = client_service_ip(&client, ns, "api-gateway").await;
     assert_eq!(gateway.to_string(), service_ip, "DNS answers the ClusterIP");
-    for name in ["api-gateway", "session-recorder", "session-storage"] {
+    for name in [
+        "lucid-auth-service",
+        "api-gateway",
+        "session-recorder",
+        "session-storage",
+    ] {
         lucid_e2e::eventually_within(POD_WAIT, &format!("{name}'s pod in its Endpoints"), || {
             let client = client.clone();
             async move { (!ready_endpoints(&client, ns, name).await.is_empty()).then_some(()) }
@@ -307,7 +313,10 @@ async fn the_session_pipeline_runs_hardened_in_real_pods_and_records_a_session()
         let mut c = Command::new(record_session_binary());
         c.arg(format!("http://{gateway}:8080"))
             .arg("3")
-            .env("JWT_SECRET_KEY", JWT_KEY);
+            // It logs in through the gateway's /auth/login (lucid-auth-service behind it):
+            // no token is minted here.
+            .env("LUCID_USERNAME", ADMIN_USERNAME)
+            .env("LUCID_PASSWORD", ADMIN_PASSWORD);
         c
     });
     let summary: serde_json::Value = serde_json::from_str(&stdout(&recorded)).expect("summary");
@@ -347,7 +356,8 @@ async fn the_session_pipeline_runs_hardened_in_real_pods_and_records_a_session()
         let mut c = Command::new(record_session_binary());
         c.arg(format!("http://{gateway}:8080"))
             .arg("1")
-            .env("JWT_SECRET_KEY", JWT_KEY);
+            .env("LUCID_USERNAME", ADMIN_USERNAME)
+            .env("LUCID_PASSWORD", ADMIN_PASSWORD);
         c
     });
     assert!(stdout(&again).contains("merkle_root"));
@@ -471,10 +481,13 @@ spec:
     );
     assert!(message.contains("keeps exiting"), "{message}");
 
-    // Given its key, it starts and turns Ready.
+    // Given its keys (its own, and the auth service's public keys), it starts and turns
+    // Ready.
     let complete = fixed.replace(
         "  phase: core\n",
-        &format!("  phase: core\n  env: [{{name: JWT_SECRET_KEY, value: {JWT_KEY}}}]\n"),
+        &format!(
+            "  phase: core\n  env: [{{name: JWT_SECRET_KEY, value: {JWT_KEY}}}, {{name: AUTH_PUBLIC_KEYS, value: '{AUTH_PUBLIC_KEYS}'}}]\n"
+        ),
     );
     apply_documents(&client, ns, &for_this_node(&complete)).await;
     let ls = wait_service_ready(&client, ns, "api-gateway").await;

@@ -356,6 +356,7 @@ fn lucid_images() -> Vec<PathBuf> {
         "lucid-session-storage",
         "lucid-session-recorder",
         "lucid-api-gateway",
+        "lucid-auth-service",
     ]
     .iter()
     .map(|n| dir.join(format!("{n}-{tag}.tar")))

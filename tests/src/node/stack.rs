@@ -11,10 +11,23 @@ pub const OPERATOR_NAMESPACE: &str = "lucid-system";
 pub const JWT_KEY: &str = "real-cluster-test-signing-key-0123456789";
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
-/// The five LucidServices of the session pipeline, in rollout order.
-pub const PIPELINE: [&str; 5] = [
+/// lucid-auth-service's private key in the pipeline's `lucid-auth-secrets` (Ed25519,
+/// PKCS#8 PEM; a test value, not a secret), and the public key set the gateway gets
+/// (`lucid-auth-service --public-keys` of it).
+pub const AUTH_SIGNING_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEILnL9FforjtuN6+Qa51koU6vUovmd/1GP8zCPDa/0+zR
+-----END PRIVATE KEY-----";
+pub const AUTH_PUBLIC_KEYS: &str = r#"{"keys":[{"kty":"OKP","crv":"Ed25519","kid":"SlF7YjNV0aF0uvojzDkjXtXCM3F233abkYNgGYn4i18","x":"t2ZIWiPz3sT-MmakPEaA1e4lWam7NmT4Uxsj6BVwKZU","alg":"EdDSA","use":"sig"}]}"#;
+/// The initial administrator the auth service creates (test values, not secrets): the
+/// real-cluster session logs in as it through the api-gateway.
+pub const ADMIN_USERNAME: &str = "admin";
+pub const ADMIN_PASSWORD: &str = "real-cluster-test-admin-password";
+
+/// The six LucidServices of the session pipeline, in rollout order.
+pub const PIPELINE: [&str; 6] = [
     "lucid-mongodb",
     "lucid-redis",
+    "lucid-auth-service",
     "api-gateway",
     "session-storage",
     "session-recorder",
@@ -117,8 +130,11 @@ spec:
   healthCheck: {kind: Tcp, intervalSeconds: 5}
 "#;
 
-/// The pipeline's environment: the foundation ConfigMap and the signing key's Secret.
+/// The pipeline's environment: the foundation ConfigMap, the service key's Secret, the
+/// auth service's Secret (private key, initial administrator) and the public keys'
+/// ConfigMap for the gateway.
 pub fn environment() -> String {
+    let indented_key = AUTH_SIGNING_KEY.replace('\n', "\n    ");
     format!(
         r#"
 apiVersion: v1
@@ -134,6 +150,21 @@ metadata: {{name: lucid-secrets}}
 type: Opaque
 stringData:
   JWT_SECRET_KEY: {JWT_KEY}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: lucid-auth-secrets}}
+type: Opaque
+stringData:
+  AUTH_SIGNING_KEY: |
+    {indented_key}
+  LUCID_ADMIN_PASSWORD: {ADMIN_PASSWORD}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {{name: lucid-auth-public-keys}}
+data:
+  AUTH_PUBLIC_KEYS: '{AUTH_PUBLIC_KEYS}'
 "#
     )
 }

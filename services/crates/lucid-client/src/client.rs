@@ -181,7 +181,7 @@ impl PeerClient {
                     let bytes = match response.bytes().await {
                         Ok(b) => b,
                         Err(e) => {
-                            last = format!("HTTP {status}, body unreadable: {e}");
+                            last = format!("HTTP {status}, body unreadable: {}", e.without_url());
                             tracing::debug!(peer = %self.name, attempt, error = %last, "call failed");
                             continue;
                         }
@@ -193,6 +193,7 @@ impl PeerClient {
                         return Err(ClientError::NotFound {
                             peer: self.name.clone(),
                             path: path.into(),
+                            body: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
                         });
                     }
                     // Only overload and gateway trouble pass: a 500 is this request's fault.
@@ -209,7 +210,10 @@ impl PeerClient {
                             status: status.as_u16(),
                         });
                     }
-                    if status.is_client_error() && !transient {
+                    // A 429 that retrying did not (or may not) clear is the answer: the
+                    // peer holds the caller's user to its share, the client should know.
+                    let last_try = attempt == attempts;
+                    if status.is_client_error() && (!transient || last_try) {
                         return Err(ClientError::Rejected {
                             peer: self.name.clone(),
                             status: status.as_u16(),
@@ -218,7 +222,8 @@ impl PeerClient {
                     }
                     last = format!("HTTP {status}");
                 }
-                Err(e) => last = e.to_string(),
+                // Never the URL: it may carry a password.
+                Err(e) => last = e.without_url().to_string(),
             }
             tracing::debug!(peer = %self.name, attempt, error = %last, "call failed");
         }
@@ -266,7 +271,7 @@ impl PeerClient {
                 None => ClientError::Unavailable {
                     peer: self.name.clone(),
                     attempts: 1,
-                    last: e.to_string(),
+                    last: e.without_url().to_string(),
                 },
             }
         };
@@ -318,7 +323,8 @@ fn idle_bounded(
                 match tokio::time::timeout(idle, body.next()).await {
                     Ok(Some(Ok(piece))) => Some((Ok(piece), (body, false))),
                     Ok(Some(Err(e))) => {
-                        note(false, e.to_string());
+                        // The caller's body pacing (too slow) is a timeout too: 408.
+                        note(e.kind() == std::io::ErrorKind::TimedOut, e.to_string());
                         Some((Err(e), (body, true)))
                     }
                     Ok(None) => {

@@ -9,8 +9,13 @@ pub enum ClientError {
     },
     #[error("{peer} is not configured: set {variable}")]
     NotConfigured { peer: String, variable: String },
+    /// `body`: the peer's answer (its own message for the client, if any).
     #[error("{peer} has no {path}")]
-    NotFound { peer: String, path: String },
+    NotFound {
+        peer: String,
+        path: String,
+        body: String,
+    },
     #[error("{peer} refused the request ({status}): {body}")]
     Rejected {
         peer: String,

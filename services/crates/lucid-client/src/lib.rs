@@ -6,6 +6,7 @@
 //!   (never on 4xx), 404 as its own error, and signed service tokens;
 //! - [`token`]: short-lived HS256 service tokens. The Python template sent `JWT_SECRET_KEY`
 //!   itself as the bearer token, so any peer (or log) saw the key; here the key only signs;
+//! - [`redact`]: passwords in URLs replaced before anything is logged or answered;
 //! - [`IntegrationManager`]: clients built lazily from `<NAME>_URL`, and concurrent peer
 //!   health with a deadline.
 
@@ -13,6 +14,7 @@ mod client;
 mod config;
 mod error;
 mod manager;
+pub mod redact;
 pub mod request_id;
 mod retry;
 pub mod token;

@@ -4,14 +4,21 @@
 use crate::config::Environment;
 use crate::error::ClientError;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct ServiceUrl(url::Url);
+
+/// Never the password a peer URL may carry.
+impl std::fmt::Debug for ServiceUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ServiceUrl({})", crate::redact::text(self.0.as_str()))
+    }
+}
 
 impl ServiceUrl {
     pub fn parse(peer: &str, raw: &str, environment: Environment) -> Result<Self, ClientError> {
         let invalid = |reason: &str| ClientError::InvalidUrl {
             peer: peer.into(),
-            url: raw.into(),
+            url: crate::redact::text(raw),
             reason: reason.into(),
         };
         let url = url::Url::parse(raw.trim()).map_err(|e| invalid(&e.to_string()))?;
@@ -78,6 +85,20 @@ mod tests {
                 "{raw}"
             );
         }
+    }
+
+    #[test]
+    fn a_password_in_a_peer_url_is_never_shown() {
+        let err = ServiceUrl::parse(
+            "session-recorder",
+            "http://svc:PW-123@127.0.0.1:8090",
+            Environment::Production,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("PW-123") && err.contains("***@"), "{err}");
+        let url = ServiceUrl::parse("s", "http://svc:PW-123@a:1", Environment::Production).unwrap();
+        assert!(!format!("{url:?}").contains("PW-123"));
     }
 
     #[test]

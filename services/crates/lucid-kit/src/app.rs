@@ -22,8 +22,9 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::serve::{Limits, serve_listener};
+use crate::serve::{ConnectionCounters, Limits, serve_listener};
 use crate::storage::StorageStatus;
+use crate::throttle::Throttle;
 
 /// A dependency check for `/ready`: Ok, or why not.
 pub type ReadyCheck =
@@ -61,7 +62,10 @@ struct Shared {
     latency: Family<RequestLabels, Histogram>,
     shed: Counter,
     in_flight: Gauge,
+    connections: ConnectionCounters,
     registry: Registry,
+    /// A failing dependency's detail is logged at most once a minute: `/ready` is public.
+    ready_log: Throttle,
     limits: Limits,
     /// `/metrics` (and the probes) on their own port, not the one a NodePort exposes.
     admin_port: u16,
@@ -122,6 +126,7 @@ impl App {
         });
         let shed = Counter::default();
         let in_flight = Gauge::default();
+        let connections = ConnectionCounters::default();
         let mut registry = Registry::with_prefix("lucid");
         registry.register("http_requests", "HTTP requests served", requests.clone());
         registry.register(
@@ -139,6 +144,16 @@ impl App {
             "Requests being handled on the service's routes (probes and metrics not counted)",
             in_flight.clone(),
         );
+        registry.register(
+            "http_connections_evicted",
+            "Idle connections closed to make room for a new one at the connection cap",
+            connections.evicted.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "New connections closed at the connection cap with every connection busy",
+            connections.refused.clone(),
+        );
         Self {
             shared: Arc::new(Shared {
                 service: service.into(),
@@ -150,7 +165,9 @@ impl App {
                 latency,
                 shed,
                 in_flight,
+                connections,
                 registry,
+                ready_log: Throttle::new(Duration::from_secs(60)),
                 limits,
                 admin_port,
             }),
@@ -175,12 +192,16 @@ impl App {
         &self.shared.limits
     }
 
-    /// Bounds every request of `routes` by the request timeout (503 when it passes): for
-    /// buffered routes, not for streamed uploads.
+    /// Bounds every request of `routes` by the request timeout (503 when it passes) and
+    /// its body by the body read timeout (408): for buffered routes, not for streamed
+    /// uploads (paced instead, see [`crate::body::paced`]).
     pub fn bounded(&self, routes: Router) -> Router {
-        let limit = self.shared.limits.request_timeout;
+        let (limit, body) = (
+            self.shared.limits.request_timeout,
+            self.shared.limits.body_read_timeout,
+        );
         routes.layer(middleware::from_fn(move |request: Request, next: Next| {
-            request_timeout(limit, request, next)
+            request_timeout(limit, body, request, next)
         }))
     }
 
@@ -203,14 +224,20 @@ impl App {
             .layer(middleware::from_fn(move |request: Request, next: Next| {
                 shed_load(gate.clone(), shed.clone(), in_flight.clone(), request, next)
             }))
-            .merge(self.probes())
+            .merge(self.probes(false))
+            .layer(middleware::from_fn(json_errors))
             .layer(middleware::from_fn_with_state(shared, measure))
     }
 
-    fn probes(&self) -> Router {
+    /// `/health` and `/ready`; `/ready` names failing dependencies' errors only where
+    /// `detail` (the admin port): on the main port anyone may ask.
+    fn probes(&self, detail: bool) -> Router {
         Router::new()
             .route("/health", get(health))
-            .route("/ready", get(ready))
+            .route(
+                "/ready",
+                get(move |State(s): State<Arc<Shared>>| ready(s, detail)),
+            )
             .with_state(self.shared.clone())
     }
 
@@ -219,7 +246,7 @@ impl App {
         Router::new()
             .route("/metrics", get(metrics))
             .with_state(self.shared.clone())
-            .merge(self.probes())
+            .merge(self.probes(true))
     }
 
     /// Serves `router` on `addr` and the admin routes on the admin port (same host) until
@@ -238,9 +265,16 @@ impl App {
             let _ = rx.wait_for(|s| *s).await;
         };
         let limits = &self.shared.limits;
+        let counters = self.shared.connections.clone();
         let (main, admin) = tokio::join!(
-            serve_listener(listener, router, limits, wait(stopped.clone())),
-            serve_listener(admin, self.admin_router(), limits, wait(stopped)),
+            serve_listener(listener, router, limits, counters, wait(stopped.clone())),
+            serve_listener(
+                admin,
+                self.admin_router(),
+                limits,
+                ConnectionCounters::default(),
+                wait(stopped)
+            ),
         );
         main?;
         admin?;
@@ -283,6 +317,19 @@ impl Drop for InFlight {
     }
 }
 
+/// 429 for a user over its own share of a limit (the others are not affected).
+pub fn too_many(what: &str) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, "1")],
+        axum::Json(json!({
+            "error": format!("too many {what} of this user at once; retry when one is done"),
+            "request_id": lucid_client::request_id::current(),
+        })),
+    )
+        .into_response()
+}
+
 pub fn overloaded() -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
@@ -295,8 +342,25 @@ pub fn overloaded() -> Response {
         .into_response()
 }
 
-async fn request_timeout(limit: Duration, request: Request, next: Next) -> Response {
+async fn request_timeout(
+    limit: Duration,
+    body_limit: Duration,
+    request: Request,
+    next: Next,
+) -> Response {
+    let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (parts, body) = request.into_parts();
+    let body = crate::body::with_deadline(body, body_limit, fired.clone());
+    let request = Request::from_parts(parts, body);
     match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(_) if fired.load(std::sync::atomic::Ordering::SeqCst) => (
+            StatusCode::REQUEST_TIMEOUT,
+            axum::Json(json!({
+                "error": format!("the request body did not come whole within {body_limit:?} (HTTP_BODY_READ_TIMEOUT_SECONDS)"),
+                "request_id": lucid_client::request_id::current(),
+            })),
+        )
+            .into_response(),
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(?limit, "request timed out");
@@ -364,7 +428,7 @@ async fn health(State(s): State<Arc<Shared>>) -> Response {
     .into_response()
 }
 
-async fn ready(State(s): State<Arc<Shared>>) -> Response {
+async fn ready(s: Arc<Shared>, detail: bool) -> Response {
     let results = futures::future::join_all(
         s.checks
             .iter()
@@ -374,11 +438,26 @@ async fn ready(State(s): State<Arc<Shared>>) -> Response {
     let failing: Vec<_> = results
         .iter()
         .filter_map(|(n, r)| {
-            r.as_ref()
-                .err()
-                .map(|e| json!({"dependency": n, "error": e}))
+            let e = lucid_client::redact::text(r.as_ref().err()?);
+            Some(if detail {
+                json!({"dependency": n, "error": e})
+            } else {
+                json!({"dependency": n, "error": "unavailable"})
+            })
         })
         .collect();
+    if !failing.is_empty()
+        && let Some(not_logged) = s.ready_log.allow()
+    {
+        let detail: Vec<_> = results
+            .iter()
+            .filter_map(|(n, r)| {
+                let e = r.as_ref().err()?;
+                Some(format!("{n}: {}", lucid_client::redact::text(e)))
+            })
+            .collect();
+        tracing::warn!(failing = %detail.join("; "), not_logged, "not ready");
+    }
     let code = if failing.is_empty() {
         StatusCode::OK
     } else {
@@ -402,6 +481,45 @@ async fn metrics(State(s): State<Arc<Shared>>) -> Response {
         out,
     )
         .into_response()
+}
+
+/// axum's own rejections (a body over the route's limit, a path that does not parse, no
+/// such route) are plain text or empty: every error a client gets is JSON with the
+/// request id, as the handlers' own.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|ct| ct.starts_with("text/plain"));
+    if !status.is_client_error() || !plain {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let reason = status
+        .canonical_reason()
+        .unwrap_or("rejected")
+        .to_lowercase();
+    let message = match (status, text.is_empty()) {
+        (StatusCode::PAYLOAD_TOO_LARGE, _) => {
+            "the request body is larger than this route accepts".to_string()
+        }
+        (_, true) => reason,
+        (_, false) => format!("{reason}: {text}"),
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let body = json!({"error": message, "request_id": lucid_client::request_id::current()});
+    Response::from_parts(parts, axum::body::Body::from(body.to_string()))
 }
 
 /// Request id (the client's `X-Request-Id` when it is a safe one, else a new one) for the
@@ -457,6 +575,43 @@ async fn measure(State(s): State<Arc<Shared>>, request: Request, next: Next) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn axums_plain_text_rejections_become_json_with_the_request_id() {
+        use tower::ServiceExt;
+        let app = Router::new()
+            .route(
+                "/small",
+                axum::routing::post(|_: axum::body::Bytes| async { "ok" })
+                    .layer(axum::extract::DefaultBodyLimit::max(4)),
+            )
+            .layer(middleware::from_fn(json_errors));
+        let request = |path: &str, body: &'static str| {
+            Request::post(path)
+                .body(axum::body::Body::from(body))
+                .unwrap()
+        };
+        for (path, status) in [
+            ("/small", StatusCode::PAYLOAD_TOO_LARGE),
+            ("/nowhere", StatusCode::NOT_FOUND),
+        ] {
+            let response = app
+                .clone()
+                .oneshot(request(path, "far too long"))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), status);
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+            let body = axum::body::to_bytes(response.into_body(), 4096)
+                .await
+                .unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert!(json["error"].is_string(), "{json}");
+            assert!(json.get("request_id").is_some(), "{json}");
+        }
+        let ok = app.oneshot(request("/small", "ok")).await.unwrap();
+        assert_eq!(ok.status(), StatusCode::OK);
+    }
 
     #[test]
     fn made_up_methods_share_one_label() {

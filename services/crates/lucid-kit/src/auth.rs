@@ -40,6 +40,14 @@ pub fn unauthorized(message: &str) -> Response {
         .into_response()
 }
 
+/// The token of an `Authorization: Bearer <token>` header; the scheme is
+/// case-insensitive (RFC 7235, RFC 6750).
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim_start_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 pub async fn require_token(
     State(check): State<TokenCheck>,
     mut request: Request<Body>,
@@ -49,7 +57,7 @@ pub async fn require_token(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
     else {
         return unauthorized("missing bearer token");
     };
@@ -59,5 +67,20 @@ pub async fn require_token(
             next.run(request).await
         }
         Err(e) => unauthorized(&e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for v in ["Bearer abc", "bearer abc", "BEARER abc", "bEaReR  abc"] {
+            assert_eq!(bearer_token(v), Some("abc"), "{v}");
+        }
+        for v in ["Basic abc", "Bearer", "Bearer ", "Bearerabc", "abc"] {
+            assert_eq!(bearer_token(v), None, "{v}");
+        }
     }
 }

@@ -4,31 +4,19 @@
 //! recomputes the Merkle root. The same promise as the loopback pipeline test, for a
 //! gateway anywhere (the real-cluster test points it at the api-gateway's Service).
 //!
-//!   JWT_SECRET_KEY=... record_session http://10.96.0.17:8080 [MiB]
+//!   LUCID_USERNAME=... LUCID_PASSWORD=... record_session http://10.96.0.17:8080 [MiB]
+//!
+//! It logs in as a client does, through the gateway's `/auth/login` (lucid-auth-service
+//! behind it), and uses the access token it gets.
 //!
 //! Prints one JSON line on success; exits non-zero naming the first broken promise.
 
-use lucid_client::token::{self, Claims};
 use serde_json::{Value, json};
 
 type Error = Box<dyn std::error::Error>;
 
 fn data(len: usize) -> Vec<u8> {
     lucid_services::sample::session_bytes(len, 0x2545f4914f6cdd1d)
-}
-
-fn client_token(key: &str) -> Result<String, Error> {
-    let now = token::now();
-    let claims = Claims {
-        iss: "lucid-auth-service".into(),
-        sub: "record-session".into(),
-        aud: "api-gateway".into(),
-        iat: now,
-        nbf: None,
-        exp: now + 300,
-        user: None,
-    };
-    Ok(token::sign(&claims, key.as_bytes())?)
 }
 
 async fn expect(response: reqwest::Response, status: u16, what: &str) -> Result<Value, Error> {
@@ -47,9 +35,22 @@ async fn main() -> Result<(), Error> {
         .next()
         .ok_or("usage: record_session <gateway-url> [MiB]")?;
     let mib: usize = args.next().map(|m| m.parse()).transpose()?.unwrap_or(3);
-    let key = std::env::var("JWT_SECRET_KEY").map_err(|_| "JWT_SECRET_KEY is unset")?;
-    let token = client_token(&key)?;
+    let username = std::env::var("LUCID_USERNAME").map_err(|_| "LUCID_USERNAME is unset")?;
+    let password = std::env::var("LUCID_PASSWORD").map_err(|_| "LUCID_PASSWORD is unset")?;
     let http = reqwest::Client::new();
+    let login = expect(
+        http.post(format!("{gateway}/auth/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await?,
+        200,
+        "log in through the gateway",
+    )
+    .await?;
+    let token = login["access_token"]
+        .as_str()
+        .ok_or("the login answered no access_token")?
+        .to_string();
     let bytes = data((mib << 20) + 12345);
 
     let opened = expect(

@@ -1,7 +1,9 @@
 //! Recorder throughput against raw blake3, on the same bytes, in one run (BENCHMARKS.md).
 //! Needs a running session-recorder (RECORDER_URL) wired to session-storage, and the
-//! JWT_SECRET_KEY they share; with GATEWAY_URL also one upload through the api-gateway
-//! and BENCH_PARALLEL (default 8) uploads at once through it, under the services' limits.
+//! JWT_SECRET_KEY they share; with GATEWAY_URL (and AUTH_SIGNING_KEY, the bench's own
+//! client-token key whose public half the gateway holds) also one upload through the
+//! api-gateway and BENCH_PARALLEL (default 8) uploads at once through it, under the
+//! services' limits.
 //! Prints one Markdown table row per measurement.
 
 use std::time::Instant;
@@ -84,18 +86,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map_err(|e| e.to_string())?;
     let mbps = |d: std::time::Duration| (mib as f64 * 1.048576) / d.as_secs_f64();
     if let Ok(gateway) = std::env::var("GATEWAY_URL") {
-        let client = token::sign(
-            &Claims {
-                iss: "lucid-auth-service".into(),
-                sub: "bench".into(),
-                aud: "api-gateway".into(),
-                iat: now,
-                nbf: None,
-                exp: now + 300,
-                user: None,
-            },
-            key.as_bytes(),
-        )?;
+        let signing = lucid_services::client_token::SigningKey::from_pem(&std::env::var(
+            "AUTH_SIGNING_KEY",
+        )?)?;
+        let client = signing.sign(&lucid_services::client_token::ClientClaims {
+            iss: "lucid-auth-service".into(),
+            sub: "bench".into(),
+            aud: "api-gateway".into(),
+            iat: now,
+            exp: now + 300,
+            nbf: None,
+            name: "bench".into(),
+            admin: false,
+            sid: String::new(),
+        })?;
         // Fresh bytes for every gateway upload: deduplicated chunks would skip the fsyncs.
         let fresh = seeded(bytes.len(), 0x2545f4914f6cdd1d);
         let sessions = format!("{gateway}/api/sessions");

@@ -18,6 +18,9 @@ pub enum ServiceError {
     Timeout(String),
     #[error("body larger than {limit} bytes")]
     TooLarge { limit: usize },
+    /// Over the user's own share of a limit (sessions, uploads, requests).
+    #[error("{0}")]
+    TooMany(String),
     /// A peer's 4xx, passed on with its status and message.
     #[error("{message}")]
     Rejected { status: u16, message: String },
@@ -38,6 +41,7 @@ impl ServiceError {
             ServiceError::Conflict(_) => StatusCode::CONFLICT,
             ServiceError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ServiceError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ServiceError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ServiceError::Rejected { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST)
             }
@@ -53,7 +57,9 @@ impl IntoResponse for ServiceError {
         let status = self.status();
         let request_id = lucid_client::request_id::current();
         let message = if status.is_server_error() {
-            tracing::error!(error = %self, status = status.as_u16(), "request failed");
+            // Peer errors may quote a URL: never its password.
+            let detail = lucid_client::redact::text(&self.to_string());
+            tracing::error!(error = %detail, status = status.as_u16(), "request failed");
             match status {
                 StatusCode::SERVICE_UNAVAILABLE => {
                     "a dependency is unavailable; retry later".to_string()
@@ -64,36 +70,45 @@ impl IntoResponse for ServiceError {
         } else {
             self.to_string()
         };
-        (
-            status,
-            axum::Json(serde_json::json!({"error": message, "request_id": request_id})),
-        )
-            .into_response()
+        let body = axum::Json(serde_json::json!({"error": message, "request_id": request_id}));
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return (status, [(axum::http::header::RETRY_AFTER, "1")], body).into_response();
+        }
+        (status, body).into_response()
     }
 }
 
+/// The peer's own message (JSON `{"error": ...}`) when it has one: written for the client.
+fn peer_message(body: &str) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(String::from))
+}
+
+/// A peer's 4xx reaches the client with the peer's own message, never the peer's name,
+/// route or address (those are for the log).
 impl From<lucid_client::ClientError> for ServiceError {
     fn from(e: lucid_client::ClientError) -> Self {
         match e {
-            lucid_client::ClientError::NotFound { .. } => ServiceError::NotFound(e.to_string()),
+            lucid_client::ClientError::NotFound { ref body, .. } => {
+                ServiceError::NotFound(peer_message(body).unwrap_or_else(|| "not found".into()))
+            }
             lucid_client::ClientError::Rejected {
                 status: status @ 400..=499,
                 ref body,
                 ..
             } => ServiceError::Rejected {
                 status,
-                // The peer's own message (JSON {"error": ...}) when it has one.
-                message: serde_json::from_str::<serde_json::Value>(body)
-                    .ok()
-                    .and_then(|v| v["error"].as_str().map(String::from))
-                    .unwrap_or_else(|| e.to_string()),
+                message: peer_message(body).unwrap_or_else(|| "the request was refused".into()),
             },
-            lucid_client::ClientError::Body { stalled: true, .. } => {
-                ServiceError::Timeout(e.to_string())
-            }
-            lucid_client::ClientError::Body { .. } => ServiceError::BadRequest(format!(
-                "the body was cut short or unreadable; nothing was recorded ({e})"
-            )),
+            lucid_client::ClientError::Body {
+                stalled: true,
+                reason,
+                ..
+            } => ServiceError::Timeout(format!("{reason}; nothing was recorded")),
+            lucid_client::ClientError::Body { .. } => ServiceError::BadRequest(
+                "the body was cut short or unreadable; nothing was recorded".into(),
+            ),
             lucid_client::ClientError::Failed { .. } => ServiceError::Internal(e.to_string()),
             _ => ServiceError::Unavailable(e.to_string()),
         }

@@ -8,7 +8,10 @@
 //!   adds nothing to the session.
 
 pub mod address;
+pub mod auth;
+pub mod auth_relay;
 pub mod chunk_store;
+pub mod client_token;
 pub mod error;
 pub mod gateway;
 pub mod merkle;
@@ -18,6 +21,10 @@ pub mod recorder;
 pub mod redis_conn;
 pub mod sample;
 pub mod storage;
+
+/// Longest user name (a client token's `sub`) the services accept: it is stored with
+/// every session, manifest and chunk grant, so one user cannot make each of those large.
+pub const MAX_USER_BYTES: usize = 256;
 
 /// A request's announced body length (`Content-Length`): refused with 413 before a byte
 /// is read when it passes `limit`; `None` when the body comes without one.
@@ -33,6 +40,20 @@ pub fn announced_length(
         return Err(error::ServiceError::TooLarge { limit });
     }
     Ok(announced)
+}
+
+/// A 413 (JSON) at once for a body announced over `limit`, before a byte of it is read;
+/// a body that only turns out larger is cut by the route's `DefaultBodyLimit`.
+pub async fn refuse_announced_over(
+    limit: usize,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match announced_length(request.headers(), limit) {
+        Ok(_) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
 }
 
 /// The `/ready` check of a service that keeps data in MongoDB: the database answers a ping.

@@ -53,6 +53,14 @@ pub struct Settings {
     /// memory. Beyond, 503 at once.
     #[serde(default = "default_uploads")]
     pub max_concurrent_uploads: usize,
+    /// Uploads one user may have at once (`MAX_CONCURRENT_UPLOADS_PER_USER`; default 4, or
+    /// `MAX_CONCURRENT_UPLOADS` if lower): one user cannot take every upload slot. Beyond, 429.
+    #[serde(default)]
+    pub max_concurrent_uploads_per_user: Option<usize>,
+    /// Open (not yet finalized, not expired) sessions one user may have
+    /// (`MAX_OPEN_SESSIONS_PER_USER`): what one user keeps in Redis is bounded. Beyond, 429.
+    #[serde(default = "default_user_sessions")]
+    pub max_open_sessions_per_user: usize,
     /// The signing key (env or config file, like every setting).
     #[serde(default)]
     pub jwt_secret_key: Option<lucid_kit::settings::Secret>,
@@ -76,6 +84,12 @@ fn default_level() -> i32 {
 fn default_uploads() -> usize {
     16
 }
+fn default_user_uploads() -> usize {
+    4
+}
+fn default_user_sessions() -> usize {
+    64
+}
 
 /// zstd's worst case for `n` input bytes (ZSTD_COMPRESSBOUND).
 pub fn compress_bound(n: usize) -> usize {
@@ -88,6 +102,12 @@ pub fn compress_bound(n: usize) -> usize {
 }
 
 impl Settings {
+    /// One user's share of the upload slots.
+    pub fn uploads_per_user(&self) -> usize {
+        self.max_concurrent_uploads_per_user
+            .unwrap_or_else(|| default_user_uploads().min(self.max_concurrent_uploads))
+    }
+
     /// Range checks the types cannot make (a chunk size of 0 would loop for ever).
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=(16 << 20)).contains(&self.chunk_bytes) {
@@ -119,6 +139,20 @@ impl Settings {
                 self.max_concurrent_uploads
             ));
         }
+        if let Some(n) = self.max_concurrent_uploads_per_user
+            && !(1..=self.max_concurrent_uploads).contains(&n)
+        {
+            return Err(format!(
+                "MAX_CONCURRENT_UPLOADS_PER_USER={n} must be from 1 to MAX_CONCURRENT_UPLOADS ({})",
+                self.max_concurrent_uploads
+            ));
+        }
+        if !(1..=100_000).contains(&self.max_open_sessions_per_user) {
+            return Err(format!(
+                "MAX_OPEN_SESSIONS_PER_USER={} must be from 1 to 100000",
+                self.max_open_sessions_per_user
+            ));
+        }
         Ok(())
     }
 }
@@ -140,8 +174,11 @@ pub struct RecorderState {
     pub storage: Arc<PeerClient>,
     pub metrics: Metrics,
     pub uploads: Arc<Semaphore>,
-    /// Longest wait for the next piece of an upload's body (the server's idle timeout).
-    pub body_idle: std::time::Duration,
+    /// Each user's share of the upload slots.
+    pub user_uploads: Arc<lucid_kit::fair::PerKey>,
+    /// How an upload's body must move: a piece within the server's idle timeout, and the
+    /// minimum rate over every window.
+    pub pace: lucid_kit::body::Pace,
 }
 
 pub fn routes(state: Arc<RecorderState>) -> Router {
@@ -166,6 +203,15 @@ async fn upload_slot(
     request: axum::extract::Request,
     next: middleware::Next,
 ) -> Response {
+    let user = match owner(request.extensions().get::<Claims>()) {
+        Ok(user) => user,
+        Err(e) => return e.into_response(),
+    };
+    // The user's own share first: a user at its cap takes no service-wide slot.
+    let Some(_share) = s.user_uploads.try_enter(&user) else {
+        s.metrics.shed.inc();
+        return lucid_kit::app::too_many("uploads");
+    };
     match s.uploads.clone().try_acquire_owned() {
         Ok(_slot) => {
             let _counted = lucid_kit::app::InFlight::enter(s.metrics.uploads_in_flight.clone());
@@ -186,18 +232,38 @@ fn chunks_key(id: &str) -> String {
     format!("lucid:session:{id}:chunks")
 }
 
+/// A user's open sessions: a sorted set of ids scored by when each expires.
+fn open_sessions_key(owner: &str) -> String {
+    format!("lucid:user:{owner}:open")
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// How long a session lives in Redis after its last change.
 const SESSION_TTL_SECONDS: u64 = 24 * 3600;
 
 /// The user a request acts for: the `user` claim of the caller's service token. Without a
 /// signing key (development only) there are no claims and every session is `anonymous`'s.
 fn owner(claims: Option<&Claims>) -> Result<String, ServiceError> {
-    match claims {
-        None => Ok("anonymous".into()),
+    let user = match claims {
+        None => return Ok("anonymous".into()),
         Some(c) => c.user.clone().filter(|u| !u.is_empty()).ok_or_else(|| {
             ServiceError::Forbidden("the service token names no user to act for".into())
-        }),
+        })?,
+    };
+    // Stored with every session and manifest: a user name is a name, not a payload.
+    if user.len() > crate::MAX_USER_BYTES {
+        return Err(ServiceError::Forbidden(format!(
+            "the user name is longer than {} bytes",
+            crate::MAX_USER_BYTES
+        )));
     }
+    Ok(user)
 }
 
 #[derive(Deserialize, Default)]
@@ -220,22 +286,28 @@ pub(crate) async fn open_session(
             .map_err(|e| ServiceError::BadRequest(format!("invalid JSON: {e}")))?;
     }
     let id = address::new_session_id();
-    let key = session_key(&id);
-    s.redis
-        .query::<()>(
-            redis::cmd("HSET")
-                .arg(&key)
-                .arg("state")
-                .arg("open")
-                .arg("owner")
+    let opened: i64 = s
+        .redis
+        .query(
+            redis::cmd("EVAL")
+                .arg(OPEN_IF_UNDER_CAP)
+                .arg(2)
+                .arg(open_sessions_key(&owner))
+                .arg(session_key(&id))
+                .arg(unix_now())
+                .arg(SESSION_TTL_SECONDS)
+                .arg(s.settings.max_open_sessions_per_user)
+                .arg(&id)
                 .arg(&owner),
         )
         .await
         .map_err(redis_error)?;
-    s.redis
-        .query::<()>(redis::cmd("EXPIRE").arg(&key).arg(SESSION_TTL_SECONDS))
-        .await
-        .map_err(redis_error)?;
+    if opened == 0 {
+        return Err(ServiceError::TooMany(format!(
+            "this user has {} open sessions (MAX_OPEN_SESSIONS_PER_USER): finalize one or let it expire",
+            s.settings.max_open_sessions_per_user
+        )));
+    }
     Ok((
         StatusCode::CREATED,
         axum::Json(serde_json::json!({"session_id": id})),
@@ -254,23 +326,43 @@ fn mongo_error(s: &RecorderState) -> impl Fn(mongodb::error::Error) -> ServiceEr
     }
 }
 
-/// Checks owner and state, then appends ARGV[2..] to the chunk list, in one step: no
-/// finalize can run between the check and the append.
+/// Opens session KEYS[2] for ARGV[5] unless the user's open sessions (KEYS[1], expired
+/// ones dropped first) number ARGV[3] already: 1 when opened, 0 when at the cap. ARGV[1]
+/// is now, ARGV[2] the TTL (seconds), ARGV[4] the session id.
+const OPEN_IF_UNDER_CAP: &str = r#"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('HSET', KEYS[2], 'state', 'open', 'owner', ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+"#;
+
+/// Checks owner and state, then appends ARGV[4..] to the chunk list, in one step: no
+/// finalize can run between the check and the append. The session lives on (ARGV[2] is
+/// its new expiry, ARGV[3] its id), also in the user's open sessions (KEYS[3]).
 const APPEND_IF_OPEN: &str = r#"
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state or redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 'missing' end
 if state ~= 'open' then return state end
-for i = 2, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+for i = 4, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 redis.call('EXPIRE', KEYS[1], 86400)
 redis.call('EXPIRE', KEYS[2], 86400)
+redis.call('ZADD', KEYS[3], 'XX', ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[3], 86400)
 return 'ok'
 "#;
 
-/// Owner check, then open -> finalizing; answers the state found.
+/// Owner check, then open -> finalizing (no longer one of the user's open sessions,
+/// KEYS[2]); answers the state found.
 const BEGIN_FINALIZE: &str = r#"
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state or redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 'missing' end
-if state == 'open' then redis.call('HSET', KEYS[1], 'state', 'finalizing') end
+if state == 'open' then
+  redis.call('HSET', KEYS[1], 'state', 'finalizing')
+  redis.call('ZREM', KEYS[2], ARGV[2])
+end
 return state
 "#;
 
@@ -346,25 +438,19 @@ pub(crate) async fn upload(
         }
     }
     let chunk_size = s.settings.chunk_bytes;
-    let mut stream = body.into_data_stream();
+    // A piece within the idle timeout and the minimum rate over every window: a trickle
+    // that never quite stops cannot hold an upload slot.
+    let mut stream = Box::pin(lucid_kit::body::paced(body.into_data_stream(), s.pace));
     let mut buffer: Vec<u8> = Vec::with_capacity(chunk_size);
     let mut refs = Vec::new();
     let mut total = 0usize;
-    loop {
-        let piece = match tokio::time::timeout(s.body_idle, stream.next()).await {
-            Ok(Some(piece)) => piece,
-            Ok(None) => break,
-            Err(_) => {
-                return Err(ServiceError::Timeout(format!(
-                    "no body data for {:?}; nothing was recorded",
-                    s.body_idle
-                )));
-            }
-        };
+    while let Some(piece) = stream.next().await {
         let piece = piece.map_err(|e| {
-            ServiceError::BadRequest(format!(
-                "the body was cut short or unreadable ({e}); nothing was recorded"
-            ))
+            if e.is_timeout() {
+                ServiceError::Timeout(format!("{e}; nothing was recorded"))
+            } else {
+                ServiceError::BadRequest(format!("{e}; nothing was recorded"))
+            }
         })?;
         total += piece.len();
         if total > limit {
@@ -399,10 +485,13 @@ pub(crate) async fn upload(
             .query(
                 redis::cmd("EVAL")
                     .arg(APPEND_IF_OPEN)
-                    .arg(2)
+                    .arg(3)
                     .arg(session_key(&id))
                     .arg(chunks_key(&id))
+                    .arg(open_sessions_key(&owner))
                     .arg(&owner)
+                    .arg(unix_now() + SESSION_TTL_SECONDS)
+                    .arg(&id)
                     .arg(&encoded),
             )
             .await
@@ -498,9 +587,11 @@ pub(crate) async fn finalize(
         .query(
             redis::cmd("EVAL")
                 .arg(BEGIN_FINALIZE)
-                .arg(1)
+                .arg(2)
                 .arg(session_key(&id))
-                .arg(&owner),
+                .arg(open_sessions_key(&owner))
+                .arg(&owner)
+                .arg(&id),
         )
         .await
         .map_err(redis_error)?;
@@ -619,6 +710,8 @@ mod tests {
             zstd_level: 3,
             max_chunk_bytes: 8 << 20,
             max_concurrent_uploads: 16,
+            max_concurrent_uploads_per_user: None,
+            max_open_sessions_per_user: 64,
             jwt_secret_key: None,
         }
     }
@@ -642,6 +735,14 @@ mod tests {
             },
             Settings {
                 zstd_level: 40,
+                ..settings()
+            },
+            Settings {
+                max_concurrent_uploads_per_user: Some(17),
+                ..settings()
+            },
+            Settings {
+                max_open_sessions_per_user: 0,
                 ..settings()
             },
         ] {

@@ -1,64 +1,79 @@
-//! One Redis connection that comes back after Redis does. A `MultiplexedConnection` never
-//! reconnects: after a Redis restart every command fails on it for ever. Here a failed
-//! connection is dropped and the next command connects again (bounded by timeouts), so the
-//! recorder recovers without a restart of its own.
+//! One Redis connection that comes back after Redis does: the redis crate's own
+//! `ConnectionManager` over RESP3, whose connection reports a disconnect as it happens, so
+//! the manager reconnects in the background (retrying with backoff while Redis is down)
+//! instead of keeping the dead connection until a command fails on it. A command waits for
+//! a reconnect in progress, at most [`COMMAND_DEADLINE`]: while Redis is down, callers get
+//! a quick error (503), and the first command after Redis is back succeeds.
 
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, FromRedisValue, RedisError};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, IntoConnectionInfo, ProtocolVersion, RedisError};
+use tokio::sync::OnceCell;
+
+/// Longest a command waits for Redis (a reconnect included): the response timeout, so a
+/// slow fsync on a loaded disk is not cut shorter than Redis' own answer would be.
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(5);
 
 pub struct Redis {
     client: redis::Client,
-    config: AsyncConnectionConfig,
-    current: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// Made at the first command: the recorder starts while Redis may not be up yet.
+    manager: OnceCell<ConnectionManager>,
     errors: Counter,
 }
 
 impl Redis {
-    pub fn new(client: redis::Client, errors: Counter) -> Self {
-        Self {
-            client,
-            config: AsyncConnectionConfig::new()
-                .set_connection_timeout(Duration::from_secs(2))
-                .set_response_timeout(Duration::from_secs(5)),
-            current: tokio::sync::Mutex::new(None),
+    /// A client for `url` speaking RESP3 (needed for disconnect notices; Redis 6 and later).
+    pub fn open(url: &str, errors: Counter) -> Result<Self, RedisError> {
+        let mut info = url.into_connection_info()?;
+        info.redis.protocol = ProtocolVersion::RESP3;
+        Ok(Self {
+            client: redis::Client::open(info)?,
+            manager: OnceCell::new(),
             errors,
-        }
+        })
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection, RedisError> {
-        // One connect at a time: while Redis is down, callers wait on the lock instead of
-        // all dialing at once.
-        let mut current = self.current.lock().await;
-        if let Some(c) = current.as_ref() {
-            return Ok(c.clone());
-        }
-        let c = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await?;
-        *current = Some(c.clone());
-        Ok(c)
+    fn config() -> ConnectionManagerConfig {
+        // Reconnect attempts keep going (1 to 2 s apart with jitter: the backoff's first
+        // delay is a second, capped there) for as long as Redis is down: a manager that
+        // gave up would fail the first command after Redis returned.
+        ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(5))
+            .set_factor(2)
+            .set_max_delay(1000)
+            .set_number_of_retries(usize::MAX)
     }
 
-    /// Runs `cmd`; a connection-level failure drops the connection for the next caller.
+    async fn manager(&self) -> Result<ConnectionManager, RedisError> {
+        self.manager
+            // Bounded by the caller's deadline: a first connection that does not come
+            // leaves the cell empty for the next command to try again.
+            .get_or_try_init(|| {
+                ConnectionManager::new_with_config(self.client.clone(), Self::config())
+            })
+            .await
+            .cloned()
+    }
+
+    /// Runs `cmd` within [`COMMAND_DEADLINE`].
     pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisError> {
-        let result = match self.connection().await {
-            Ok(mut c) => cmd.query_async(&mut c).await,
-            Err(e) => Err(e),
+        let result = match tokio::time::timeout(COMMAND_DEADLINE, async {
+            let mut c = self.manager().await?;
+            cmd.query_async(&mut c).await
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(RedisError::from((
+                redis::ErrorKind::IoError,
+                "Redis did not answer in time",
+            ))),
         };
-        if let Err(e) = &result {
+        if result.is_err() {
             self.errors.inc();
-            if e.is_io_error()
-                || e.is_connection_dropped()
-                || e.is_timeout()
-                || e.is_unrecoverable_error()
-                || e.is_connection_refusal()
-            {
-                self.current.lock().await.take();
-            }
         }
         result
     }

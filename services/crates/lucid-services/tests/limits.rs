@@ -476,9 +476,10 @@ async fn requests_beyond_the_concurrency_limits_are_shed_with_503_while_probes_a
         },
     )
     .await;
+    // Another user (the first one's own share would answer 429 first).
     let r = http
         .put(format!("http://{recorder}/sessions/{b}/data"))
-        .bearer_auth(&gateway_token)
+        .bearer_auth(gateway_token_for("user-2"))
         .body("x")
         .send()
         .await
@@ -489,47 +490,6 @@ async fn requests_beyond_the_concurrency_limits_are_shed_with_503_while_probes_a
         Some(1.0),
         "the shed upload never counted"
     );
-}
-
-#[tokio::test]
-async fn connections_beyond_the_cap_are_closed() {
-    let p = Pipeline::start_with(&[("HTTP_MAX_CONNECTIONS", "4")]);
-    let addr = format!("127.0.0.1:{}", p.storage_port);
-    // Four idle keep-alive connections, each having served a request.
-    let mut held: Vec<std::net::TcpStream> = Vec::new();
-    for _ in 0..4 {
-        let mut c = std::net::TcpStream::connect(&addr).unwrap();
-        c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut b = [0u8; 12];
-        c.read_exact(&mut b).unwrap();
-        assert_eq!(&b, b"HTTP/1.1 200");
-        held.push(c);
-    }
-    let mut fifth = std::net::TcpStream::connect(&addr).unwrap();
-    fifth
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let _ = fifth.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-    let mut b = [0u8; 16];
-    let read = fifth.read(&mut b);
-    assert!(
-        matches!(&read, Ok(0))
-            || read
-                .as_ref()
-                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
-        "the fifth connection is closed unanswered: {read:?}"
-    );
-    drop(held);
-    eventually(
-        Duration::from_secs(5),
-        "a slot frees when a connection ends",
-        || {
-            let url = format!("http://{addr}/health");
-            async move { reqwest::get(url).await.is_ok_and(|r| r.status() == 200) }
-        },
-    )
-    .await;
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use lucid_client::token::{self, Claims};
+use lucid_services::client_token::ClientClaims;
 use serde_json::Value;
 
 async fn upload(
@@ -144,26 +145,18 @@ async fn client_tokens_need_the_right_issuer_a_present_date_and_a_short_life() {
     let p = Pipeline::start();
     let http = reqwest::Client::new();
     let now = token::now();
-    let base = Claims {
-        iss: "lucid-auth-service".into(),
-        sub: "alice".into(),
-        aud: "api-gateway".into(),
-        iat: now,
-        nbf: None,
-        exp: now + 300,
-        user: None,
-    };
+    let base = client_claims("alice", 300);
     for (why, claims) in [
         (
             "foreign issuer",
-            Claims {
+            ClientClaims {
                 iss: "someone-else".into(),
                 ..base.clone()
             },
         ),
         (
             "issued in the future",
-            Claims {
+            ClientClaims {
                 iat: now + 120,
                 exp: now + 400,
                 ..base.clone()
@@ -171,28 +164,52 @@ async fn client_tokens_need_the_right_issuer_a_present_date_and_a_short_life() {
         ),
         (
             "not valid yet",
-            Claims {
+            ClientClaims {
                 nbf: Some(now + 120),
                 ..base.clone()
             },
         ),
         (
             "lives two hours",
-            Claims {
+            ClientClaims {
                 exp: now + 7200,
                 ..base.clone()
             },
         ),
+        (
+            "for another audience",
+            ClientClaims {
+                aud: "session-recorder".into(),
+                ..base.clone()
+            },
+        ),
     ] {
-        let t = token::sign(&claims, KEY.as_bytes()).unwrap();
+        let t = sign_client(&claims);
         let r = post(&http, format!("{}/api/sessions", p.gateway), &t).await;
         assert_eq!(r.status(), 401, "{why}");
     }
-    let skewed = Claims {
+    // The old way to mint a client token: HS256 with JWT_SECRET_KEY, which every service
+    // holds. Refused: only the auth service's private key makes client tokens now.
+    let hmac_minted = token::sign(
+        &Claims {
+            iss: "lucid-auth-service".into(),
+            sub: "alice".into(),
+            aud: "api-gateway".into(),
+            iat: now,
+            nbf: None,
+            exp: now + 300,
+            user: None,
+        },
+        KEY.as_bytes(),
+    )
+    .unwrap();
+    let r = post(&http, format!("{}/api/sessions", p.gateway), &hmac_minted).await;
+    assert_eq!(r.status(), 401, "an HMAC-minted client token");
+    let skewed = ClientClaims {
         iat: now + 10,
         ..base
     };
-    let t = token::sign(&skewed, KEY.as_bytes()).unwrap();
+    let t = sign_client(&skewed);
     assert_eq!(
         post(&http, format!("{}/api/sessions", p.gateway), &t)
             .await
@@ -355,7 +372,8 @@ async fn finalize_is_idempotent_and_never_misses_an_acknowledged_upload() {
                         .send()
                         .await
                         .unwrap();
-                    (r.status().as_u16(), 100_000 + i)
+                    let status = r.status().as_u16();
+                    (status, 100_000 + i, r.text().await.unwrap_or_default())
                 })
             })
             .collect();
@@ -370,8 +388,11 @@ async fn finalize_is_idempotent_and_never_misses_an_acknowledged_upload() {
         let first: Value = first.json().await.unwrap();
         let mut acknowledged = Vec::new();
         for u in uploads {
-            let (status, bytes) = u.await.unwrap();
-            assert!(status == 200 || status == 409, "upload answered {status}");
+            let (status, bytes, body) = u.await.unwrap();
+            assert!(
+                status == 200 || status == 409,
+                "upload answered {status}: {body}"
+            );
             if status == 200 {
                 acknowledged.push(bytes);
             }

@@ -13,6 +13,8 @@ async fn main() -> std::process::ExitCode {
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            // A URL in the message may carry a password.
+            let e = lucid_client::redact::text(&e.to_string());
             tracing::error!(error = %e, "cannot start");
             eprintln!("api-gateway: {e}");
             std::process::ExitCode::FAILURE
@@ -23,16 +25,25 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> Result<(), Box<dyn std::error::Error>> {
     lucid_kit::exit_if_version_asked("api-gateway", env!("CARGO_PKG_VERSION"));
     init_logging();
-    let settings: Settings = lucid_kit::load("api-gateway")
-        .map_err(|e| format!("{e} (the gateway needs JWT_SECRET_KEY to check client tokens)"))?;
+    let settings: Settings = lucid_kit::load("api-gateway").map_err(|e| {
+        format!("{e} (the gateway needs JWT_SECRET_KEY to sign its service tokens)")
+    })?;
     let mut client_config = ClientConfig::from_env("api-gateway")?;
-    // The gateway checks client tokens: it never runs without its key, in any environment.
+    // The gateway signs service tokens: it never runs without its key, in any environment.
     let key = lucid_services::signing_key(
         Some(settings.jwt_secret_key.clone()),
         client_config.environment,
     )?
-    .ok_or("JWT_SECRET_KEY is empty: the gateway needs it to check client tokens")?;
-    client_config.signing_key = Some(key.clone());
+    .ok_or("JWT_SECRET_KEY is empty: the gateway needs it to sign its service tokens")?;
+    client_config.signing_key = Some(key);
+    let verifier = settings.verifier()?;
+    tracing::info!(keys = ?verifier.kids().collect::<Vec<_>>(), "checking client tokens with lucid-auth-service's public keys");
+    let auth = Arc::new(lucid_services::auth_relay::AuthRelay::from_env(
+        &client_config,
+    )?);
+    if !auth.configured() {
+        tracing::warn!("LUCID_AUTH_SERVICE_URL is unset: /auth/* answers 503");
+    }
     let metrics = Metrics::default();
     let retries = metrics.peer_retries.clone();
     client_config.on_retry = Some(Arc::new(move || {
@@ -49,7 +60,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             Err(e) => return Err(e.into()),
         }
     }
+    let limits = lucid_kit::serve::Limits::from_env()?;
+    let per_user = settings.requests_per_user(limits.max_concurrent_requests)?;
     let state = Arc::new(GatewayState {
+        user_requests: lucid_kit::fair::PerKey::new(per_user),
+        pace: limits.pace(),
         peers,
         metrics: metrics.clone(),
         max_upload_bytes: settings.max_upload_bytes,
@@ -67,7 +82,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     if !(1..=4096).contains(&settings.max_concurrent_chunk_reads) {
         return Err("MAX_CONCURRENT_CHUNK_READS must be from 1 to 4096".into());
     }
-    let api = routes(state, key, |r| app.bounded(r));
+    let api = routes(state, verifier, auth, |r| app.bounded(r));
     app.serve(
         SocketAddr::from(([0, 0, 0, 0], settings.api_gateway_port)),
         app.router(api),

@@ -16,6 +16,8 @@ async fn main() -> std::process::ExitCode {
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            // A URL in the message may carry a password.
+            let e = lucid_client::redact::text(&e.to_string());
             tracing::error!(error = %e, "cannot start");
             eprintln!("session-recorder: {e}");
             std::process::ExitCode::FAILURE
@@ -27,12 +29,15 @@ async fn main() -> std::process::ExitCode {
 /// on every write (README, durability promise): say so at start when Redis runs otherwise.
 /// A warning, not a refusal: managed Redis may hide CONFIG, and Redis may not be up yet.
 async fn warn_unless_durable(redis: &Redis) {
+    // A map in RESP3, pairs in RESP2: read as a map either way.
     let setting = |name: &'static str| async move {
         redis
-            .query::<Vec<String>>(redis::cmd("CONFIG").arg("GET").arg(name))
+            .query::<std::collections::HashMap<String, String>>(
+                redis::cmd("CONFIG").arg("GET").arg(name),
+            )
             .await
             .ok()
-            .and_then(|v| v.get(1).cloned())
+            .and_then(|m| m.get(name).cloned())
     };
     let (aof, fsync) = (setting("appendonly").await, setting("appendfsync").await);
     if let (Some(aof), Some(fsync)) = (&aof, &fsync)
@@ -62,10 +67,9 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     }));
     // Fail at start, not at the first upload, when session-storage is unset or misaddressed.
     let storage_client = IntegrationManager::from_env(client_config).client("session-storage")?;
-    let redis_client = redis::Client::open(settings.redis_url.as_str())
-        .map_err(|e| format!("REDIS_URL is unusable: {e}"))?;
     // Redis may come up after us: no connection is needed to start, /ready says when one works.
-    let redis = Redis::new(redis_client, metrics.redis_errors.clone());
+    let redis = Redis::open(&settings.redis_url, metrics.redis_errors.clone())
+        .map_err(|e| format!("REDIS_URL is unusable: {e}"))?;
     warn_unless_durable(&redis).await;
     let mongo = mongodb::Client::with_uri_str(&settings.mongodb_url)
         .await
@@ -80,11 +84,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         ),
     ]);
     let port = settings.session_recorder_port;
+    let limits = lucid_kit::serve::Limits::from_env()?;
     let state = Arc::new(RecorderState {
+        user_uploads: lucid_kit::fair::PerKey::new(settings.uploads_per_user()),
+        pace: limits.pace(),
         manifests: db.collection("manifests"),
         chunk_owners: db.collection("chunk_owners"),
         uploads: Arc::new(Semaphore::new(settings.max_concurrent_uploads)),
-        body_idle: lucid_kit::serve::Limits::from_env()?.idle_timeout,
         settings,
         redis,
         storage: storage_client,

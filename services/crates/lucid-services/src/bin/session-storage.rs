@@ -16,6 +16,8 @@ async fn main() -> std::process::ExitCode {
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            // A URL in the message may carry a password.
+            let e = lucid_client::redact::text(&e.to_string());
             tracing::error!(error = %e, "cannot start");
             eprintln!("session-storage: {e}");
             std::process::ExitCode::FAILURE

@@ -1,5 +1,5 @@
 //! What the loopback tests share: real Redis (Debian `redis-server`) and a MongoDB
-//! wire-protocol server (`nx-27017` from PyPI: no real mongod is packaged), the three
+//! wire-protocol server (`nx-27017` from PyPI: no real mongod is packaged), the four
 //! service binaries as processes, tokens, data.
 #![allow(dead_code)]
 
@@ -10,8 +10,50 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lucid_client::token::{self, Claims};
+use lucid_services::client_token::{ClientClaims, SigningKey};
 
+/// The service-token key (`JWT_SECRET_KEY`): signs only service-to-service tokens.
 pub const KEY: &str = "test-signing-key-0123456789abcdef";
+
+/// The initial administrator the pipeline's auth service creates at its first start.
+pub const ADMIN: (&str, &str) = ("admin", "admin-password-for-tests");
+
+/// This test process's client-token key (Ed25519), made fresh: what lucid-auth-service
+/// signs with; the gateway gets its public half.
+pub fn signing_pem() -> &'static str {
+    static PEM: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PEM.get_or_init(|| SigningKey::generate_pem().unwrap())
+}
+
+pub fn signing_key() -> SigningKey {
+    SigningKey::from_pem(signing_pem()).unwrap()
+}
+
+/// The gateway's `AUTH_PUBLIC_KEYS` for [`signing_key`].
+pub fn public_keys() -> String {
+    serde_json::to_string(&signing_key().jwks()).unwrap()
+}
+
+/// A client token's claims as lucid-auth-service writes them, for `user`.
+pub fn client_claims(user: &str, exp_in: i64) -> ClientClaims {
+    let now = token::now();
+    ClientClaims {
+        iss: "lucid-auth-service".into(),
+        sub: user.into(),
+        aud: "api-gateway".into(),
+        iat: now,
+        exp: (now as i64 + exp_in) as u64,
+        nbf: None,
+        name: user.into(),
+        admin: false,
+        sid: "test".into(),
+    }
+}
+
+/// `claims` signed with the auth service's (test) key.
+pub fn sign_client(claims: &ClientClaims) -> String {
+    signing_key().sign(claims).unwrap()
+}
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -72,15 +114,17 @@ pub fn http_status(port: u16, path: &str) -> Option<u16> {
     std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
 }
 
-/// Redis, the MongoDB stand-in and the three services.
+/// Redis, the MongoDB stand-in and the four services.
 pub struct Pipeline {
     pub dir: PathBuf,
     pub env: Vec<(String, String)>,
     pub gateway: String,
+    /// lucid-auth-service's own address (clients use the gateway's `/auth/*`).
+    pub auth: String,
     pub storage_port: u16,
     pub recorder_port: u16,
     pub redis_port: u16,
-    pub admin_ports: [(&'static str, u16); 3],
+    pub admin_ports: [(&'static str, u16); 4],
     pub infra: Vec<(&'static str, Proc)>,
     pub services: Vec<(&'static str, Proc)>,
 }
@@ -119,11 +163,13 @@ impl Pipeline {
         );
         wait_port(redis_port);
         wait_port(mongo_port);
-        let (storage_port, recorder_port, gateway_port) = (free_port(), free_port(), free_port());
+        let (storage_port, recorder_port, gateway_port, auth_port) =
+            (free_port(), free_port(), free_port(), free_port());
         let admin_ports = [
             ("session-storage", free_port()),
             ("session-recorder", free_port()),
             ("api-gateway", free_port()),
+            ("lucid-auth-service", free_port()),
         ];
         let mut env: Vec<(String, String)> = [
             ("LUCID_ENV", "development".to_string()),
@@ -154,6 +200,19 @@ impl Pipeline {
             ("SESSION_STORAGE_ADMIN_PORT", admin_ports[0].1.to_string()),
             ("SESSION_RECORDER_ADMIN_PORT", admin_ports[1].1.to_string()),
             ("API_GATEWAY_ADMIN_PORT", admin_ports[2].1.to_string()),
+            ("LUCID_AUTH_SERVICE_PORT", auth_port.to_string()),
+            (
+                "LUCID_AUTH_SERVICE_ADMIN_PORT",
+                admin_ports[3].1.to_string(),
+            ),
+            (
+                "LUCID_AUTH_SERVICE_URL",
+                format!("http://127.0.0.1:{auth_port}"),
+            ),
+            ("AUTH_SIGNING_KEY", signing_pem().to_string()),
+            ("AUTH_PUBLIC_KEYS", public_keys()),
+            ("LUCID_ADMIN_USERNAME", ADMIN.0.to_string()),
+            ("LUCID_ADMIN_PASSWORD", ADMIN.1.to_string()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -166,6 +225,7 @@ impl Pipeline {
             dir,
             env,
             gateway: format!("http://127.0.0.1:{gateway_port}"),
+            auth: format!("http://127.0.0.1:{auth_port}"),
             storage_port,
             recorder_port,
             redis_port,
@@ -173,8 +233,18 @@ impl Pipeline {
             infra: vec![("redis", redis), ("mongo", mongo)],
             services: Vec::new(),
         };
-        for name in ["session-storage", "session-recorder", "api-gateway"] {
+        let names = [
+            "lucid-auth-service",
+            "session-storage",
+            "session-recorder",
+            "api-gateway",
+        ];
+        // All started before any is waited for: a port chosen by `free_port` is free only
+        // until something else takes it, so the sooner each binds the better.
+        for name in names {
             p.start_service(name);
+        }
+        for name in names {
             p.wait_ready(name);
         }
         p
@@ -232,6 +302,7 @@ impl Pipeline {
         let bin = match name {
             "session-storage" => env!("CARGO_BIN_EXE_session-storage"),
             "session-recorder" => env!("CARGO_BIN_EXE_session-recorder"),
+            "lucid-auth-service" => env!("CARGO_BIN_EXE_lucid-auth-service"),
             _ => env!("CARGO_BIN_EXE_api-gateway"),
         };
         let mut cmd = Command::new(bin);
@@ -324,18 +395,9 @@ pub fn client_token(exp_in: i64) -> String {
     user_token("user-1", exp_in)
 }
 
+/// A client token for `user`, signed with the auth service's (test) key.
 pub fn user_token(user: &str, exp_in: i64) -> String {
-    let now = token::now();
-    let claims = Claims {
-        iss: "lucid-auth-service".into(),
-        sub: user.into(),
-        aud: "api-gateway".into(),
-        iat: now,
-        nbf: None,
-        exp: (now as i64 + exp_in) as u64,
-        user: None,
-    };
-    token::sign(&claims, KEY.as_bytes()).unwrap()
+    sign_client(&client_claims(user, exp_in))
 }
 
 /// A token as session-recorder signs it for `aud`.
