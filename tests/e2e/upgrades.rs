@@ -19,7 +19,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use lucid_e2e::node::real_cluster;
-use lucid_e2e::node::stack::{JWT_KEY, create_namespace, for_this_node, install_operator};
+use lucid_e2e::node::stack::{
+    AUTH_PUBLIC_KEYS, JWT_KEY, create_namespace, for_this_node, install_operator,
+};
 use lucid_e2e::{apply_documents, condition, is_ready, wait_for_within};
 use lucid_operator::api::{LucidPhase, LucidService};
 
@@ -277,9 +279,11 @@ async fn a_config_map_edit_that_crashes_is_rolled_back_to_the_old_values() {
     let ns = "upgrade-config";
     create_namespace(&client, ns).await;
     apply_documents(&client, ns, &phases("RollbackService")).await;
+    // The gateway needs its service-token key and the auth service's public keys; a key
+    // too short makes it refuse to start.
     let config = |key: &str| {
         format!(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: gateway-keys}}\ndata: {{JWT_SECRET_KEY: {key}}}\n"
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: gateway-keys}}\ndata: {{JWT_SECRET_KEY: {key}, AUTH_PUBLIC_KEYS: '{AUTH_PUBLIC_KEYS}'}}\n"
         )
     };
     apply_documents(&client, ns, &config(JWT_KEY)).await;

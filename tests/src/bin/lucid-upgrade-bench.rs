@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use kube::{Api, Client};
 use lucid_e2e::apply_documents;
 use lucid_e2e::node::real_cluster;
-use lucid_e2e::node::stack::{JWT_KEY, create_namespace, for_this_node, install_operator};
+use lucid_e2e::node::stack::{
+    AUTH_PUBLIC_KEYS, JWT_KEY, create_namespace, for_this_node, install_operator,
+};
 use lucid_operator::api::LucidService;
 
 const ROUNDS: usize = 5;
@@ -54,7 +56,7 @@ spec:
 
 fn gateway(round: usize, key: &str) -> String {
     format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: gateway-keys}}\ndata: {{JWT_SECRET_KEY: {key}}}\n---\n{}",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: gateway-keys}}\ndata: {{JWT_SECRET_KEY: {key}, AUTH_PUBLIC_KEYS: '{AUTH_PUBLIC_KEYS}'}}\n---\n{}",
         for_this_node(&format!(
             r#"
 apiVersion: lucid.io/v1alpha1
