@@ -307,17 +307,27 @@ async fn the_whole_stack_rolls_out_phase_by_phase_and_updates_keep_the_order() {
     env.stop().await;
 }
 
+/// Names are quoted: YAML 1.1 (compose's, and kubectl's) reads a bare `y` or `n` as a
+/// boolean, and this test has a phase named `y`.
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn service(name: &str, phase: &str, deps: &[&str]) -> String {
     format!(
-        "apiVersion: lucid.io/v1alpha1\nkind: LucidService\nmetadata: {{name: {name}}}\nspec:\n  image: {{repository: x}}\n  phase: {phase}\n  dependsOn: [{}]\n  storage: {{data: {{kind: EmptyDir}}, logs: {{kind: EmptyDir}}}}\n",
-        deps.join(", ")
+        "apiVersion: lucid.io/v1alpha1\nkind: LucidService\nmetadata: {{name: \"{name}\"}}\nspec:\n  image: {{repository: x}}\n  phase: \"{phase}\"\n  dependsOn: [{}]\n  storage: {{data: {{kind: EmptyDir}}, logs: {{kind: EmptyDir}}}}\n",
+        quoted(deps)
     )
 }
 
 fn phase(name: &str, deps: &[&str], paused: bool) -> String {
     format!(
-        "apiVersion: lucid.io/v1alpha1\nkind: LucidPhase\nmetadata: {{name: {name}}}\nspec:\n  dependsOn: [{}]\n  paused: {paused}\n",
-        deps.join(", ")
+        "apiVersion: lucid.io/v1alpha1\nkind: LucidPhase\nmetadata: {{name: \"{name}\"}}\nspec:\n  dependsOn: [{}]\n  paused: {paused}\n",
+        quoted(deps)
     )
 }
 
