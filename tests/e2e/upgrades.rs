@@ -539,14 +539,19 @@ async fn a_failed_stateful_update_gets_its_data_back_byte_identical_across_opera
     ready(&client, ns, "db").await;
 
     // The new revision starts, writes to its data (an append-only log, and a dump at every
-    // stop), and never turns ready (its check asks a port nothing listens on).
+    // stop), and never turns ready (its check asks a port nothing listens on): it fails by
+    // its progress deadline (30 s here), or sooner if its restarts are seen as a crash loop.
     let failing = for_this_node(
-        &redis_text("db", "foundation", "  env: [{name: NEXT, value: \"1\"}]")
-            .replace(r#""no"]"#, r#""no", --appendonly, "yes"]"#)
-            .replace(
-                "healthCheck: {kind: Tcp,",
-                "healthCheck: {kind: Tcp, port: 6390,",
-            ),
+        &redis_text(
+            "db",
+            "foundation",
+            "  env: [{name: NEXT, value: \"1\"}]\n  progressDeadlineSeconds: 30",
+        )
+        .replace(r#""no"]"#, r#""no", --appendonly, "yes"]"#)
+        .replace(
+            "healthCheck: {kind: Tcp,",
+            "healthCheck: {kind: Tcp, port: 6390,",
+        ),
     );
     assert!(
         failing.contains("6390") && failing.contains("appendonly"),

@@ -198,8 +198,8 @@ pub fn record_session_binary() -> String {
         assert!(status.success(), "build the record_session example");
         // Where cargo put it: CARGO_TARGET_DIR when set (a shared target directory), else
         // the services workspace's own.
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .unwrap_or_else(|_| format!("{ROOT}/services/target"));
+        let target =
+            std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| format!("{ROOT}/services/target"));
         format!("{target}/debug/examples/record_session")
     })
     .clone()
