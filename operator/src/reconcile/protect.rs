@@ -217,11 +217,7 @@ where
         field_manager: Some(super::FIELD_MANAGER.into()),
         ..Default::default()
     };
-    match api.create(&post, object).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(super::revisions::created(api.create(&post, object).await)?)
 }
 
 /// Deletes the backup claims that are no longer kept.

@@ -113,7 +113,7 @@ pub async fn record(
 }
 
 /// A create that finds the object already there (made by an earlier try) succeeded.
-fn created<K>(result: Result<K, kube::Error>) -> Result<(), kube::Error> {
+pub(super) fn created<K>(result: Result<K, kube::Error>) -> Result<(), kube::Error> {
     match result {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),

@@ -606,6 +606,19 @@ enum Protection {
 /// How soon a reconcile comes back while a Job copies (Jobs are not watched: they are rare).
 const COPY_POLL: Duration = Duration::from_secs(2);
 
+/// A data-protection step to report: under way, or its result recorded before the next
+/// step (the Job is not watched, so the reconcile comes back after `COPY_POLL`).
+fn step_report(live: &Deployment, health: Health, revisions: Revisions) -> Protection {
+    Protection::Report(Box::new(Outcome {
+        health,
+        deployment: Some(live.clone()),
+        waiting_on: None,
+        retry: false,
+        revisions: Some(revisions),
+        again: Some(COPY_POLL),
+    }))
+}
+
 /// Before an update of a stateful service whose pods run a good revision: stop them, copy
 /// the data, record the copy; only then does the new revision start.
 #[allow(clippy::too_many_arguments)]
@@ -641,16 +654,7 @@ async fn back_up_first(
         return Ok(Protection::Proceed);
     }
     let step = protect::back_up(ctx, ls, namespace, live, revision, copier).await?;
-    let report = |health: Health, revisions: Revisions| {
-        Protection::Report(Box::new(Outcome {
-            health,
-            deployment: Some(live.clone()),
-            waiting_on: None,
-            retry: false,
-            revisions: Some(revisions),
-            again: Some(COPY_POLL),
-        }))
-    };
+    let report = |health, revisions| step_report(live, health, revisions);
     Ok(match step {
         Step::Waiting(message) => report(
             Health::Progressing {
@@ -743,16 +747,7 @@ async fn restore_first(
         revision: backup.revision,
         for_hash: failed.clone(),
     });
-    let report = |health: Health, revisions: Revisions| {
-        Protection::Report(Box::new(Outcome {
-            health,
-            deployment: Some(live.clone()),
-            waiting_on: None,
-            retry: false,
-            revisions: Some(revisions),
-            again: Some(COPY_POLL),
-        }))
-    };
+    let report = |health, revisions| step_report(live, health, revisions);
     Ok(match step {
         Step::Waiting(message) => report(
             Health::Progressing {

@@ -151,6 +151,14 @@ async fn kind(
     (detect, restore)
 }
 
+/// A namespace of its own for one kind, with its foundation phase (`RollbackService`).
+async fn namespace(client: &Client, name: &'static str) -> &'static str {
+    create_namespace(client, name).await;
+    let phase = "apiVersion: lucid.io/v1alpha1\nkind: LucidPhase\nmetadata: {name: foundation}\nspec: {onFailure: RollbackService}\n";
+    apply_documents(client, name, phase).await;
+    name
+}
+
 fn p50(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
@@ -178,11 +186,8 @@ async fn main() {
     let cluster = real_cluster();
     install_operator(cluster);
     let client = cluster.client().await;
-    let phases = "apiVersion: lucid.io/v1alpha1\nkind: LucidPhase\nmetadata: {name: foundation}\nspec: {onFailure: RollbackService}\n";
 
-    let ns = "bench-image";
-    create_namespace(&client, ns).await;
-    apply_documents(&client, ns, phases).await;
+    let ns = namespace(&client, "bench-image").await;
     let image = kind(
         &client,
         ns,
@@ -192,9 +197,7 @@ async fn main() {
     )
     .await;
 
-    let ns = "bench-crash";
-    create_namespace(&client, ns).await;
-    apply_documents(&client, ns, phases).await;
+    let ns = namespace(&client, "bench-crash").await;
     let crash = kind(
         &client,
         ns,
@@ -204,9 +207,7 @@ async fn main() {
     )
     .await;
 
-    let ns = "bench-config";
-    create_namespace(&client, ns).await;
-    apply_documents(&client, ns, phases).await;
+    let ns = namespace(&client, "bench-config").await;
     let config = kind(
         &client,
         ns,
@@ -216,9 +217,7 @@ async fn main() {
     )
     .await;
 
-    let ns = "bench-backup";
-    create_namespace(&client, ns).await;
-    apply_documents(&client, ns, phases).await;
+    let ns = namespace(&client, "bench-backup").await;
     let (with, without) = protection_cost(&client, ns).await;
 
     println!("| failure | detect p50 | restore p50 | detect, 5 runs | restore, 5 runs |");
