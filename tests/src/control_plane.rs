@@ -337,11 +337,31 @@ impl ControlPlane {
     }
 }
 
+/// A loopback port nothing listens on, chosen below the kernel's ephemeral range: a port
+/// from the ephemeral range (what binding port 0 gives) can be taken by any outgoing
+/// connection of a test running beside this one before the server meant for it binds it,
+/// and the server then exits with "address in use". One counter per test process keeps
+/// its tests apart; the bind check skips ports other processes hold.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|&p| p > LOWEST + 1_000)
+        .unwrap_or(32_768);
+    let span = ephemeral_start - LOWEST;
+    // Processes started one after another begin in different places.
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOWEST + (start + n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below {ephemeral_start}")
 }
 
 /// Directory with kube-apiserver and kube-controller-manager: `$LUCID_K8S_BIN`, or what the

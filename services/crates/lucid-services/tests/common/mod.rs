@@ -55,12 +55,31 @@ pub fn sign_client(claims: &ClientClaims) -> String {
     signing_key().sign(claims).unwrap()
 }
 
+/// A loopback port nothing listens on, chosen below the kernel's ephemeral range: a port
+/// from the ephemeral range (what binding port 0 gives) can be taken by any outgoing
+/// connection of a test running beside this one before the server meant for it binds it,
+/// and the server then exits with "address in use". One counter per test process keeps
+/// its tests apart; the bind check skips ports other processes hold.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOWEST: u32 = 10_000;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .filter(|&p| p > LOWEST + 1_000)
+        .unwrap_or(32_768);
+    let span = ephemeral_start - LOWEST;
+    // Processes started one after another begin in different places.
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOWEST + (start + n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below {ephemeral_start}")
 }
 
 pub struct Proc(pub Child);
@@ -73,6 +92,12 @@ impl Drop for Proc {
 }
 
 pub fn spawn(cmd: &mut Command) -> Proc {
+    spawn_with_stderr(cmd, Stdio::null())
+}
+
+/// [`spawn`], with the process's stderr (where a service says why it cannot start) sent
+/// to `stderr`.
+pub fn spawn_with_stderr(cmd: &mut Command, stderr: impl Into<Stdio>) -> Proc {
     unsafe {
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -81,7 +106,7 @@ pub fn spawn(cmd: &mut Command) -> Proc {
     }
     Proc(
         cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("start {cmd:?}: {e}")),
     )
@@ -264,7 +289,8 @@ impl Pipeline {
                 .unwrap()
                 .1;
             if let Ok(Some(status)) = proc.0.try_wait() {
-                panic!("{name} exited at start: {status}");
+                let said = std::fs::read_to_string(self.stderr_path(name)).unwrap_or_default();
+                panic!("{name} exited at start: {status}; its stderr:\n{said}");
             }
             if http_status(port, "/ready") == Some(200) {
                 return;
@@ -311,8 +337,18 @@ impl Pipeline {
     }
 
     pub fn start_service(&mut self, name: &'static str) {
-        let proc = spawn(&mut self.command(name));
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.stderr_path(name))
+            .unwrap();
+        let proc = spawn_with_stderr(&mut self.command(name), stderr);
         self.services.push((name, proc));
+    }
+
+    /// Where `name`'s stderr goes (appended to by each start).
+    pub fn stderr_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.stderr"))
     }
 
     pub fn admin(&self, name: &str) -> String {
