@@ -16,6 +16,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod recovery;
 pub mod render;
 pub mod revision;
 pub mod runtime;

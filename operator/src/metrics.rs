@@ -12,7 +12,9 @@
 //! - `rollbacks_total{reason}`: updates that failed and were rolled back, by the failure's
 //!   reason (`ImagePullFailed`, `CrashLoopBackOff`, `RolloutStuck`, `PhaseRolledBack`, ...);
 //! - `service_dependencies_ready{service_namespace, service}`: 1 when every service it
-//!   depends on is Ready, 0 when one is not (after its rollout as well as before).
+//!   depends on is Ready, 0 when one is not (after its rollout as well as before);
+//! - `backed_off_pods_restarted_total`: pods in crash-loop back-off since a crash from
+//!   before their dependencies were Ready, deleted so they start at once (see `recovery`).
 //!
 //! kube-runtime 5 keeps its work queue private: the in-flight gauge is what is exposed.
 
@@ -81,6 +83,7 @@ pub struct Metrics {
     pub api_errors: Family<ApiErrorLabel, Counter>,
     pub rollbacks: Family<RollbackLabel, Counter>,
     pub dependencies_ready: Family<ServiceLabel, Gauge>,
+    pub backed_off_restarts: Counter,
     pub registry: Registry,
 }
 
@@ -157,9 +160,16 @@ impl Default for Metrics {
             "1 when every service a LucidService depends on is Ready, else 0",
             dependencies_ready.clone(),
         );
+        let backed_off_restarts = Counter::default();
+        registry.register(
+            "backed_off_pods_restarted",
+            "Pods in crash-loop back-off from a crash before their dependencies were Ready, restarted",
+            backed_off_restarts.clone(),
+        );
         Self {
             rollbacks,
             dependencies_ready,
+            backed_off_restarts,
             reconciles,
             failures,
             duration,

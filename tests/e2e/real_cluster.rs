@@ -162,6 +162,13 @@ async fn helm_installs_the_operator_which_runs_from_its_image_under_the_charts_r
         ("watch", "secrets", "", "yes"),
         ("create", "lucidservices.lucid.io", "", "no"),
         ("patch", "lucidservices.lucid.io", "", "no"),
+        // A cluster of boards: budgets for replicated services, nodes read to say which was
+        // lost, a pod stuck in back-off restarted once its dependency is Ready.
+        ("patch", "poddisruptionbudgets.policy", "", "yes"),
+        ("watch", "nodes", "", "yes"),
+        ("patch", "nodes", "", "no"),
+        ("delete", "pods", "", "yes"),
+        ("create", "pods", "", "no"),
     ] {
         let mut kubectl = cluster.kubectl();
         kubectl.args(["auth", "can-i", verb, resource, "--all-namespaces"]);

@@ -67,6 +67,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
+{{- /* Recovery after a power cut: a pod in crash-loop back-off because a dependency was
+  down is deleted once the dependency is Ready, so its ReplicaSet starts it at once. */}}
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [delete]
+{{- /* Services with more than one replica get a budget so a drain leaves one ready pod. */}}
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [configmaps, secrets]
   verbs: [get, list, watch]
@@ -89,4 +98,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+{{- end -}}
+
+{{/* Nodes, read-only: where pods run and which board stopped answering (NodeLost). */}}
+{{- define "lucid-operator.nodeRules" -}}
+- apiGroups: [""]
+  resources: [nodes]
+  verbs: [list, watch]
 {{- end -}}

@@ -158,6 +158,16 @@ pub struct LucidServiceSpec {
     #[schemars(range(min = 1, max = 10))]
     pub revision_history_limit: i32,
 
+    /// Seconds a pod stays bound to a node that stopped answering (its kubelet silent: a
+    /// board lost power, its SD card died) before it is moved to another node: the pod's
+    /// `not-ready` and `unreachable` tolerations. Kubernetes' default, 300, leaves a small
+    /// cluster without the service for five minutes; a Pi cluster moves sooner. Add the
+    /// node controller's grace (k3s: 40 s) for the time from the loss to the move. A
+    /// service whose data lives on the lost node cannot move whatever this says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub node_loss_toleration_seconds: Option<i64>,
+
     /// A verified copy of `/app/data` before each update, for services that stop their old
     /// pods first (`Recreate`: a database): taken after the old pods stopped and before the
     /// new revision starts, restored if the update fails and is rolled back.
@@ -222,6 +232,9 @@ pub enum UpdateStrategy {
 /// The Deployment's progress deadline when the spec sets none (see
 /// `LucidServiceSpec::progress_deadline_seconds`).
 pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i32 = 600;
+
+/// `nodeLossTolerationSeconds` when unset.
+pub const DEFAULT_NODE_LOSS_TOLERATION_SECONDS: i64 = 30;
 
 fn default_revision_history_limit() -> i32 {
     3
@@ -827,10 +840,25 @@ pub struct LucidServiceStatus {
     /// Backups kept (newest first, at most `spec.backup.keep`), and the space each takes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backups: Vec<BackupRecord>,
+    /// The nodes its ready pods run on (sorted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+    /// The node each claim's volume is bound to, for volumes that live on one node (as
+    /// k3s's local-path ones do): pods using the claim can run only there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_nodes: Vec<ClaimNode>,
     /// `Ready`, `Progressing`, `Degraded` (KEP-1623), `Available` (pods are serving, even
     /// from a rolled-back revision) and `DependenciesReady`.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+}
+
+/// A claim and the node its volume lives on.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimNode {
+    pub claim: String,
+    pub node: String,
 }
 
 /// A revision that was Ready.

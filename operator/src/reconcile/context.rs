@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::core::PartialObjectMeta;
 use kube::core::error_boundary::DeserializeGuard;
@@ -15,7 +15,7 @@ use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
 use super::references::{ContentCache, Watched};
-use crate::api::{LucidPhase, LucidService};
+use crate::api::{ClaimNode, DEFAULT_NODE_LOSS_TOLERATION_SECONDS, LucidPhase, LucidService};
 use crate::graph::Snapshot;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
@@ -35,6 +35,8 @@ pub struct Context {
     /// How backup and restore Jobs run: the operator's own image (`LUCID_OPERATOR_IMAGE`,
     /// which the chart sets). None: stateful updates are not protected.
     pub copier: Option<crate::render::backup::CopyJobSettings>,
+    /// Whether pods in back-off are restarted once their dependencies are Ready.
+    pub restart_backed_off: bool,
     failures: Mutex<HashMap<String, u32>>,
     /// When each object's status was last written, for `too_soon_to_write`.
     last_writes: Mutex<HashMap<String, std::time::Instant>>,
@@ -63,6 +65,8 @@ pub struct Caches {
     /// ConfigMaps and Secrets, metadata only: which version is current.
     pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
     pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// The nodes' readiness, when this operator may list nodes (see `nodes`).
+    pub nodes: Option<Store<Node>>,
 }
 
 impl Context {
@@ -85,6 +89,7 @@ impl Context {
             contents: ContentCache::default(),
             revisions: Default::default(),
             copier: copier_from_env(),
+            restart_backed_off: restart_backed_off_from_env(),
             failures: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
             last_writes: Mutex::new(HashMap::new()),
@@ -99,6 +104,22 @@ impl Context {
         }
     }
 
+    /// The service's pods, as the pod cache has them.
+    pub fn pods_of(&self, namespace: &str, service: &str) -> Vec<Arc<Pod>> {
+        self.caches
+            .pods
+            .state()
+            .into_iter()
+            .filter(|p| {
+                p.metadata.namespace.as_deref() == Some(namespace)
+                    && p.labels()
+                        .get(crate::render::labels::SERVICE)
+                        .map(String::as_str)
+                        == Some(service)
+            })
+            .collect()
+    }
+
     /// What the service's pods say stops its rollout, if anything.
     pub fn pod_problem(
         &self,
@@ -106,17 +127,54 @@ impl Context {
         service: &str,
         deployment: &Deployment,
     ) -> Option<crate::status::PodProblem> {
-        let pods = self.caches.pods.state();
         let current = crate::status::current_template_hash(deployment);
         crate::status::pod_problem(
-            pods.iter().map(|p| p.as_ref()).filter(|p| {
-                p.metadata.namespace.as_deref() == Some(namespace)
-                    && p.labels()
-                        .get(crate::render::labels::SERVICE)
-                        .map(String::as_str)
-                        == Some(service)
-            }),
+            self.pods_of(namespace, service).iter().map(|p| p.as_ref()),
             current.as_deref(),
+        )
+    }
+
+    /// The nodes the service's claims live on, for claims whose volume was made on one
+    /// node (sorted by claim).
+    pub fn data_nodes(&self, namespace: &str, service: &str) -> Vec<ClaimNode> {
+        use crate::render::{ClaimRole, claim_name};
+        let claims = self.caches.children.claims.state();
+        let mut placed: Vec<ClaimNode> = [ClaimRole::Data, ClaimRole::Logs]
+            .into_iter()
+            .filter_map(|role| {
+                let name = claim_name(service, role);
+                let claim = claims.iter().find(|c| {
+                    c.metadata.namespace.as_deref() == Some(namespace)
+                        && c.metadata.name.as_deref() == Some(name.as_str())
+                })?;
+                let node = claim
+                    .annotations()
+                    .get(crate::status::SELECTED_NODE_ANNOTATION)?;
+                Some(ClaimNode {
+                    claim: name,
+                    node: node.clone(),
+                })
+            })
+            .collect();
+        placed.sort();
+        placed
+    }
+
+    /// What lost nodes mean for the service, when the operator can see nodes.
+    pub fn node_loss(&self, ls: &LucidService, namespace: &str) -> Option<crate::status::NodeLoss> {
+        let nodes = self.caches.nodes.as_ref()?.state();
+        let lost = crate::status::lost_nodes(nodes.iter().map(|n| n.as_ref()));
+        if lost.is_empty() {
+            return None;
+        }
+        let service = ls.name_any();
+        crate::status::node_loss(
+            self.pods_of(namespace, &service).iter().map(|p| p.as_ref()),
+            &lost,
+            &self.data_nodes(namespace, &service),
+            ls.spec
+                .node_loss_toleration_seconds
+                .unwrap_or(DEFAULT_NODE_LOSS_TOLERATION_SECONDS),
         )
     }
 
@@ -212,6 +270,12 @@ fn version(resource_version: &str) -> Option<u64> {
 
 /// `LUCID_OPERATOR_IMAGE` (the chart sets it to the operator's own image, which every node
 /// running the operator has) and `LUCID_COPY_DEADLINE_SECONDS` (default 1800).
+/// `LUCID_RESTART_BACKED_OFF=false` turns off the restart of pods in back-off after their
+/// dependencies come back (see `recovery`); on by default.
+fn restart_backed_off_from_env() -> bool {
+    std::env::var("LUCID_RESTART_BACKED_OFF").map_or(true, |v| v != "false")
+}
+
 fn copier_from_env() -> Option<crate::render::backup::CopyJobSettings> {
     let image = std::env::var("LUCID_OPERATOR_IMAGE")
         .ok()

@@ -154,8 +154,8 @@ pub fn trim_child(meta: &mut ObjectMeta, watched: Option<Watched>) {
             .and_then(|m| spec_edited_by(m, watched))
     });
     meta.managed_fields = None;
-    let applied = meta
-        .annotations
+    let old_annotations = meta.annotations.take();
+    let applied = old_annotations
         .as_ref()
         .and_then(|a| a.get(APPLIED_HASH_ANNOTATION).cloned());
     let mut annotations = std::collections::BTreeMap::new();
@@ -164,6 +164,16 @@ pub fn trim_child(meta: &mut ObjectMeta, watched: Option<Watched>) {
     }
     if let Some(manager) = edited_by {
         annotations.insert(EDITED_BY.to_string(), manager);
+    }
+    // A claim's node, for status (see `status::placement`).
+    if let Some(node) = old_annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::status::SELECTED_NODE_ANNOTATION))
+    {
+        annotations.insert(
+            crate::status::SELECTED_NODE_ANNOTATION.to_string(),
+            node.clone(),
+        );
     }
     meta.annotations = (!annotations.is_empty()).then_some(annotations);
 }

@@ -14,6 +14,7 @@
 mod apply;
 mod context;
 mod drift;
+mod nodes;
 mod phase;
 mod protect;
 mod references;
@@ -229,6 +230,7 @@ pub async fn run(
         config_maps.wait_until_ready(),
         secrets.wait_until_ready(),
     );
+    let nodes = nodes::watch(&client, &health, format!("{scope_name}/nodes")).await;
     health.caches_synced();
     let ctx = Arc::new(Context::new(
         client.clone(),
@@ -246,6 +248,7 @@ pub async fn run(
             },
             config_maps,
             secrets,
+            nodes,
         },
     ));
     let shutdown = shutdown.shared();
@@ -574,6 +577,8 @@ fn trim_pod(pod: &mut Pod) {
         pod.spec = Some(PodSpec {
             containers: spec.containers.iter().map(trim).collect(),
             init_containers: spec.init_containers.map(|cs| cs.iter().map(trim).collect()),
+            // Where it runs: status names the nodes, and a lost node is found by it.
+            node_name: spec.node_name,
             ..Default::default()
         });
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::core::error_boundary::{DeserializeGuard, InvalidObject};
@@ -1002,13 +1003,96 @@ async fn converge(
             again: None,
         }));
     };
-    let health = observe(ctx, namespace, &ls.name_any(), &deployment);
+    let health = observe(ctx, ls, namespace, &deployment);
+    if !matches!(health, Health::Ready { .. }) {
+        restart_backed_off(ctx, ls, namespace).await?;
+    }
     Ok(Converged::Live { deployment, health })
 }
 
+/// Pods waiting out a crash-loop back-off from a crash that came before their dependencies
+/// were Ready are deleted, so they start now (see `recovery`). Each deletion names the pod's
+/// UID: a replacement of the same name is never deleted. A pod already gone is fine.
+async fn restart_backed_off(
+    ctx: &Context,
+    ls: &LucidService,
+    namespace: &str,
+) -> Result<(), Error> {
+    if !ctx.restart_backed_off || ls.spec.depends_on.is_empty() {
+        return Ok(());
+    }
+    let mut dependencies_ready = None;
+    for dependency in &ls.spec.depends_on {
+        let pods = ctx.pods_of(namespace, dependency);
+        let Some(since) = crate::recovery::ready_since(pods.iter().map(|p| p.as_ref())) else {
+            return Ok(());
+        };
+        dependencies_ready = dependencies_ready.max(Some(since));
+    }
+    let Some(dependencies_ready) = dependencies_ready else {
+        return Ok(());
+    };
+    let pods = ctx.pods_of(namespace, &ls.name_any());
+    let restarts = crate::recovery::backed_off(pods.iter().map(|p| p.as_ref()), dependencies_ready);
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    for restart in restarts {
+        ctx.leadership.ensure()?;
+        let params = kube::api::DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: Some(restart.uid.clone()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&restart.pod, &params).await {
+            Ok(_) => {}
+            // Gone already, or replaced (the UID precondition failed): nothing to restart.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => continue,
+            Err(error) => {
+                ctx.metrics.api_error("delete", &error);
+                return Err(error.into());
+            }
+        }
+        ctx.metrics.backed_off_restarts.inc();
+        tracing::info!(service = %ls.name_any(), namespace, pod = %restart.pod, crashed_at = %restart.crashed_at, %dependencies_ready, "restarted a pod in back-off: it crashed before its dependencies were Ready");
+        publish(
+            ctx,
+            ls,
+            EventType::Normal,
+            "RestartedBackedOff",
+            format!(
+                "restarted pod {} (container {} crashed at {}, before its dependencies were Ready at {}): it starts now instead of after its back-off",
+                restart.pod, restart.container, restart.crashed_at, dependencies_ready
+            ),
+        )
+        .await;
+    }
+    Ok(())
+}
+
 /// The health of a live Deployment and its pods.
-fn observe(ctx: &Context, namespace: &str, name: &str, deployment: &Deployment) -> Health {
-    match rollout(deployment) {
+fn observe(ctx: &Context, ls: &LucidService, namespace: &str, deployment: &Deployment) -> Health {
+    let name = &ls.name_any();
+    let rollout = rollout(deployment);
+    if !matches!(rollout, Rollout::Complete { .. })
+        && let Some(loss) = ctx.node_loss(ls, namespace)
+    {
+        // Before the pods' own word: a pod evicted from a lost node whose replacement cannot
+        // be scheduled (its volume is there) is not a user's mistake to roll back from, nor
+        // a stuck rollout; and a service moving off a lost node says where it was.
+        return if loss.bound {
+            Health::Degraded {
+                reason: "NodeLost".into(),
+                message: loss.message,
+            }
+        } else {
+            Health::Progressing {
+                reason: "NodeLost".into(),
+                message: loss.message,
+            }
+        };
+    }
+    match rollout {
         Rollout::Complete { ready, replicas } => Health::Ready {
             reason: "RolloutComplete".into(),
             message: format!("{ready}/{replicas} pods ready"),
@@ -1118,6 +1202,7 @@ async fn write_status(
     dependencies_not_ready: &[String],
 ) -> Result<(), Error> {
     let old = ls.status.clone().unwrap_or_default();
+    let namespace = ls.namespace().unwrap_or_default();
     let (ready, replicas) = outcome
         .deployment
         .as_ref()
@@ -1140,6 +1225,12 @@ async fn write_status(
         rollback: revisions.rollback,
         data_protection: revisions.data_protection,
         backups: revisions.backups,
+        nodes: crate::status::ready_nodes(
+            ctx.pods_of(&namespace, &ls.name_any())
+                .iter()
+                .map(|p| p.as_ref()),
+        ),
+        data_nodes: ctx.data_nodes(&namespace, &ls.name_any()),
         conditions: old.conditions.clone(),
     };
     let now = Time(jiff::Timestamp::now());

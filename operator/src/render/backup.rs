@@ -279,8 +279,7 @@ fn copy_job(
                     // Where the service runs, so a node-local volume (local-path) is reachable.
                     node_selector: (!ls.spec.node_selector.is_empty())
                         .then(|| ls.spec.node_selector.clone()),
-                    tolerations: (!ls.spec.tolerations.is_empty())
-                        .then(|| ls.spec.tolerations.clone()),
+                    tolerations: Some(super::pod::tolerations(ls)),
                     ..Default::default()
                 }),
             },

@@ -3,6 +3,7 @@
 
 pub mod backup;
 mod deployment;
+pub mod disruption_budget;
 mod env;
 pub mod labels;
 mod network_policy;

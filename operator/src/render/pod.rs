@@ -2,13 +2,17 @@
 
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, HTTPGetAction, PodSecurityContext, PodSpec, Probe,
-    SeccompProfile, SecurityContext, TCPSocketAction,
+    SeccompProfile, SecurityContext, TCPSocketAction, Toleration, TopologySpreadConstraint,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
-use super::{env, storage};
-use crate::api::{AddedCapability, HealthCheck, HealthCheckKind, LucidService};
+use super::{env, labels, storage};
+use crate::api::{
+    AddedCapability, DEFAULT_NODE_LOSS_TOLERATION_SECONDS, HealthCheck, HealthCheckKind,
+    LucidService,
+};
 
 /// The kubelet probes at most this often while a service starts, so a service that starts
 /// in 3 s is Ready in seconds, not after a 30 s compose interval.
@@ -26,10 +30,63 @@ pub fn pod_spec(ls: &LucidService) -> PodSpec {
         // with the templates' own `<SERVICE>_PORT=6379`.
         enable_service_links: Some(false),
         node_selector: (!ls.spec.node_selector.is_empty()).then(|| ls.spec.node_selector.clone()),
-        tolerations: (!ls.spec.tolerations.is_empty()).then(|| ls.spec.tolerations.clone()),
+        tolerations: Some(tolerations(ls)),
+        topology_spread_constraints: spread(ls),
         ..Default::default()
     }
 }
+
+/// The taints a node gets when its kubelet stops answering; a pod tolerating them for N
+/// seconds is evicted N seconds after (see `nodeLossTolerationSeconds`).
+pub const NODE_LOSS_TAINTS: [&str; 2] = [
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+];
+
+/// The user's tolerations, and for each node-loss taint the user did not mention, one for
+/// `nodeLossTolerationSeconds` (without them the API server adds 300 s ones).
+pub(super) fn tolerations(ls: &LucidService) -> Vec<Toleration> {
+    let seconds = ls
+        .spec
+        .node_loss_toleration_seconds
+        .unwrap_or(DEFAULT_NODE_LOSS_TOLERATION_SECONDS);
+    let mut tolerations = ls.spec.tolerations.clone();
+    for taint in NODE_LOSS_TAINTS {
+        if !tolerations.iter().any(|t| t.key.as_deref() == Some(taint)) {
+            tolerations.push(Toleration {
+                key: Some(taint.into()),
+                operator: Some("Exists".into()),
+                effect: Some("NoExecute".into()),
+                toleration_seconds: Some(seconds),
+                value: None,
+            });
+        }
+    }
+    tolerations
+}
+
+/// Replicas on different nodes where there are nodes to take them, so one board lost or
+/// drained leaves the others serving. `ScheduleAnyway`, not `DoNotSchedule`: with a node
+/// lost, Kubernetes 1.20 still counts it (0 pods) when weighing skew, so a hard rule would
+/// leave the lost node's pod unplaced on a small cluster; the scheduler's score spreads
+/// them whenever it can. One replica has nothing to spread.
+fn spread(ls: &LucidService) -> Option<Vec<TopologySpreadConstraint>> {
+    (ls.spec.replicas > 1).then(|| {
+        vec![TopologySpreadConstraint {
+            max_skew: 1,
+            topology_key: HOSTNAME_LABEL.into(),
+            when_unsatisfiable: "ScheduleAnyway".into(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(labels::selector(ls)),
+                match_expressions: None,
+            }),
+            ..Default::default()
+        }]
+    })
+}
+
+/// The node label that names the node (every kubelet sets it).
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 
 /// The pod-level hardening: the service's user, group and fsGroup, never root, the
 /// runtime's default seccomp profile. Shared with the backup and restore Jobs.

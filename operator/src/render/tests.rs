@@ -869,3 +869,99 @@ fn dependency_labels_are_on_the_pods_and_never_in_the_selector() {
             .any(|k| k.starts_with("uses.lucid.io/"))
     );
 }
+
+#[test]
+fn pods_leave_a_lost_node_after_the_services_toleration_not_five_minutes() {
+    let tolerations = |ls: &LucidService| {
+        pod_spec(&render(ls, &inputs()).unwrap())
+            .tolerations
+            .clone()
+            .unwrap()
+    };
+    let defaults = tolerations(&redis());
+    assert_eq!(defaults.len(), 2);
+    for (t, key) in defaults.iter().zip(pod::NODE_LOSS_TAINTS) {
+        assert_eq!(t.key.as_deref(), Some(key));
+        assert_eq!(t.effect.as_deref(), Some("NoExecute"));
+        assert_eq!(t.operator.as_deref(), Some("Exists"));
+        assert_eq!(t.toleration_seconds, Some(30));
+    }
+
+    // Set per service; a toleration the user wrote for one of the taints is theirs.
+    let mut ls = redis();
+    ls.spec.node_loss_toleration_seconds = Some(90);
+    ls.spec.tolerations = vec![k8s_openapi::api::core::v1::Toleration {
+        key: Some("node.kubernetes.io/unreachable".into()),
+        operator: Some("Exists".into()),
+        effect: Some("NoExecute".into()),
+        toleration_seconds: Some(600),
+        value: None,
+    }];
+    let set = tolerations(&ls);
+    assert_eq!(set.len(), 2);
+    assert_eq!(set[0].toleration_seconds, Some(600), "the user's, kept");
+    assert_eq!(
+        (set[1].key.as_deref(), set[1].toleration_seconds),
+        (Some("node.kubernetes.io/not-ready"), Some(90))
+    );
+}
+
+#[test]
+fn replicas_are_spread_over_nodes_softly_and_budgeted_one_eviction_at_a_time() {
+    let one = render(&redis(), &inputs()).unwrap();
+    assert_eq!(pod_spec(&one).topology_spread_constraints, None);
+    let owner = owner_reference(&redis()).unwrap();
+    assert_eq!(
+        disruption_budget::disruption_budget(&redis(), "lucid", &owner),
+        None,
+        "a budget on one replica would block every drain"
+    );
+
+    let mut two = redis();
+    two.spec.replicas = 2;
+    let children = render(&two, &inputs()).unwrap();
+    let spread = pod_spec(&children)
+        .topology_spread_constraints
+        .clone()
+        .unwrap();
+    assert_eq!(spread.len(), 1);
+    assert_eq!(spread[0].topology_key, "kubernetes.io/hostname");
+    assert_eq!(spread[0].when_unsatisfiable, "ScheduleAnyway");
+    assert_eq!(spread[0].max_skew, 1);
+    assert_eq!(
+        spread[0].label_selector.as_ref().unwrap().match_labels,
+        children
+            .deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .selector
+            .match_labels
+    );
+
+    let budget = disruption_budget::disruption_budget(&two, "lucid", &owner).unwrap();
+    let spec = budget.spec.as_ref().unwrap();
+    assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+    assert_eq!(spec.min_available, None);
+    assert_eq!(
+        spec.selector.as_ref().unwrap().match_labels,
+        children
+            .deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .selector
+            .match_labels
+    );
+    assert_eq!(budget.metadata.owner_references, Some(vec![owner]));
+
+    use disruption_budget::{PolicyVersion, in_version};
+    let v1beta1 = in_version(&budget, PolicyVersion::V1beta1).unwrap();
+    assert_eq!(v1beta1["apiVersion"], "policy/v1beta1");
+    assert_eq!(v1beta1["kind"], "PodDisruptionBudget");
+    assert_eq!(v1beta1["spec"]["maxUnavailable"], 1);
+    assert_eq!(
+        in_version(&budget, PolicyVersion::V1).unwrap()["apiVersion"],
+        "policy/v1"
+    );
+}

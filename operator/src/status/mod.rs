@@ -3,9 +3,13 @@
 //! cannot.
 
 mod conditions;
+mod placement;
 mod pods;
 mod rollout;
 
 pub use conditions::{ConditionType, Health, State, set_condition};
+pub use placement::{
+    LostNode, NodeLoss, SELECTED_NODE_ANNOTATION, lost_nodes, node_loss, ready_nodes,
+};
 pub use pods::{PodProblem, current_template_hash, pod_problem};
 pub use rollout::{Rollout, rollout};
