@@ -282,6 +282,7 @@ fn service_line(s: &LucidService, v: &View, style: Style, branch: &str, width: u
         }
     }
     line.push_str(&revision_note(&st));
+    line.push_str(&placement_note(&st));
     // A running service whose dependency went down says so, Ready or not.
     if let Some(deps) = st
         .conditions
@@ -294,6 +295,23 @@ fn service_line(s: &LucidService, v: &View, style: Style, branch: &str, width: u
         line.push_str(&format!("  (last event: {event})"));
     }
     format!("{}\n", line.trim_end())
+}
+
+/// Where the ready pods run, and which node a node-bound claim pins the service to.
+fn placement_note(st: &lucid_operator::api::LucidServiceStatus) -> String {
+    let mut note = String::new();
+    if !st.nodes.is_empty() {
+        note.push_str(&format!("  on {}", st.nodes.join(", ")));
+    }
+    if !st.data_nodes.is_empty() {
+        let claims: Vec<String> = st
+            .data_nodes
+            .iter()
+            .map(|d| format!("{} on {}", d.claim, d.node))
+            .collect();
+        note.push_str(&format!("  (claims: {})", claims.join(", ")));
+    }
+    note
 }
 
 /// The revision the pods run, and when an update was rolled back, what serves instead.
@@ -702,6 +720,28 @@ mod tests {
         assert!(
             coloured.contains("\x1b[32mReady") && coloured.contains("└─ api"),
             "{coloured:?}"
+        );
+    }
+
+    #[test]
+    fn a_service_says_which_nodes_its_pods_and_claims_are_on() {
+        let mut db = service("db", "p", &[], Some(("Ready", "Ready")));
+        let status = db.status.as_mut().unwrap();
+        status.nodes = vec!["pi-1".into(), "pi-2".into()];
+        status.data_nodes = vec![lucid_operator::api::ClaimNode {
+            claim: "db-data".into(),
+            node: "pi-1".into(),
+        }];
+        let plain = tree(
+            &view(vec![db], vec![phase("p", "Ready")]),
+            Style {
+                colour: false,
+                unicode: false,
+            },
+        );
+        assert!(
+            plain.contains("  on pi-1, pi-2  (claims: db-data on pi-1)"),
+            "{plain}"
         );
     }
 
