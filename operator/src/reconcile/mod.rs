@@ -10,12 +10,14 @@
 mod apply;
 mod context;
 mod drift;
+mod instrument;
 mod phase;
 mod protect;
 mod references;
 mod revisions;
 mod scope;
 mod service;
+mod status_patch;
 mod unobserved;
 mod wake;
 mod watches;
@@ -174,7 +176,7 @@ pub async fn run(
         // So does one whose watches come back after an outage.
         .reconcile_all_on(look_at_everything(&leadership, &health))
         .graceful_shutdown_on(shutdown.clone())
-        .run(service::reconcile, service::error_policy, ctx.clone())
+        .run(service::reconcile, instrument::error_policy, ctx.clone())
         .for_each(|_| async {});
 
     // A phase's status write is throttled in its reconcile (`phase::PHASE_WRITE_INTERVAL`).
@@ -187,23 +189,10 @@ pub async fn run(
         })
         .reconcile_all_on(look_at_everything(&leadership, &health))
         .graceful_shutdown_on(shutdown)
-        .run(phase::reconcile, phase::error_policy, ctx)
+        .run(phase::reconcile, instrument::error_policy, ctx)
         .for_each(|_| async {});
 
     tracing::info!("controllers started");
     futures::join!(service_controller, phase_controller);
     Ok(())
-}
-
-/// One span per reconcile: what it is about now, how it ended and how long it took later.
-fn reconcile_span<K: kube::Resource>(kind: &'static str, object: &K) -> tracing::Span {
-    tracing::info_span!(
-        "reconcile",
-        kind,
-        namespace = %object.meta().namespace.as_deref().unwrap_or_default(),
-        name = %object.meta().name.as_deref().unwrap_or_default(),
-        generation = object.meta().generation.unwrap_or_default(),
-        outcome = tracing::field::Empty,
-        duration_ms = tracing::field::Empty,
-    )
 }
