@@ -14,7 +14,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
-use super::references::{ContentCache, Watched};
+use super::references::{ConfigVersions, ContentCache};
 use crate::api::{LucidPhase, LucidService};
 use crate::graph::Snapshot;
 use crate::leader::Leadership;
@@ -92,8 +92,8 @@ impl Context {
     }
 
     /// The ConfigMap and Secret versions the watches saw, for `dereference`.
-    pub fn watched(&self) -> Watched<'_> {
-        Watched {
+    pub fn watched(&self) -> ConfigVersions<'_> {
+        ConfigVersions {
             config_maps: &self.caches.config_maps,
             secrets: &self.caches.secrets,
         }

@@ -37,13 +37,13 @@ use kube::{Client, ResourceExt};
 pub use apply::FIELD_MANAGER;
 pub use context::{Caches, ChildStores, Context, NamespaceView};
 pub use phase::summarise as summarise_phase;
-pub use references::{Missing, Reference, config_hash_of, references};
+pub use references::{ConfigReference, MissingConfig, config_hash_of, references};
 pub(crate) use scope::resync;
 pub use scope::{Scope, WatchBackoff};
 
 use crate::api::{LucidPhase, LucidService};
 use crate::error::Error;
-use crate::health::Health;
+use crate::health::OperatorHealth;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
 use scope::ScopedApi;
@@ -61,7 +61,7 @@ type PhaseGuard = DeserializeGuard<LucidPhase>;
 #[derive(Clone)]
 pub struct Shared {
     pub metrics: Arc<Metrics>,
-    pub health: Arc<Health>,
+    pub health: Arc<OperatorHealth>,
     pub leadership: Leadership,
     /// At most this many reconciles of one controller at once (per watched scope): a
     /// restart with a thousand services must not fire a thousand at the API server.
@@ -77,7 +77,7 @@ impl Shared {
     pub fn standalone() -> Self {
         Self {
             metrics: Arc::new(Metrics::default()),
-            health: Arc::new(Health::default()),
+            health: Arc::new(OperatorHealth::default()),
             leadership: Leadership::sole(),
             concurrency: DEFAULT_CONCURRENCY,
         }

@@ -18,7 +18,7 @@ use crate::api::{
     LucidPhase, LucidPhaseStatus, LucidService, MemberState, PhaseMember, PhaseReadySet,
 };
 use crate::error::Error;
-use crate::graph::{Reference, Snapshot, service_ready};
+use crate::graph::{NamedObject, Snapshot, service_ready};
 use crate::status::{Health, State};
 
 const CONTROLLER: &str = "lucidphase";
@@ -65,9 +65,9 @@ async fn summarise_and_write(
     let namespace = phase.namespace().unwrap_or_default();
     let view = ctx.namespace_view(&namespace);
     let snapshot = view.snapshot();
-    let missing: Vec<Reference<'_>> = missing_dependencies(phase, &snapshot)
+    let missing: Vec<NamedObject<'_>> = missing_dependencies(phase, &snapshot)
         .into_iter()
-        .map(Reference::Phase)
+        .map(NamedObject::Phase)
         .collect();
     let reported = phase.status.as_ref().is_some_and(|status| {
         unobserved::already_reported(
@@ -300,7 +300,7 @@ pub fn summarise(
             if phase.spec.paused && !health.is_ready() && degraded == 0 {
                 "Paused".into()
             } else {
-                health.state().into()
+                health.state().as_str().into()
             },
         ),
         waiting_on,

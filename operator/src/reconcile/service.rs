@@ -28,7 +28,7 @@ use crate::api::{
     RollbackStatus,
 };
 use crate::error::Error;
-use crate::graph::{Gate, Reference, Snapshot};
+use crate::graph::{Gate, NamedObject, Snapshot};
 use crate::render::{RenderInputs, render};
 use crate::revision::{next_revision, push_history};
 use crate::status::{ConditionType, Health, Rollout, State, rollout, set_condition};
@@ -113,10 +113,10 @@ impl Outcome {
     }
 
     /// `seen` exists but is not in the cache yet: its watch event wakes this service.
-    fn not_yet_observed(seen: Reference<'_>, deployment: Option<Deployment>) -> Self {
+    fn not_yet_observed(seen: NamedObject<'_>, deployment: Option<Deployment>) -> Self {
         let what = match seen {
-            Reference::Phase(name) => format!("LucidPhase {name}"),
-            Reference::Service(name) => format!("LucidService {name}"),
+            NamedObject::Phase(name) => format!("LucidPhase {name}"),
+            NamedObject::Service(name) => format!("LucidService {name}"),
         };
         Self {
             health: Health::Waiting {
@@ -176,9 +176,9 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Reconcile
     let not_ready = snapshot.dependencies_not_ready(ls);
     ctx.metrics
         .dependencies(&namespace, &name, not_ready.is_empty());
-    tracing::debug!(service = %name, %namespace, state = outcome.health.state(), reason = outcome.health.reason(), "service reconciled");
+    tracing::debug!(service = %name, %namespace, state = outcome.health.state().as_str(), reason = outcome.health.reason(), "service reconciled");
     write_status(ls, ctx, &outcome, &snapshot, &not_ready).await?;
-    let state = outcome.health.state();
+    let state = outcome.health.state().as_str();
     if let Some(delay) = retry {
         return Ok(Reconciled {
             action: Action::requeue(delay),
@@ -230,7 +230,7 @@ async fn decide(
         });
         if !reported
             && let Some(seen) =
-                unobserved::first_unobserved(ctx, namespace, &missing.references()).await
+                unobserved::first_unobserved(ctx, namespace, &missing.objects()).await
         {
             return Ok(Outcome::not_yet_observed(seen, existing));
         }
@@ -1058,7 +1058,7 @@ async fn write_status(
         ready_replicas: ready,
         replicas,
         ready: Some(format!("{ready}/{replicas}")),
-        state: Some(outcome.health.state().into()),
+        state: Some(outcome.health.state().as_str().into()),
         waiting_on: outcome.waiting_on.clone(),
         revision: revisions.revision,
         revision_hash: revisions.hash,

@@ -11,11 +11,11 @@ use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::context::NamespaceView;
-use super::references::{Kind, Reference, references};
+use super::references::{ConfigKind, ConfigReference, references};
 use super::{PhaseGuard, ServiceGuard};
 use crate::api::LucidService;
 use crate::graph::service_ready;
-use crate::health::Health;
+use crate::health::OperatorHealth;
 use crate::leader::{Leadership, Role};
 
 /// Each service's readiness and whether it rolled itself back, as last seen by
@@ -49,18 +49,18 @@ pub(super) fn peers_of(
         .collect()
 }
 
-pub(super) fn references_config_map(r: &Reference) -> bool {
-    r.kind == Kind::ConfigMap
+pub(super) fn references_config_map(r: &ConfigReference) -> bool {
+    r.kind == ConfigKind::ConfigMap
 }
 
-pub(super) fn references_secret(r: &Reference) -> bool {
-    r.kind == Kind::Secret
+pub(super) fn references_secret(r: &ConfigReference) -> bool {
+    r.kind == ConfigKind::Secret
 }
 
 /// Services in `namespace` that read the ConfigMap or Secret `name`.
 pub(super) fn services_reading(
     services: &Store<ServiceGuard>,
-    kind: fn(&Reference) -> bool,
+    kind: fn(&ConfigReference) -> bool,
     namespace: &str,
     name: &str,
 ) -> Vec<ObjectRef<ServiceGuard>> {
@@ -213,7 +213,7 @@ pub(super) fn dependents_to_wake(
 /// failed watch works again.
 pub(super) fn look_at_everything(
     leadership: &Leadership,
-    health: &Health,
+    health: &OperatorHealth,
 ) -> impl futures::Stream<Item = ()> + Send + 'static {
     let recovered = futures::stream::unfold(health.recoveries(), |mut n| async move {
         n.changed().await.ok()?;

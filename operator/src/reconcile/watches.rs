@@ -23,10 +23,10 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
 use super::context::{Caches, ChildStores};
-use super::drift::{self, Watched};
+use super::drift::{self, SpecPart};
 use super::scope::{ScopedApi, WatchBackoff};
 use super::{PhaseGuard, ServiceGuard};
-use crate::health::Health;
+use crate::health::OperatorHealth;
 use crate::render::labels;
 
 /// Objects per page of a watch's list (kube-runtime's default is 500). Measured on a restart
@@ -61,7 +61,7 @@ pub(super) struct Events {
 
 /// Starts every watch of one scope. Each reports to `health` under `<scope>/<kind>`, so one
 /// scope's events never clear another's in `/healthz`.
-pub(super) fn start(api: &ScopedApi, health: &Arc<Health>) -> (Caches, Events) {
+pub(super) fn start(api: &ScopedApi, health: &Arc<OperatorHealth>) -> (Caches, Events) {
     let scope = api.scope.to_string();
     let name = |kind: &str| format!("{scope}/{kind}");
     // Lists in pages of LIST_PAGE: every watch lists at once when the operator starts, and
@@ -128,14 +128,14 @@ pub(super) fn start(api: &ScopedApi, health: &Arc<Health>) -> (Caches, Events) {
     // or claim deleted or edited by someone wakes its service, which puts it back.
     let (child_services, child_service_events) =
         cached_metadata(name("services"), health, api.of(), managed(), |meta| {
-            drift::trim_child(meta, Some(Watched::ServicePortsAndSelector))
+            drift::trim_child(meta, Some(SpecPart::ServicePortsAndSelector))
         });
     let (network_policies, network_policy_events) = cached_metadata(
         name("networkpolicies"),
         health,
         api.of(),
         managed(),
-        |meta| drift::trim_child(meta, Some(Watched::WholeSpec)),
+        |meta| drift::trim_child(meta, Some(SpecPart::WholeSpec)),
     );
     // Claims: deletion only. Their spec is immutable but for a size the API server checks,
     // and binding writes it.
@@ -238,7 +238,7 @@ impl Caches {
 /// Every watch event also tells `health` whether the watch works (`name` says which).
 pub(super) fn fan_out<K, const N: usize>(
     name: String,
-    health: &Arc<Health>,
+    health: &Arc<OperatorHealth>,
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
 ) -> [Changes<K>; N]
 where
@@ -307,7 +307,7 @@ fn drop_managed_fields<K: kube::Resource>(
 /// reconciles read), its changes copied out to one consumer through `fan_out`.
 fn cached_metadata<K>(
     name: String,
-    health: &Arc<Health>,
+    health: &Arc<OperatorHealth>,
     api: Api<PartialObjectMeta<K>>,
     config: watcher::Config,
     trim: fn(&mut ObjectMeta),
@@ -365,7 +365,7 @@ mod tests {
     use kube::runtime::watcher::{Error, Event};
 
     use super::fan_out;
-    use crate::health::Health;
+    use crate::health::OperatorHealth;
     use crate::leader::Leadership;
 
     fn cm(name: &str) -> ConfigMap {
@@ -383,7 +383,8 @@ mod tests {
     /// failure is reported to /healthz and the next event clears it.
     #[tokio::test]
     async fn fan_out_copies_every_touched_object_to_each_consumer_and_reports_failures() {
-        let health = std::sync::Arc::new(Health::new(1, Duration::ZERO, Leadership::sole()));
+        let health =
+            std::sync::Arc::new(OperatorHealth::new(1, Duration::ZERO, Leadership::sole()));
         let recovered = health.recoveries();
         let events = futures::stream::iter(vec![
             Ok(Event::Init),
