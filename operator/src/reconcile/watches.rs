@@ -22,8 +22,9 @@ use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
+use super::apply::ChildKind;
 use super::context::{Caches, ChildStores};
-use super::drift::{self, SpecPart};
+use super::drift;
 use super::scope::{ScopedApi, WatchBackoff};
 use super::{PhaseGuard, ServiceGuard};
 use crate::health::OperatorHealth;
@@ -125,26 +126,25 @@ pub(super) fn start(api: &ScopedApi, health: &Arc<OperatorHealth>) -> (Caches, E
     );
 
     // The other children by metadata only, label-selected, for drift: a Service, NetworkPolicy
-    // or claim deleted or edited by someone wakes its service, which puts it back.
+    // or claim deleted or edited by someone wakes its service, which puts it back. What counts
+    // as an edit is each kind's `ChildKind::WATCHED`.
     let (child_services, child_service_events) =
         cached_metadata(name("services"), health, api.of(), managed(), |meta| {
-            drift::trim_child(meta, Some(SpecPart::ServicePortsAndSelector))
+            drift::trim_child(meta, Service::WATCHED)
         });
     let (network_policies, network_policy_events) = cached_metadata(
         name("networkpolicies"),
         health,
         api.of(),
         managed(),
-        |meta| drift::trim_child(meta, Some(SpecPart::WholeSpec)),
+        |meta| drift::trim_child(meta, NetworkPolicy::WATCHED),
     );
-    // Claims: deletion only. Their spec is immutable but for a size the API server checks,
-    // and binding writes it.
     let (claims, claim_events) = cached_metadata(
         name("persistentvolumeclaims"),
         health,
         api.of(),
         managed(),
-        |meta| drift::trim_child(meta, None),
+        |meta| drift::trim_child(meta, PersistentVolumeClaim::WATCHED),
     );
 
     // ConfigMaps and Secrets by metadata only: kube-client 5 asks for
