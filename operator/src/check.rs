@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use kube::api::ListParams;
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::api::{LucidPhase, LucidService};
@@ -35,12 +35,15 @@ pub enum CheckError {
     #[error("no Kubernetes client: {0}")]
     Client(#[from] kube::Error),
     #[error(
-        "the API server does not serve {missing} (lucid.io/v1alpha1): the CRDs are not installed \
+        "the API server does not serve {missing} ({api_version}): the CRDs are not installed \
          or are out of date. Install or upgrade the operator chart (`helm upgrade --install \
          lucid-operator charts/lucid-operator`, which installs the CRDs), or `kubectl apply -f \
          crds/lucid.io.yaml` from this version of the repository, then start the operator again"
     )]
-    CrdsMissing { missing: String },
+    CrdsMissing {
+        missing: String,
+        api_version: String,
+    },
     #[error("cannot ask the API server which resources it serves: {0}")]
     Discovery(kube::Error),
 }
@@ -51,8 +54,9 @@ pub async fn crds_served(client: &Client) -> Result<(), CheckError> {
     // An API server that is down or restarting is waited for (a minute), not a reason to
     // exit: exiting would put the pod in a crash loop that outlasts the outage.
     let patience = std::time::Instant::now() + Duration::from_secs(60);
+    let api_version = LucidService::api_version(&()).into_owned();
     let served = loop {
-        match client.list_api_group_resources("lucid.io/v1alpha1").await {
+        match client.list_api_group_resources(&api_version).await {
             Ok(list) => break list.resources.into_iter().map(|r| r.name).collect(),
             Err(kube::Error::Api(status)) if status.code == 404 => break Vec::new(),
             Err(error) => {
@@ -77,6 +81,7 @@ pub async fn crds_served(client: &Client) -> Result<(), CheckError> {
     } else {
         Err(CheckError::CrdsMissing {
             missing: missing.join(" and "),
+            api_version,
         })
     }
 }

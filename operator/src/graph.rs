@@ -44,7 +44,7 @@ pub enum Gate {
 
 /// Phases or services the graph names that do not exist (as far as a snapshot knows).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Missing<'a> {
+pub enum Unresolved<'a> {
     /// The service's own phase.
     Phase(&'a str),
     /// Services its `dependsOn` names.
@@ -56,25 +56,25 @@ pub enum Missing<'a> {
     },
 }
 
-impl Missing<'_> {
+impl Unresolved<'_> {
     pub fn reason(&self) -> &'static str {
         match self {
-            Missing::Phase(_) => "PhaseNotFound",
-            Missing::Dependencies(_) => "DependencyNotFound",
-            Missing::PhaseDependencies { .. } => "PhaseDependencyNotFound",
+            Unresolved::Phase(_) => "PhaseNotFound",
+            Unresolved::Dependencies(_) => "DependencyNotFound",
+            Unresolved::PhaseDependencies { .. } => "PhaseDependencyNotFound",
         }
     }
 
     pub fn message(&self) -> String {
         match self {
-            Missing::Phase(phase) => format!(
+            Unresolved::Phase(phase) => format!(
                 "no LucidPhase named {phase:?} in this namespace: create it, or set spec.phase to an existing phase"
             ),
-            Missing::Dependencies(services) => format!(
+            Unresolved::Dependencies(services) => format!(
                 "dependsOn names LucidServices that do not exist: {}",
                 services.join(", ")
             ),
-            Missing::PhaseDependencies { phase, phases } => format!(
+            Unresolved::PhaseDependencies { phase, phases } => format!(
                 "phase {phase} depends on phases that do not exist: {}",
                 phases.join(", ")
             ),
@@ -82,14 +82,14 @@ impl Missing<'_> {
     }
 
     /// What it names, in order.
-    pub fn references(&self) -> Vec<Reference<'_>> {
+    pub fn objects(&self) -> Vec<NamedObject<'_>> {
         match self {
-            Missing::Phase(phase) => vec![Reference::Phase(phase)],
-            Missing::Dependencies(services) => {
-                services.iter().map(|s| Reference::Service(s)).collect()
+            Unresolved::Phase(phase) => vec![NamedObject::Phase(phase)],
+            Unresolved::Dependencies(services) => {
+                services.iter().map(|s| NamedObject::Service(s)).collect()
             }
-            Missing::PhaseDependencies { phases, .. } => {
-                phases.iter().map(|p| Reference::Phase(p)).collect()
+            Unresolved::PhaseDependencies { phases, .. } => {
+                phases.iter().map(|p| NamedObject::Phase(p)).collect()
             }
         }
     }
@@ -97,23 +97,23 @@ impl Missing<'_> {
 
 /// A phase or a service, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reference<'a> {
+pub enum NamedObject<'a> {
     Phase(&'a str),
     Service(&'a str),
 }
 
-impl<'a> Reference<'a> {
+impl<'a> NamedObject<'a> {
     pub fn name(&self) -> &'a str {
         match self {
-            Reference::Phase(name) | Reference::Service(name) => name,
+            NamedObject::Phase(name) | NamedObject::Service(name) => name,
         }
     }
 
     /// As `waitingOn` shows it: a service by its name, a phase as `phase/<name>`.
     pub fn waiting_on(&self) -> String {
         match self {
-            Reference::Phase(name) => format!("phase/{name}"),
-            Reference::Service(name) => (*name).to_string(),
+            NamedObject::Phase(name) => format!("phase/{name}"),
+            NamedObject::Service(name) => (*name).to_string(),
         }
     }
 }
@@ -195,9 +195,9 @@ impl<'a> Snapshot<'a> {
 
     /// The first of the phases and services the graph around `ls` names that this snapshot
     /// does not hold: its own phase, else its dependencies, else its phase's dependencies.
-    pub fn missing(&self, ls: &'a LucidService) -> Option<Missing<'a>> {
+    pub fn missing(&self, ls: &'a LucidService) -> Option<Unresolved<'a>> {
         let Some(phase) = self.phase(&ls.spec.phase) else {
-            return Some(Missing::Phase(&ls.spec.phase));
+            return Some(Unresolved::Phase(&ls.spec.phase));
         };
         let services: Vec<&str> = ls
             .spec
@@ -207,7 +207,7 @@ impl<'a> Snapshot<'a> {
             .filter(|d| !self.services.contains_key(d))
             .collect();
         if !services.is_empty() {
-            return Some(Missing::Dependencies(services));
+            return Some(Unresolved::Dependencies(services));
         }
         let phases: Vec<&str> = phase
             .spec
@@ -217,7 +217,7 @@ impl<'a> Snapshot<'a> {
             .filter(|p| !self.phases.contains_key(p))
             .collect();
         if !phases.is_empty() {
-            return Some(Missing::PhaseDependencies {
+            return Some(Unresolved::PhaseDependencies {
                 phase: &ls.spec.phase,
                 phases,
             });
@@ -589,18 +589,18 @@ mod tests {
         let snap = Snapshot::new(&services, &phases);
         // Its own phase first, then its dependencies, then its phase's dependencies.
         let missing = snap.missing(&services[1]).expect("missing");
-        assert_eq!(missing.references(), [Reference::Phase("nowhere")]);
-        assert_eq!(missing.references()[0].waiting_on(), "phase/nowhere");
+        assert_eq!(missing.objects(), [NamedObject::Phase("nowhere")]);
+        assert_eq!(missing.objects()[0].waiting_on(), "phase/nowhere");
         let missing = snap.missing(&services[0]).expect("missing");
         assert_eq!(
-            missing.references(),
-            [Reference::Service("ghost"), Reference::Service("spook")]
+            missing.objects(),
+            [NamedObject::Service("ghost"), NamedObject::Service("spook")]
         );
-        assert_eq!(missing.references()[0].waiting_on(), "ghost");
+        assert_eq!(missing.objects()[0].waiting_on(), "ghost");
         let services = vec![svc("a", "foundation", &[])];
         let snap = Snapshot::new(&services, &phases);
         let missing = snap.missing(&services[0]).expect("missing");
-        assert_eq!(missing.references(), [Reference::Phase("gone")]);
+        assert_eq!(missing.objects(), [NamedObject::Phase("gone")]);
         assert_eq!(
             (missing.reason(), snap.problem(&services[0]).map(|p| p.0)),
             ("PhaseDependencyNotFound", Some("PhaseDependencyNotFound"))

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use crate::leader::{Leadership, Role};
 
-pub struct Health {
+/// The operator process's own health (watches, caches, leadership), not a LucidService's:
+/// that is `status::Health`.
+pub struct OperatorHealth {
     /// Bumped each time a failing watch works again: after an outage every object is looked
     /// at once, rather than each waiting out its own error backoff.
     recoveries: tokio::sync::watch::Sender<u64>,
@@ -23,7 +25,7 @@ pub struct Health {
     leadership: Leadership,
 }
 
-impl Health {
+impl OperatorHealth {
     pub fn new(scopes: usize, stall_limit: Duration, leadership: Leadership) -> Self {
         Self {
             recoveries: tokio::sync::watch::Sender::new(0),
@@ -99,7 +101,7 @@ impl Health {
     }
 }
 
-impl Default for Health {
+impl Default for OperatorHealth {
     /// One scope, no election: what an in-process operator in a test runs with.
     fn default() -> Self {
         Self::new(1, Duration::from_secs(120), Leadership::sole())
@@ -112,21 +114,21 @@ mod tests {
 
     #[test]
     fn ready_once_every_scope_has_synced_and_leadership_is_known() {
-        let health = Health::new(2, Duration::from_secs(60), Leadership::sole());
+        let health = OperatorHealth::new(2, Duration::from_secs(60), Leadership::sole());
         assert!(health.ready().is_err());
         health.caches_synced();
         assert!(health.ready().unwrap_err().contains("1/2"));
         health.caches_synced();
         assert!(health.ready().is_ok());
 
-        let elected = Health::new(1, Duration::from_secs(60), Leadership::elected());
+        let elected = OperatorHealth::new(1, Duration::from_secs(60), Leadership::elected());
         elected.caches_synced();
         assert!(elected.ready().unwrap_err().contains("leadership"));
     }
 
     #[test]
     fn a_watch_failing_past_the_limit_fails_liveness_until_it_recovers() {
-        let health = Health::new(1, Duration::from_secs(60), Leadership::sole());
+        let health = OperatorHealth::new(1, Duration::from_secs(60), Leadership::sole());
         health.watch_failed("deployments");
         let later = Instant::now() + Duration::from_secs(61);
         assert!(

@@ -8,13 +8,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 
-use crate::health::Health;
+use crate::health::OperatorHealth;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
 struct Endpoints {
     metrics: Arc<Metrics>,
-    health: Arc<Health>,
+    health: Arc<OperatorHealth>,
 }
 
 fn answer(result: Result<(), String>) -> (StatusCode, String) {
@@ -28,7 +28,7 @@ fn answer(result: Result<(), String>) -> (StatusCode, String) {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
-    health: Arc<Health>,
+    health: Arc<OperatorHealth>,
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route(

@@ -10,7 +10,7 @@ use futures::FutureExt;
 use kube::Client;
 
 use crate::error::Error;
-use crate::health::Health;
+use crate::health::OperatorHealth;
 use crate::leader::{self, ElectionConfig, Leadership, Role};
 use crate::metrics::Metrics;
 use crate::reconcile::{self, Scope, Shared};
@@ -36,7 +36,11 @@ impl Replica {
         if election.is_none() {
             metrics.leader.set(1);
         }
-        let health = Arc::new(Health::new(scopes.len(), watch_stall, leadership.clone()));
+        let health = Arc::new(OperatorHealth::new(
+            scopes.len(),
+            watch_stall,
+            leadership.clone(),
+        ));
         Self {
             shared: Shared {
                 metrics,

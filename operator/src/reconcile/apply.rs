@@ -1,6 +1,7 @@
 //! Apply: server-side apply of the rendered children with one field manager, then removal of
 //! children the spec no longer asks for.
 
+use futures::future::BoxFuture;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
@@ -13,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::context::ChildStores;
-use super::drift::{Drift, drift};
+use super::drift::{Drift, SpecPart, drift};
 use crate::error::Error;
 use crate::leader::Leadership;
 use crate::render::{Children, applied_hash, labels};
@@ -115,22 +116,183 @@ fn fenced(fence: &Leadership) -> Result<(), ApplyFailure> {
     }
 }
 
+/// How the operator writes one kind of child other than the Deployment (which goes last,
+/// alone: its pods need the others). Adding a kind of child is one impl of this and one line
+/// in [`each_kind`].
+pub trait ChildKind:
+    Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + k8s_openapi::Resource
+    + Serialize
+    + DeserializeOwned
+    + Clone
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// Which part of its spec someone else may not write (`drift::trim_child` marks such an
+    /// edit in the cache, and `repair_patch` takes it out). None: edits are not looked for.
+    const WATCHED: Option<SpecPart>;
+    /// Whether one the spec no longer asks for is deleted (found in the cache, owned by the
+    /// service and labelled with its name).
+    const SWEEP_ORPHANS: bool;
+
+    /// Its metadata cache (see `drift::trim_child`).
+    fn cache(stores: &ChildStores) -> &Store<PartialObjectMeta<Self>>;
+
+    /// A strategic merge patch that takes out what someone else wrote in the `WATCHED` part
+    /// (an apply alone re-asserts ours but leaves theirs). None: the apply suffices.
+    fn repair_patch<'f>(
+        &'f self,
+        _client: &'f Client,
+        _namespace: &'f str,
+    ) -> BoxFuture<'f, Result<Option<serde_json::Value>, kube::Error>> {
+        Box::pin(futures::future::ready(Ok(None)))
+    }
+}
+
+impl ChildKind for PersistentVolumeClaim {
+    /// Deletion only: a claim's spec is immutable but for a size the API server checks,
+    /// and binding writes it.
+    const WATCHED: Option<SpecPart> = None;
+    /// Only claims whose retention is Delete are owned (a retained claim has no owner
+    /// reference), so only those are swept.
+    const SWEEP_ORPHANS: bool = true;
+
+    fn cache(stores: &ChildStores) -> &Store<PartialObjectMeta<Self>> {
+        &stores.claims
+    }
+}
+
+impl ChildKind for Service {
+    const WATCHED: Option<SpecPart> = Some(SpecPart::ServicePortsAndSelector);
+    /// Once the spec drops every port, the Service goes.
+    const SWEEP_ORPHANS: bool = true;
+
+    fn cache(stores: &ChildStores) -> &Store<PartialObjectMeta<Self>> {
+        &stores.services
+    }
+
+    fn repair_patch<'f>(
+        &'f self,
+        client: &'f Client,
+        namespace: &'f str,
+    ) -> BoxFuture<'f, Result<Option<serde_json::Value>, kube::Error>> {
+        Box::pin(async move {
+            // The node ports the API server allocated are kept: a port list without them
+            // would get new ones (on 1.20 before 1.20.11, every time).
+            let live = Api::<Service>::namespaced(client.clone(), namespace)
+                .get_opt(&self.name_any())
+                .await?;
+            Ok(Some(service_repair_patch(self, live.as_ref())))
+        })
+    }
+}
+
+impl ChildKind for NetworkPolicy {
+    const WATCHED: Option<SpecPart> = Some(SpecPart::WholeSpec);
+    /// Always rendered, under the service's own name: there is never one to sweep.
+    const SWEEP_ORPHANS: bool = false;
+
+    fn cache(stores: &ChildStores) -> &Store<PartialObjectMeta<Self>> {
+        &stores.network_policies
+    }
+
+    fn repair_patch<'f>(
+        &'f self,
+        _client: &'f Client,
+        _namespace: &'f str,
+    ) -> BoxFuture<'f, Result<Option<serde_json::Value>, kube::Error>> {
+        Box::pin(futures::future::ready(Ok(Some(policy_repair_patch(self)))))
+    }
+}
+
+/// Something done once per kind of child, with the rendered children of that kind.
+trait EachKind<'a> {
+    fn kind<K: ChildKind>(&mut self, rendered: &'a [K]);
+}
+
+/// Every kind of child but the Deployment, each with its rendered children, in the order
+/// they are written. `Children` is taken apart here so that a new kind cannot be left out:
+/// a field not named here does not compile.
+fn each_kind<'a>(children: &'a Children, each: &mut impl EachKind<'a>) {
+    let Children {
+        deployment: _,
+        service,
+        claims,
+        network_policy,
+    } = children;
+    each.kind(claims.as_slice());
+    each.kind(service.as_slice());
+    each.kind(std::slice::from_ref(network_policy));
+}
+
+/// One planned child of any kind (see [`ChildKind`]), as the plan and the apply use it.
+trait AnyChild: std::fmt::Debug + Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn name(&self) -> String;
+    /// Repairs (when `why` says someone else wrote it) and applies it, asking the fence
+    /// before each write.
+    fn write<'f>(
+        &'f self,
+        client: &'f Client,
+        fence: &'f Leadership,
+        namespace: &'f str,
+        why: &'f Drift,
+    ) -> BoxFuture<'f, Result<(), ApplyFailure>>;
+}
+
+impl<K: ChildKind> AnyChild for K {
+    fn kind(&self) -> &'static str {
+        <K as k8s_openapi::Resource>::KIND
+    }
+
+    fn name(&self) -> String {
+        self.name_any()
+    }
+
+    fn write<'f>(
+        &'f self,
+        client: &'f Client,
+        fence: &'f Leadership,
+        namespace: &'f str,
+        why: &'f Drift,
+    ) -> BoxFuture<'f, Result<(), ApplyFailure>> {
+        Box::pin(async move {
+            if why.needs_repair()
+                && let Some(patch) = self
+                    .repair_patch(client, namespace)
+                    .await
+                    .map_err(|source| ChildError::of(self, source))?
+            {
+                fenced(fence)?;
+                repair(client, namespace, self, patch).await?;
+            }
+            fenced(fence)?;
+            apply_child(client, namespace, self).await?;
+            Ok(())
+        })
+    }
+}
+
+/// A child the plan writes, and why.
+#[derive(Clone, Debug)]
+pub struct PlannedChild<'a> {
+    child: &'a dyn AnyChild,
+    pub why: Drift,
+}
+
 /// The children one reconcile writes, each with why: the plan, decided from the live
-/// objects in the caches alone (see `drift`).
+/// objects in the caches alone (see `drift`). The Deployment is apart: it goes last.
 #[derive(Debug, Default)]
 pub struct Planned<'a> {
-    pub claims: Vec<(&'a PersistentVolumeClaim, Drift)>,
-    pub service: Option<(&'a Service, Drift)>,
-    pub network_policy: Option<(&'a NetworkPolicy, Drift)>,
+    pub others: Vec<PlannedChild<'a>>,
     pub deployment: Option<(&'a Deployment, Drift)>,
 }
 
 impl<'a> Planned<'a> {
     pub fn is_empty(&self) -> bool {
-        self.claims.is_empty()
-            && self.service.is_none()
-            && self.network_policy.is_none()
-            && self.deployment.is_none()
+        self.others.is_empty() && self.deployment.is_none()
     }
 
     /// Whether the rendering itself changed (the Deployment's hash covers every child): a
@@ -143,65 +305,62 @@ impl<'a> Planned<'a> {
     /// while a change waits for its turn (a missing NetworkPolicy or Service, rendered from
     /// the new spec, is better than none).
     pub fn missing_only(&self) -> Planned<'a> {
-        let missing = |why: &Drift| *why == Drift::Missing;
         Planned {
-            claims: self
-                .claims
+            others: self
+                .others
                 .iter()
-                .filter(|(_, why)| missing(why))
+                .filter(|p| p.why == Drift::Missing)
                 .cloned()
                 .collect(),
-            service: self.service.clone().filter(|(_, why)| missing(why)),
-            network_policy: self.network_policy.clone().filter(|(_, why)| missing(why)),
             deployment: None,
         }
     }
 
     /// "Service/x (missing), NetworkPolicy/x (edited by kubectl-edit)", for events and logs.
     pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        let mut note = |kind: &str, name: String, why: &Drift| {
-            parts.push(format!("{kind}/{name} ({why})"));
-        };
-        for (claim, why) in &self.claims {
-            note("PersistentVolumeClaim", claim.name_any(), why);
-        }
-        if let Some((service, why)) = &self.service {
-            note("Service", service.name_any(), why);
-        }
-        if let Some((policy, why)) = &self.network_policy {
-            note("NetworkPolicy", policy.name_any(), why);
-        }
-        if let Some((deployment, why)) = &self.deployment {
-            note("Deployment", deployment.name_any(), why);
-        }
-        parts.join(", ")
+        let others = self
+            .others
+            .iter()
+            .map(|p| (p.child.kind(), p.child.name(), &p.why));
+        let deployment = self
+            .deployment
+            .iter()
+            .map(|(d, why)| ("Deployment", d.name_any(), why));
+        others
+            .chain(deployment)
+            .map(|(kind, name, why)| format!("{kind}/{name} ({why})"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
-/// Pure: which children differ from what the caches hold. `Children` is taken apart here so
-/// that a new kind of child cannot be left out of the plan.
+/// Pure: which children differ from what the caches hold.
 pub fn plan<'a>(
     children: &'a Children,
     live: &ChildStores,
     existing: Option<&Deployment>,
 ) -> Planned<'a> {
-    let Children {
-        deployment,
-        service,
-        claims,
-        network_policy,
-    } = children;
+    struct Plan<'a, 's> {
+        live: &'s ChildStores,
+        others: Vec<PlannedChild<'a>>,
+    }
+    impl<'a> EachKind<'a> for Plan<'a, '_> {
+        fn kind<K: ChildKind>(&mut self, rendered: &'a [K]) {
+            for child in rendered {
+                if let Some(why) = cached_drift(K::cache(self.live), child) {
+                    self.others.push(PlannedChild { child, why });
+                }
+            }
+        }
+    }
+    let mut plan = Plan {
+        live,
+        others: Vec::new(),
+    };
+    each_kind(children, &mut plan);
+    let deployment = &children.deployment;
     Planned {
-        claims: claims
-            .iter()
-            .filter_map(|c| Some((c, cached_drift(&live.claims, c)?)))
-            .collect(),
-        service: service
-            .as_ref()
-            .and_then(|s| Some((s, cached_drift(&live.services, s)?))),
-        network_policy: cached_drift(&live.network_policies, network_policy)
-            .map(|d| (network_policy, d)),
+        others: plan.others,
         deployment: drift(applied_hash(deployment), existing.map(|d| &d.metadata))
             .map(|d| (deployment, d)),
     }
@@ -219,9 +378,9 @@ where
     drift(applied_hash(child), live.as_ref().map(|o| &o.metadata))
 }
 
-/// Applies what `plan` found, asking the fence before each write: claims, Service and
-/// NetworkPolicy together (none needs another), then the Deployment, so its pods find
-/// them. A child someone edited is first put back as rendered (see `repair_patch`). Returns
+/// Applies what `plan` found, asking the fence before each write: the other children
+/// together (none needs another), then the Deployment, so its pods find them. A child
+/// someone edited is first put back as rendered (see [`ChildKind::repair_patch`]). Returns
 /// the stored Deployment when it was applied.
 pub async fn apply_planned(
     client: &Client,
@@ -230,44 +389,13 @@ pub async fn apply_planned(
     planned: &Planned<'_>,
     existing: Option<&Deployment>,
 ) -> Result<Option<Deployment>, ApplyFailure> {
-    let mut first: Vec<futures::future::BoxFuture<'_, Result<(), ApplyFailure>>> = Vec::new();
-    for (claim, _) in &planned.claims {
-        first.push(Box::pin(async move {
-            fenced(fence)?;
-            apply_child(client, namespace, *claim).await?;
-            Ok(())
-        }));
-    }
-    if let Some((service, why)) = &planned.service {
-        first.push(Box::pin(async move {
-            if why.needs_repair() {
-                // The node ports the API server allocated are kept: a port list without them
-                // would get new ones (on 1.20 before 1.20.11, every time).
-                let live = Api::<Service>::namespaced(client.clone(), namespace)
-                    .get_opt(&service.name_any())
-                    .await
-                    .map_err(|source| ChildError::of(*service, source))?;
-                fenced(fence)?;
-                let patch = service_repair_patch(service, live.as_ref());
-                repair(client, namespace, *service, patch).await?;
-            }
-            fenced(fence)?;
-            apply_child(client, namespace, *service).await?;
-            Ok(())
-        }));
-    }
-    if let Some((policy, why)) = &planned.network_policy {
-        first.push(Box::pin(async move {
-            if why.needs_repair() {
-                fenced(fence)?;
-                repair(client, namespace, *policy, policy_repair_patch(policy)).await?;
-            }
-            fenced(fence)?;
-            apply_child(client, namespace, *policy).await?;
-            Ok(())
-        }));
-    }
-    futures::future::try_join_all(first).await?;
+    futures::future::try_join_all(
+        planned
+            .others
+            .iter()
+            .map(|p| p.child.write(client, fence, namespace, &p.why)),
+    )
+    .await?;
     let Some((deployment, _)) = &planned.deployment else {
         return Ok(None);
     };
@@ -394,10 +522,8 @@ fn dropped_probes_patch(existing: &Deployment, desired: &Deployment) -> Option<s
         .then(|| serde_json::json!({"spec": {"template": {"spec": {"containers": patches}}}}))
 }
 
-/// Deletes children of `service_name` that are not in `children`: a Service once the spec
-/// drops every port, and claims the spec no longer asks for when their retention is Delete
-/// (a retained claim has no owner reference and is never touched here). Found in the
-/// caches, not listed.
+/// Deletes children of `service_name` that are not in `children`, of every kind that sweeps
+/// its orphans ([`ChildKind::SWEEP_ORPHANS`]). Found in the caches, not listed.
 pub async fn delete_orphans(
     client: &Client,
     fence: &Leadership,
@@ -407,33 +533,47 @@ pub async fn delete_orphans(
     owner_uid: &str,
     children: &Children,
 ) -> Result<Vec<String>, Error> {
+    struct Sweep<'a> {
+        client: &'a Client,
+        fence: &'a Leadership,
+        live: &'a ChildStores,
+        namespace: &'a str,
+        service_name: &'a str,
+        owner_uid: &'a str,
+        sweeps: Vec<BoxFuture<'a, Result<Vec<String>, Error>>>,
+    }
+    impl<'a> EachKind<'a> for Sweep<'a> {
+        fn kind<K: ChildKind>(&mut self, rendered: &'a [K]) {
+            if !K::SWEEP_ORPHANS {
+                return;
+            }
+            let wanted: Vec<String> = rendered.iter().map(|c| c.name_any()).collect();
+            self.sweeps.push(Box::pin(delete_unwanted(
+                self.client,
+                self.fence,
+                K::cache(self.live),
+                self.namespace,
+                self.service_name,
+                self.owner_uid,
+                move |name| wanted.iter().any(|w| w == name),
+            )));
+        }
+    }
+    let mut sweep = Sweep {
+        client,
+        fence,
+        live,
+        namespace,
+        service_name,
+        owner_uid,
+        sweeps: Vec::new(),
+    };
+    each_kind(children, &mut sweep);
     let mut deleted = Vec::new();
-    let wanted_service = children.service.as_ref().map(|s| s.name_any());
-    deleted.extend(
-        delete_unwanted(
-            client,
-            fence,
-            &live.services,
-            namespace,
-            service_name,
-            owner_uid,
-            |name| Some(name.to_string()) == wanted_service,
-        )
-        .await?,
-    );
-    let wanted_claims: Vec<String> = children.claims.iter().map(|c| c.name_any()).collect();
-    deleted.extend(
-        delete_unwanted(
-            client,
-            fence,
-            &live.claims,
-            namespace,
-            service_name,
-            owner_uid,
-            |name| wanted_claims.iter().any(|w| w == name),
-        )
-        .await?,
-    );
+    // One kind after another, as the fence is asked before each delete.
+    for one in sweep.sweeps {
+        deleted.extend(one.await?);
+    }
     Ok(deleted)
 }
 
@@ -487,4 +627,275 @@ where
         deleted.push(format!("{}/{name}", K::kind(&())));
     }
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{
+        Container, PersistentVolumeClaim, Probe, Service, ServicePort, ServiceSpec, TCPSocketAction,
+    };
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    use kube::core::{ObjectMeta, PartialObjectMeta, PartialObjectMetaExt};
+    use kube::runtime::reflector::{self, Store};
+    use kube::runtime::watcher::Event;
+    use serde_json::json;
+
+    use super::*;
+    use crate::reconcile::drift::EDITED_BY;
+    use crate::render::fixtures::{redis, service};
+    use crate::render::{APPLIED_HASH_ANNOTATION, RenderInputs, render};
+
+    fn rendered(ls: &crate::api::LucidService) -> Children {
+        render(
+            ls,
+            &RenderInputs {
+                config_hash: "config".into(),
+            },
+        )
+        .expect("renders")
+    }
+
+    /// A service with a claim, a port and (as every service) a NetworkPolicy.
+    fn stateful() -> Children {
+        rendered(&service(
+            "db",
+            "image: {repository: x}\nphase: foundation\nports: [{name: db, port: 5432}]\nstorage: {data: {size: 1Gi}}",
+        ))
+    }
+
+    /// What a metadata cache holds of `child`: its name, namespace and applied hash, and
+    /// `extra` annotations (what `drift::trim_child` keeps).
+    fn cached<K, C>(child: &C, extra: &[(&str, &str)]) -> PartialObjectMeta<K>
+    where
+        K: kube::Resource<DynamicType = ()>,
+        C: kube::Resource,
+    {
+        let mut annotations = std::collections::BTreeMap::new();
+        if let Some(hash) = applied_hash(child) {
+            annotations.insert(APPLIED_HASH_ANNOTATION.to_string(), hash.to_string());
+        }
+        for (k, v) in extra {
+            annotations.insert(k.to_string(), v.to_string());
+        }
+        ObjectMeta {
+            name: child.meta().name.clone(),
+            namespace: child.meta().namespace.clone(),
+            annotations: Some(annotations),
+            ..Default::default()
+        }
+        .into_request_partial()
+    }
+
+    fn store_of<K>(objects: Vec<PartialObjectMeta<K>>) -> Store<PartialObjectMeta<K>>
+    where
+        K: kube::Resource<DynamicType = ()> + Clone,
+        PartialObjectMeta<K>: kube::Resource<DynamicType = ()> + Clone,
+    {
+        let (store, mut writer) = reflector::store();
+        for object in objects {
+            writer.apply_watcher_event(&Event::Apply(object));
+        }
+        store
+    }
+
+    /// The caches holding every child of `children` as applied, the service's marked
+    /// edited by `edited_by` when given.
+    fn live(children: &Children, edited_by: Option<&str>) -> ChildStores {
+        let service_extra: Vec<(&str, &str)> =
+            edited_by.map(|m| (EDITED_BY, m)).into_iter().collect();
+        ChildStores {
+            services: store_of(
+                children
+                    .service
+                    .iter()
+                    .map(|s| cached(s, &service_extra))
+                    .collect(),
+            ),
+            network_policies: store_of(vec![cached(&children.network_policy, &[])]),
+            claims: store_of(children.claims.iter().map(|c| cached(c, &[])).collect()),
+        }
+    }
+
+    fn empty() -> ChildStores {
+        ChildStores {
+            services: store_of(vec![]),
+            network_policies: store_of(vec![]),
+            claims: store_of(vec![]),
+        }
+    }
+
+    #[test]
+    fn a_first_apply_plans_every_child_as_missing_and_is_a_change() {
+        let children = stateful();
+        let planned = plan(&children, &empty(), None);
+        assert!(planned.changed());
+        assert_eq!(
+            planned.describe(),
+            "PersistentVolumeClaim/db-data (missing), PersistentVolumeClaim/db-logs (missing), \
+             Service/db (missing), NetworkPolicy/db (missing), Deployment/db (missing)"
+        );
+    }
+
+    #[test]
+    fn children_as_rendered_plan_nothing() {
+        let children = stateful();
+        let planned = plan(
+            &children,
+            &live(&children, None),
+            Some(&children.deployment),
+        );
+        assert!(planned.is_empty(), "{}", planned.describe());
+        assert!(!planned.changed());
+    }
+
+    #[test]
+    fn an_edited_or_deleted_child_is_a_repair_not_a_change() {
+        let children = stateful();
+        let planned = plan(
+            &children,
+            &live(&children, Some("kubectl-edit")),
+            Some(&children.deployment),
+        );
+        assert!(!planned.changed(), "a repair is not gated");
+        assert_eq!(planned.describe(), "Service/db (edited by kubectl-edit)");
+        assert!(planned.others[0].why.needs_repair());
+
+        let mut stores = live(&children, None);
+        stores.network_policies = store_of(vec![]);
+        let planned = plan(&children, &stores, Some(&children.deployment));
+        assert_eq!(planned.describe(), "NetworkPolicy/db (missing)");
+    }
+
+    #[test]
+    fn a_new_rendering_changes_the_deployment_and_only_missing_children_go_while_waiting() {
+        let before = stateful();
+        let mut changed = service(
+            "db",
+            "image: {repository: y}\nphase: foundation\nports: [{name: db, port: 5432}]\nstorage: {data: {size: 1Gi}}",
+        );
+        changed.metadata.generation = Some(2);
+        let after = rendered(&changed);
+        let mut stores = live(&before, None);
+        stores.services = store_of(vec![]);
+        let planned = plan(&after, &stores, Some(&before.deployment));
+        assert!(planned.changed());
+        let waiting = planned.missing_only();
+        assert_eq!(waiting.describe(), "Service/db (missing)");
+        assert!(!waiting.changed(), "the Deployment waits for its turn");
+    }
+
+    #[test]
+    fn a_child_being_deleted_is_left_to_finish() {
+        let children = stateful();
+        let mut stores = live(&children, None);
+        let mut claims: Vec<PartialObjectMeta<PersistentVolumeClaim>> =
+            children.claims.iter().map(|c| cached(c, &[])).collect();
+        claims[0].metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH),
+        );
+        stores.claims = store_of(claims);
+        assert!(plan(&children, &stores, Some(&children.deployment)).is_empty());
+    }
+
+    fn port(port: i32, node_port: Option<i32>) -> ServicePort {
+        ServicePort {
+            name: Some(format!("p{port}")),
+            port,
+            node_port,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }
+    }
+
+    fn k8s_service(ports: Vec<ServicePort>, selector: &[(&str, &str)]) -> Service {
+        Service {
+            spec: Some(ServiceSpec {
+                ports: Some(ports),
+                selector: Some(
+                    selector
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_service_repair_replaces_ports_and_selector_and_keeps_allocated_node_ports() {
+        let desired = k8s_service(vec![port(80, None), port(443, None)], &[("app", "web")]);
+        let live = k8s_service(
+            vec![port(80, Some(30080)), port(9999, Some(30999))],
+            &[("app", "web"), ("extra", "x")],
+        );
+        let patch = service_repair_patch(&desired, Some(&live));
+        assert_eq!(
+            patch,
+            json!({"spec": {
+                "ports": [
+                    {"$patch": "replace"},
+                    {"name": "p80", "port": 80, "nodePort": 30080, "protocol": "TCP"},
+                    {"name": "p443", "port": 443, "protocol": "TCP"},
+                ],
+                "selector": {"$patch": "replace", "app": "web"},
+            }})
+        );
+        // Gone meanwhile: nothing to keep.
+        let patch = service_repair_patch(&desired, None);
+        assert_eq!(patch["spec"]["ports"][1].get("nodePort"), None);
+    }
+
+    #[test]
+    fn a_policy_repair_replaces_the_whole_spec() {
+        let policy = NetworkPolicy {
+            spec: Some(Default::default()),
+            ..Default::default()
+        };
+        let patch = policy_repair_patch(&policy);
+        assert_eq!(patch["spec"]["$patch"], "replace");
+    }
+
+    fn with_probes(liveness: bool, readiness: bool) -> Deployment {
+        let probe = || Probe {
+            tcp_socket: Some(TCPSocketAction {
+                port: IntOrString::Int(80),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut deployment = rendered(&redis()).deployment;
+        let spec = deployment.spec.as_mut().expect("spec");
+        let pod = spec.template.spec.as_mut().expect("pod spec");
+        pod.containers = vec![Container {
+            name: "main".into(),
+            liveness_probe: liveness.then(probe),
+            readiness_probe: readiness.then(probe),
+            ..Default::default()
+        }];
+        deployment
+    }
+
+    #[test]
+    fn probes_the_new_deployment_drops_are_removed_first_and_none_otherwise() {
+        let patch = dropped_probes_patch(&with_probes(true, true), &with_probes(false, true));
+        assert_eq!(
+            patch,
+            Some(json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "main", "livenessProbe": null},
+            ]}}}}))
+        );
+        assert_eq!(
+            dropped_probes_patch(&with_probes(false, true), &with_probes(true, true)),
+            None,
+            "an added probe is the apply's to write"
+        );
+        assert_eq!(
+            dropped_probes_patch(&with_probes(true, true), &with_probes(true, true)),
+            None
+        );
+    }
 }

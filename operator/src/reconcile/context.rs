@@ -14,7 +14,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 
-use super::references::{ContentCache, Watched};
+use super::references::{ConfigVersions, ContentCache};
 use crate::api::{ClaimNode, DEFAULT_NODE_LOSS_TOLERATION_SECONDS, LucidPhase, LucidService};
 use crate::graph::Snapshot;
 use crate::leader::Leadership;
@@ -37,6 +37,8 @@ pub struct Context {
     pub copier: Option<crate::render::backup::CopyJobSettings>,
     /// Whether pods in back-off are restarted once their dependencies are Ready.
     pub restart_backed_off: bool,
+    /// The version PodDisruptionBudgets are served in (see `discovery`).
+    pub policy: crate::render::disruption_budget::PolicyVersion,
     failures: Mutex<HashMap<String, u32>>,
     /// When each object's status was last written, for `too_soon_to_write`.
     last_writes: Mutex<HashMap<String, std::time::Instant>>,
@@ -90,6 +92,7 @@ impl Context {
             revisions: Default::default(),
             copier: copier_from_env(),
             restart_backed_off: restart_backed_off_from_env(),
+            policy: crate::render::disruption_budget::PolicyVersion::V1,
             failures: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
             last_writes: Mutex::new(HashMap::new()),
@@ -97,8 +100,8 @@ impl Context {
     }
 
     /// The ConfigMap and Secret versions the watches saw, for `dereference`.
-    pub fn watched(&self) -> Watched<'_> {
-        Watched {
+    pub fn watched(&self) -> ConfigVersions<'_> {
+        ConfigVersions {
             config_maps: &self.caches.config_maps,
             secrets: &self.caches.secrets,
         }

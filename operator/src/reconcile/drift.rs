@@ -25,7 +25,7 @@ const SYSTEM_MANAGERS: [&str; 2] = ["kube-controller-manager", "k3s"];
 /// Which part of a child's spec the operator puts back when someone else wrote it: only
 /// what the repair can restore, or the repair would never clear the mark and repeat.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Watched {
+pub enum SpecPart {
     /// A Service: its ports and selector (replaced wholesale by the repair).
     ServicePortsAndSelector,
     /// A NetworkPolicy: its whole spec (replaced wholesale).
@@ -90,7 +90,7 @@ pub fn drift(desired_hash: Option<&str>, live: Option<&ObjectMeta>) -> Option<Dr
 /// a field (someone who wrote the same value as ours keeps co-owning it). Timestamps are
 /// whole seconds: an edit in the very second of the operator's last write is seen at the
 /// operator's next write, not at once.
-pub fn spec_edited_by(managed: &[ManagedFieldsEntry], watched: Watched) -> Option<String> {
+pub fn spec_edited_by(managed: &[ManagedFieldsEntry], watched: SpecPart) -> Option<String> {
     let manager = |e: &ManagedFieldsEntry| e.manager.clone().unwrap_or_default();
     let ours = managed
         .iter()
@@ -119,16 +119,16 @@ pub fn spec_edited_by(managed: &[ManagedFieldsEntry], watched: Watched) -> Optio
         })
 }
 
-fn touches(spec: &serde_json::Value, watched: Watched) -> bool {
+fn touches(spec: &serde_json::Value, watched: SpecPart) -> bool {
     let Some(spec) = spec.as_object() else {
         return false;
     };
     match watched {
-        Watched::WholeSpec => !spec.is_empty(),
-        Watched::ServicePortsAndSelector => {
+        SpecPart::WholeSpec => !spec.is_empty(),
+        SpecPart::ServicePortsAndSelector => {
             spec.contains_key("f:ports") || spec.contains_key("f:selector")
         }
-        Watched::DeploymentSpec => spec.iter().any(|(key, value)| {
+        SpecPart::DeploymentSpec => spec.iter().any(|(key, value)| {
             if key != "f:template" {
                 return true;
             }
@@ -147,7 +147,7 @@ fn touches(spec: &serde_json::Value, watched: Watched) -> bool {
 /// What the caches keep of a child: name, namespace, labels, owners, deletion mark, the
 /// applied hash, and who else wrote its spec. Managed fields and other annotations (a
 /// `kubectl apply`'s last-applied copy can be as large as the object) are dropped.
-pub fn trim_child(meta: &mut ObjectMeta, watched: Option<Watched>) {
+pub fn trim_child(meta: &mut ObjectMeta, watched: Option<SpecPart>) {
     let edited_by = watched.and_then(|watched| {
         meta.managed_fields
             .as_deref()
@@ -185,7 +185,7 @@ pub fn trim_deployment(deployment: &mut k8s_openapi::api::apps::v1::Deployment) 
     let edited_by = meta
         .managed_fields
         .as_deref()
-        .and_then(|m| spec_edited_by(m, Watched::DeploymentSpec));
+        .and_then(|m| spec_edited_by(m, SpecPart::DeploymentSpec));
     meta.managed_fields = None;
     let annotations = meta.annotations.get_or_insert_with(Default::default);
     annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
@@ -242,7 +242,7 @@ mod tests {
         };
         let later = [ours.clone(), edit("2026-11-23T10:00:05Z")];
         assert_eq!(
-            spec_edited_by(&later, Watched::ServicePortsAndSelector).as_deref(),
+            spec_edited_by(&later, SpecPart::ServicePortsAndSelector).as_deref(),
             Some("kubectl-edit")
         );
         // Repaired: the operator wrote after it; a co-owned field no longer counts.
@@ -255,7 +255,7 @@ mod tests {
             ),
         ];
         assert_eq!(
-            spec_edited_by(&repaired, Watched::ServicePortsAndSelector),
+            spec_edited_by(&repaired, SpecPart::ServicePortsAndSelector),
             None
         );
         // What a Service repair cannot put back is not watched (it would repeat for ever).
@@ -268,7 +268,7 @@ mod tests {
             ),
         ];
         assert_eq!(
-            spec_edited_by(&affinity, Watched::ServicePortsAndSelector),
+            spec_edited_by(&affinity, SpecPart::ServicePortsAndSelector),
             None
         );
         // `kubectl rollout restart` is not an edit to undo; `kubectl scale` is.
@@ -280,7 +280,7 @@ mod tests {
                 "2026-11-23T10:00:05Z",
             ),
         ];
-        assert_eq!(spec_edited_by(&restart, Watched::DeploymentSpec), None);
+        assert_eq!(spec_edited_by(&restart, SpecPart::DeploymentSpec), None);
         let scale = [
             ours,
             at(
@@ -290,7 +290,7 @@ mod tests {
             ),
         ];
         assert_eq!(
-            spec_edited_by(&scale, Watched::DeploymentSpec).as_deref(),
+            spec_edited_by(&scale, SpecPart::DeploymentSpec).as_deref(),
             Some("kubectl")
         );
     }
@@ -310,7 +310,7 @@ mod tests {
             managed_fields: Some(managed),
             ..Default::default()
         };
-        trim_child(&mut meta, Some(Watched::WholeSpec));
+        trim_child(&mut meta, Some(SpecPart::WholeSpec));
         meta
     }
 

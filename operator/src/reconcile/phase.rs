@@ -5,23 +5,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::Instrument;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::Patch;
+use kube::ResourceExt;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
-use serde_json::json;
 
-use super::apply::apply_params;
 use super::context::Context;
+use super::instrument::{Reconciled, backoff_key, instrumented};
+use super::status_patch;
 use super::unobserved;
 use crate::api::{
     LucidPhase, LucidPhaseStatus, LucidService, MemberState, PhaseMember, PhaseReadySet,
 };
 use crate::error::Error;
-use crate::graph::{Reference, Snapshot, service_ready};
+use crate::graph::{NamedObject, Snapshot, service_ready};
 use crate::status::{Health, State};
 
 const CONTROLLER: &str = "lucidphase";
@@ -30,39 +27,15 @@ pub async fn reconcile(
     guard: Arc<DeserializeGuard<LucidPhase>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    if !ctx.leadership.is_leader() {
-        return Ok(Action::await_change());
-    }
-    let span = super::reconcile_span("LucidPhase", guard.as_ref());
-    async {
-        let mut timer = ctx.metrics.reconcile_started(CONTROLLER);
-        let result = summarise_and_write(&guard, &ctx).await;
-        let span = tracing::Span::current();
-        span.record("duration_ms", timer.elapsed().as_millis() as u64);
-        match &result {
-            Ok(written) => {
-                span.record("outcome", written.outcome());
-                timer.finish("ok");
-                ctx.succeeded(&backoff_key(&guard));
-                tracing::debug!("reconciled");
+    let reconcile = async {
+        Ok(match summarise_and_write(&guard, &ctx).await? {
+            Written::Later(wait) => Reconciled::done(Action::requeue(wait), "later"),
+            Written::Done(state) => {
+                Reconciled::done(super::resync(Duration::from_secs(600)), state)
             }
-            // Fenced mid-reconcile: not a failure, the new leader carries on.
-            Err(Error::NotLeader) => {
-                span.record("outcome", "fenced");
-                timer.finish("fenced");
-            }
-            Err(error) => {
-                span.record("outcome", "error");
-                ctx.metrics.failed(CONTROLLER, error.reason());
-            }
-        }
-        result.map(|written| match written {
-            Written::Later(wait) => Action::requeue(wait),
-            Written::Done(_) => super::resync(Duration::from_secs(600)),
         })
-    }
-    .instrument(span)
-    .await
+    };
+    instrumented(CONTROLLER, guard.as_ref(), &ctx, reconcile).await
 }
 
 /// A phase's status is written at most once per this interval: while a phase's members roll
@@ -81,15 +54,6 @@ enum Written {
     Later(Duration),
 }
 
-impl Written {
-    fn outcome(&self) -> &str {
-        match self {
-            Written::Done(state) => state,
-            Written::Later(_) => "later",
-        }
-    }
-}
-
 async fn summarise_and_write(
     guard: &DeserializeGuard<LucidPhase>,
     ctx: &Context,
@@ -101,9 +65,9 @@ async fn summarise_and_write(
     let namespace = phase.namespace().unwrap_or_default();
     let view = ctx.namespace_view(&namespace);
     let snapshot = view.snapshot();
-    let missing: Vec<Reference<'_>> = missing_dependencies(phase, &snapshot)
+    let missing: Vec<NamedObject<'_>> = missing_dependencies(phase, &snapshot)
         .into_iter()
-        .map(Reference::Phase)
+        .map(NamedObject::Phase)
         .collect();
     let reported = phase.status.as_ref().is_some_and(|status| {
         unobserved::already_reported(
@@ -138,45 +102,9 @@ async fn summarise_and_write(
         if let Some(wait) = ctx.too_soon_to_write(&backoff_key(guard), PHASE_WRITE_INTERVAL) {
             return Ok(Written::Later(wait));
         }
-        ctx.leadership.ensure()?;
-        let api: Api<LucidPhase> = Api::namespaced(ctx.client.clone(), &namespace);
-        let body =
-            json!({ "apiVersion": "lucid.io/v1alpha1", "kind": "LucidPhase", "status": status });
-        match api
-            .patch_status(&phase.name_any(), &apply_params(), &Patch::Apply(body))
-            .await
-        {
-            // Deleted while this reconcile ran: nothing left to describe.
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
-            Err(error) => {
-                ctx.metrics.api_error("patch", &error);
-                return Err(error.into());
-            }
-        }
+        status_patch::write::<LucidPhase>(ctx, &namespace, &phase.name_any(), &status).await?;
     }
     Ok(Written::Done(status.state.unwrap_or_default()))
-}
-
-fn backoff_key(guard: &DeserializeGuard<LucidPhase>) -> String {
-    format!(
-        "phase/{}/{}",
-        guard.namespace().unwrap_or_default(),
-        guard.name_any()
-    )
-}
-
-pub fn error_policy(
-    guard: Arc<DeserializeGuard<LucidPhase>>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    if matches!(error, Error::NotLeader) {
-        return Action::await_change();
-    }
-    let delay = ctx.backoff(backoff_key(&guard));
-    tracing::warn!(phase = %guard.name_any(), namespace = %guard.namespace().unwrap_or_default(), error = %error, retry_in = ?delay, "phase reconcile failed");
-    Action::requeue(delay)
 }
 
 fn member_state(ls: &LucidService) -> (MemberState, Option<String>) {
@@ -372,7 +300,7 @@ pub fn summarise(
             if phase.spec.paused && !health.is_ready() && degraded == 0 {
                 "Paused".into()
             } else {
-                health.state().into()
+                health.state().as_str().into()
             },
         ),
         waiting_on,

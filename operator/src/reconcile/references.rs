@@ -13,15 +13,15 @@ use kube::{Api, Client};
 use crate::api::LucidService;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
+pub enum ConfigKind {
     ConfigMap,
     Secret,
 }
 
 /// One ConfigMap or Secret a service reads, and which key of it when only one.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Reference {
-    pub kind: Kind,
+pub struct ConfigReference {
+    pub kind: ConfigKind,
     pub name: String,
     pub key: Option<String>,
     pub optional: bool,
@@ -29,13 +29,13 @@ pub struct Reference {
 
 /// What is missing, in words a user can act on. Names only: never a value.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Missing {
+pub struct MissingConfig {
     pub reason: &'static str,
     pub message: String,
 }
 
 /// Every ConfigMap and Secret the pods read, sorted so the hash is stable.
-pub fn references(ls: &LucidService) -> Vec<Reference> {
+pub fn references(ls: &LucidService) -> Vec<ConfigReference> {
     let spec = &ls.spec;
     let mut refs = Vec::new();
     for var in &spec.env {
@@ -43,16 +43,16 @@ pub fn references(ls: &LucidService) -> Vec<Reference> {
             continue;
         };
         if let Some(r) = &from.secret_key_ref {
-            refs.push(Reference {
-                kind: Kind::Secret,
+            refs.push(ConfigReference {
+                kind: ConfigKind::Secret,
                 name: r.name.clone(),
                 key: Some(r.key.clone()),
                 optional: r.optional,
             });
         }
         if let Some(r) = &from.config_map_key_ref {
-            refs.push(Reference {
-                kind: Kind::ConfigMap,
+            refs.push(ConfigReference {
+                kind: ConfigKind::ConfigMap,
                 name: r.name.clone(),
                 key: Some(r.key.clone()),
                 optional: r.optional,
@@ -61,16 +61,16 @@ pub fn references(ls: &LucidService) -> Vec<Reference> {
     }
     for source in &spec.env_from {
         if let Some(r) = &source.config_map_ref {
-            refs.push(Reference {
-                kind: Kind::ConfigMap,
+            refs.push(ConfigReference {
+                kind: ConfigKind::ConfigMap,
                 name: r.name.clone(),
                 key: None,
                 optional: r.optional,
             });
         }
         if let Some(r) = &source.secret_ref {
-            refs.push(Reference {
-                kind: Kind::Secret,
+            refs.push(ConfigReference {
+                kind: ConfigKind::Secret,
                 name: r.name.clone(),
                 key: None,
                 optional: r.optional,
@@ -78,8 +78,8 @@ pub fn references(ls: &LucidService) -> Vec<Reference> {
         }
     }
     if let Some(config) = &spec.storage.config {
-        refs.push(Reference {
-            kind: Kind::ConfigMap,
+        refs.push(ConfigReference {
+            kind: ConfigKind::ConfigMap,
             name: config.config_map_name.clone(),
             key: Some(config.key.clone()),
             optional: false,
@@ -126,7 +126,7 @@ pub struct ContentCache {
 }
 
 /// (kind, namespace, name).
-type CacheKey = (Kind, String, String);
+type CacheKey = (ConfigKind, String, String);
 
 impl ContentCache {
     fn get(&self, key: &CacheKey, resource_version: &str) -> Option<Summary> {
@@ -161,20 +161,20 @@ impl ContentCache {
 }
 
 /// The metadata caches of ConfigMaps and Secrets (names and resourceVersions, no values).
-pub struct Watched<'a> {
+pub struct ConfigVersions<'a> {
     pub config_maps: &'a Store<PartialObjectMeta<ConfigMap>>,
     pub secrets: &'a Store<PartialObjectMeta<Secret>>,
 }
 
-impl Watched<'_> {
+impl ConfigVersions<'_> {
     /// The current resourceVersion of an object, None when the watch has not seen it.
-    fn resource_version(&self, kind: Kind, namespace: &str, name: &str) -> Option<String> {
+    fn resource_version(&self, kind: ConfigKind, namespace: &str, name: &str) -> Option<String> {
         match kind {
-            Kind::ConfigMap => self
+            ConfigKind::ConfigMap => self
                 .config_maps
                 .get(&ObjectRef::new(name).within(namespace))
                 .and_then(|o| o.metadata.resource_version.clone()),
-            Kind::Secret => self
+            ConfigKind::Secret => self
                 .secrets
                 .get(&ObjectRef::new(name).within(namespace))
                 .and_then(|o| o.metadata.resource_version.clone()),
@@ -187,12 +187,12 @@ impl Watched<'_> {
 pub async fn dereference(
     client: &Client,
     cache: &ContentCache,
-    watched: &Watched<'_>,
+    watched: &ConfigVersions<'_>,
     namespace: &str,
     ls: &LucidService,
-) -> Result<Result<String, Vec<Missing>>, kube::Error> {
+) -> Result<Result<String, Vec<MissingConfig>>, kube::Error> {
     let refs = references(ls);
-    let mut contents: BTreeMap<(Kind, String), Contents> = BTreeMap::new();
+    let mut contents: BTreeMap<(ConfigKind, String), Contents> = BTreeMap::new();
     for r in &refs {
         let key = (r.kind, r.name.clone());
         if contents.contains_key(&key) {
@@ -228,16 +228,16 @@ pub fn config_hash_of(
     ls: &LucidService,
     config_maps: &[ConfigMap],
     secrets: &[Secret],
-) -> Result<String, Vec<Missing>> {
+) -> Result<String, Vec<MissingConfig>> {
     let refs = references(ls);
-    let mut contents: BTreeMap<(Kind, String), Contents> = BTreeMap::new();
+    let mut contents: BTreeMap<(ConfigKind, String), Contents> = BTreeMap::new();
     for r in &refs {
         let found = match r.kind {
-            Kind::ConfigMap => config_maps
+            ConfigKind::ConfigMap => config_maps
                 .iter()
                 .find(|cm| cm.metadata.name.as_deref() == Some(r.name.as_str()))
                 .map(|cm| Summary::of(&config_map_contents(cm))),
-            Kind::Secret => secrets
+            ConfigKind::Secret => secrets
                 .iter()
                 .find(|s| s.metadata.name.as_deref() == Some(r.name.as_str()))
                 .map(|s| Summary::of(&secret_contents(s))),
@@ -250,19 +250,19 @@ pub fn config_hash_of(
 /// One GET: the object's resourceVersion and summary; the values go no further.
 async fn read(
     client: &Client,
-    kind: Kind,
+    kind: ConfigKind,
     namespace: &str,
     name: &str,
 ) -> Result<Option<(String, Summary)>, kube::Error> {
     Ok(match kind {
-        Kind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        ConfigKind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), namespace)
             .get_opt(name)
             .await?
             .map(|cm| {
                 let rv = cm.metadata.resource_version.clone().unwrap_or_default();
                 (rv, Summary::of(&config_map_contents(&cm)))
             }),
-        Kind::Secret => Api::<Secret>::namespaced(client.clone(), namespace)
+        ConfigKind::Secret => Api::<Secret>::namespaced(client.clone(), namespace)
             .get_opt(name)
             .await?
             .map(|secret| {
@@ -300,26 +300,26 @@ fn secret_contents(secret: &Secret) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-fn kind_name(kind: Kind) -> &'static str {
+fn kind_name(kind: ConfigKind) -> &'static str {
     match kind {
-        Kind::ConfigMap => "ConfigMap",
-        Kind::Secret => "Secret",
+        ConfigKind::ConfigMap => "ConfigMap",
+        ConfigKind::Secret => "Secret",
     }
 }
 
 /// Pure: decides what is missing and hashes what is there (absent optional objects hash as
 /// absent, so creating one later rolls the pods too).
 pub fn check_and_hash(
-    refs: &[Reference],
-    contents: &BTreeMap<(Kind, String), Contents>,
-) -> Result<String, Vec<Missing>> {
+    refs: &[ConfigReference],
+    contents: &BTreeMap<(ConfigKind, String), Contents>,
+) -> Result<String, Vec<MissingConfig>> {
     let mut missing = Vec::new();
     for r in refs.iter().filter(|r| !r.optional) {
         match (contents.get(&(r.kind, r.name.clone())), &r.key) {
-            (Some(None) | None, _) => missing.push(Missing {
+            (Some(None) | None, _) => missing.push(MissingConfig {
                 reason: match r.kind {
-                    Kind::ConfigMap => "MissingConfigMap",
-                    Kind::Secret => "MissingSecret",
+                    ConfigKind::ConfigMap => "MissingConfigMap",
+                    ConfigKind::Secret => "MissingSecret",
                 },
                 message: format!(
                     "{} {} not found: create it, or mark the reference optional",
@@ -327,14 +327,16 @@ pub fn check_and_hash(
                     r.name
                 ),
             }),
-            (Some(Some(data)), Some(key)) if !data.keys.contains(key) => missing.push(Missing {
-                reason: "MissingKey",
-                message: format!(
-                    "{} {} has no key {key}: add it, or mark the reference optional",
-                    kind_name(r.kind),
-                    r.name
-                ),
-            }),
+            (Some(Some(data)), Some(key)) if !data.keys.contains(key) => {
+                missing.push(MissingConfig {
+                    reason: "MissingKey",
+                    message: format!(
+                        "{} {} has no key {key}: add it, or mark the reference optional",
+                        kind_name(r.kind),
+                        r.name
+                    ),
+                })
+            }
             _ => {}
         }
     }
@@ -370,9 +372,9 @@ mod tests {
     use crate::render::fixtures::redis;
 
     /// (kind, name, its key/value pairs or None when absent).
-    type Entry<'a> = (Kind, &'a str, Option<&'a [(&'a str, &'a str)]>);
+    type Entry<'a> = (ConfigKind, &'a str, Option<&'a [(&'a str, &'a str)]>);
 
-    fn contents(entries: &[Entry<'_>]) -> BTreeMap<(Kind, String), Contents> {
+    fn contents(entries: &[Entry<'_>]) -> BTreeMap<(ConfigKind, String), Contents> {
         entries
             .iter()
             .map(|(kind, name, data)| {
@@ -395,8 +397,8 @@ mod tests {
         assert_eq!(
             names,
             vec![
-                (Kind::ConfigMap, "lucid-env-foundation"),
-                (Kind::Secret, "lucid-secrets")
+                (ConfigKind::ConfigMap, "lucid-env-foundation"),
+                (ConfigKind::Secret, "lucid-secrets")
             ]
         );
     }
@@ -405,8 +407,12 @@ mod tests {
     fn a_missing_secret_is_named_and_its_values_never_appear() {
         let refs = references(&redis());
         let c = contents(&[
-            (Kind::ConfigMap, "lucid-env-foundation", Some(&[("A", "1")])),
-            (Kind::Secret, "lucid-secrets", None),
+            (
+                ConfigKind::ConfigMap,
+                "lucid-env-foundation",
+                Some(&[("A", "1")]),
+            ),
+            (ConfigKind::Secret, "lucid-secrets", None),
         ]);
         let missing = check_and_hash(&refs, &c).unwrap_err();
         assert_eq!(missing.len(), 1);
@@ -422,12 +428,28 @@ mod tests {
     fn the_hash_changes_with_any_value_and_is_stable_otherwise() {
         let refs = references(&redis());
         let a = contents(&[
-            (Kind::ConfigMap, "lucid-env-foundation", Some(&[("A", "1")])),
-            (Kind::Secret, "lucid-secrets", Some(&[("JWT", "s3cret")])),
+            (
+                ConfigKind::ConfigMap,
+                "lucid-env-foundation",
+                Some(&[("A", "1")]),
+            ),
+            (
+                ConfigKind::Secret,
+                "lucid-secrets",
+                Some(&[("JWT", "s3cret")]),
+            ),
         ]);
         let b = contents(&[
-            (Kind::ConfigMap, "lucid-env-foundation", Some(&[("A", "1")])),
-            (Kind::Secret, "lucid-secrets", Some(&[("JWT", "other")])),
+            (
+                ConfigKind::ConfigMap,
+                "lucid-env-foundation",
+                Some(&[("A", "1")]),
+            ),
+            (
+                ConfigKind::Secret,
+                "lucid-secrets",
+                Some(&[("JWT", "other")]),
+            ),
         ]);
         let ha = check_and_hash(&refs, &a).unwrap();
         assert_eq!(ha, check_and_hash(&refs, &a.clone()).unwrap());
@@ -452,7 +474,11 @@ envFrom:
 "#,
         );
         let refs = references(&ls);
-        let secret = (Kind::Secret, "lucid-secrets", Some(&[("JWT", "x")][..]));
+        let secret = (
+            ConfigKind::Secret,
+            "lucid-secrets",
+            Some(&[("JWT", "x")][..]),
+        );
         let missing = check_and_hash(&refs, &contents(&[secret])).unwrap_err();
         assert_eq!(missing.len(), 1, "{missing:?}");
         assert_eq!(missing[0].reason, "MissingConfigMap");
@@ -462,7 +488,7 @@ envFrom:
                 .contains("ConfigMap lucid-env-foundation not found")
         );
         let foundation = (
-            Kind::ConfigMap,
+            ConfigKind::ConfigMap,
             "lucid-env-foundation",
             Some(&[("MONGODB_URL", "mongodb://lucid-mongodb:27017/lucid")][..]),
         );
@@ -471,13 +497,13 @@ envFrom:
 
     #[test]
     fn a_missing_key_is_reported_unless_optional() {
-        let mut refs = vec![Reference {
-            kind: Kind::Secret,
+        let mut refs = vec![ConfigReference {
+            kind: ConfigKind::Secret,
             name: "s".into(),
             key: Some("jwt".into()),
             optional: false,
         }];
-        let c = contents(&[(Kind::Secret, "s", Some(&[("other", "x")]))]);
+        let c = contents(&[(ConfigKind::Secret, "s", Some(&[("other", "x")]))]);
         assert_eq!(
             check_and_hash(&refs, &c).unwrap_err()[0].reason,
             "MissingKey"

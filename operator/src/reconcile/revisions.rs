@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 
-use super::references::{Kind, config_hash_of, references};
+use super::references::{ConfigKind, config_hash_of, references};
 use crate::api::LucidService;
 use crate::error::Error;
 use crate::leader::Leadership;
@@ -50,15 +50,15 @@ pub async fn record(
     let owner = crate::render::owner_reference(ls)?;
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let wanted: BTreeSet<(Kind, String)> = references(ls)
+    let wanted: BTreeSet<(ConfigKind, String)> = references(ls)
         .into_iter()
         .map(|r| (r.kind, r.name))
         .collect();
     let (mut read_maps, mut read_secrets) = (Vec::new(), Vec::new());
     for (kind, object) in &wanted {
         match kind {
-            Kind::ConfigMap => read_maps.extend(config_maps.get_opt(object).await?),
-            Kind::Secret => read_secrets.extend(secrets.get_opt(object).await?),
+            ConfigKind::ConfigMap => read_maps.extend(config_maps.get_opt(object).await?),
+            ConfigKind::Secret => read_secrets.extend(secrets.get_opt(object).await?),
         }
     }
     if config_hash_of(ls, &read_maps, &read_secrets)
@@ -86,13 +86,13 @@ pub async fn record(
         .iter()
         .map(|(kind, object)| {
             let present = match kind {
-                Kind::ConfigMap => read_maps.iter().any(|c| c.name_any() == *object),
-                Kind::Secret => read_secrets.iter().any(|s| s.name_any() == *object),
+                ConfigKind::ConfigMap => read_maps.iter().any(|c| c.name_any() == *object),
+                ConfigKind::Secret => read_secrets.iter().any(|s| s.name_any() == *object),
             };
             Source {
                 kind: match kind {
-                    Kind::ConfigMap => SourceKind::ConfigMap,
-                    Kind::Secret => SourceKind::Secret,
+                    ConfigKind::ConfigMap => SourceKind::ConfigMap,
+                    ConfigKind::Secret => SourceKind::Secret,
                 },
                 name: object.clone(),
                 copy: present.then(|| copy_name(&name, revision, object)),

@@ -6,33 +6,30 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::Instrument;
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
 use kube::core::error_boundary::{DeserializeGuard, InvalidObject};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::apply::{
-    ApplyFailure, FIELD_MANAGER, api_message, apply_params, apply_planned, delete_orphans, plan,
-};
+use super::apply::{ApplyFailure, api_message, apply_planned, delete_orphans, plan};
 use super::context::Context;
+use super::instrument::{Reconciled, backoff_key, instrumented};
 use super::protect::{self, Step};
 use super::references::dereference;
 use super::revisions::{self, Recorded};
+use super::status_patch;
 use super::unobserved;
 use crate::api::{
     BackupRecord, DataProtection, GoodRevision, LucidService, LucidServiceStatus, OnFailure,
     RollbackStatus,
 };
 use crate::error::Error;
-use crate::graph::{Gate, Reference, Snapshot};
+use crate::graph::{Gate, NamedObject, Snapshot};
 use crate::render::{RenderInputs, render};
 use crate::revision::{next_revision, push_history};
 use crate::status::{ConditionType, Health, Rollout, State, rollout, set_condition};
@@ -48,78 +45,16 @@ pub async fn reconcile(
     guard: Arc<DeserializeGuard<LucidService>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    if !ctx.leadership.is_leader() {
-        // A standby keeps its caches warm and writes nothing; leading re-runs everything.
-        return Ok(Action::await_change());
-    }
-    let span = super::reconcile_span("LucidService", guard.as_ref());
-    async {
-        let mut timer = ctx.metrics.reconcile_started(CONTROLLER);
-        let result = match &guard.0 {
+    let reconcile = async {
+        match &guard.0 {
             Ok(ls) => match ctx.current(ls) {
                 Some(newer) => reconcile_service(&newer, &ctx).await,
                 None => reconcile_service(ls, &ctx).await,
             },
             Err(invalid) => report_invalid(invalid, &ctx).await,
-        };
-        let span = tracing::Span::current();
-        span.record("duration_ms", timer.elapsed().as_millis() as u64);
-        match &result {
-            Ok(done) => {
-                span.record("outcome", done.state);
-                if let Some(reason) = &done.retrying {
-                    ctx.metrics.failed(CONTROLLER, reason);
-                    timer.finish("retrying");
-                } else {
-                    timer.finish("ok");
-                }
-                tracing::debug!("reconciled");
-            }
-            // Fenced mid-reconcile: not a failure, the new leader carries on.
-            Err(Error::NotLeader) => {
-                span.record("outcome", "fenced");
-                timer.finish("fenced");
-            }
-            Err(error) => {
-                span.record("outcome", "error");
-                ctx.metrics.failed(CONTROLLER, error.reason());
-            }
         }
-        result.map(|done| done.action)
-    }
-    .instrument(span)
-    .await
-}
-
-/// How one reconcile ended, for the controller, the metrics and the log.
-struct Reconciled {
-    action: Action,
-    /// The state written to status (`Ready`, `Waiting`, ...).
-    state: &'static str,
-    /// Why it is retrying, when an API call failed.
-    retrying: Option<String>,
-}
-
-pub fn error_policy(
-    guard: Arc<DeserializeGuard<LucidService>>,
-    error: &Error,
-    ctx: Arc<Context>,
-) -> Action {
-    if matches!(error, Error::NotLeader) {
-        // Lost the lease mid-reconcile: the new leader takes it from here.
-        return Action::await_change();
-    }
-    let delay = ctx.backoff(key(guard.as_ref()));
-    tracing::warn!(service = %guard.name_any(), namespace = %guard.namespace().unwrap_or_default(), error = %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
-}
-
-fn key<K: Resource>(object: &K) -> String {
-    format!(
-        "{}/{}",
-        object.namespace().unwrap_or_default(),
-        object.name_any()
-    )
+    };
+    instrumented(CONTROLLER, guard.as_ref(), &ctx, reconcile).await
 }
 
 /// What one reconcile decided: the health to report and the Deployment it is read from.
@@ -179,10 +114,10 @@ impl Outcome {
     }
 
     /// `seen` exists but is not in the cache yet: its watch event wakes this service.
-    fn not_yet_observed(seen: Reference<'_>, deployment: Option<Deployment>) -> Self {
+    fn not_yet_observed(seen: NamedObject<'_>, deployment: Option<Deployment>) -> Self {
         let what = match seen {
-            Reference::Phase(name) => format!("LucidPhase {name}"),
-            Reference::Service(name) => format!("LucidService {name}"),
+            NamedObject::Phase(name) => format!("LucidPhase {name}"),
+            NamedObject::Service(name) => format!("LucidService {name}"),
         };
         Self {
             health: Health::Waiting {
@@ -212,11 +147,7 @@ impl Outcome {
 async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Reconciled, Error> {
     if ls.meta().deletion_timestamp.is_some() {
         // The garbage collector removes the owned children.
-        return Ok(Reconciled {
-            action: Action::await_change(),
-            state: "Deleting",
-            retrying: None,
-        });
+        return Ok(Reconciled::done(Action::await_change(), "Deleting"));
     }
     let namespace = ls.namespace().unwrap_or_default();
     let name = ls.name_any();
@@ -238,7 +169,7 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Reconcile
         }
         Err(other) => return Err(other),
     };
-    let key = key(ls);
+    let key = backoff_key(ls);
     let retry = outcome.retry.then(|| ctx.backoff(key.clone()));
     if let (Some(delay), Health::Degraded { message, .. }) = (retry, &mut outcome.health) {
         message.push_str(&format!("; retrying in {}s", delay.as_secs()));
@@ -246,17 +177,16 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Reconcile
     let not_ready = snapshot.dependencies_not_ready(ls);
     ctx.metrics
         .dependencies(&namespace, &name, not_ready.is_empty());
-    tracing::debug!(service = %name, %namespace, state = outcome.health.state(), reason = outcome.health.reason(), "service reconciled");
+    tracing::debug!(service = %name, %namespace, state = outcome.health.state().as_str(), reason = outcome.health.reason(), "service reconciled");
     write_status(ls, ctx, &outcome, &snapshot, &not_ready).await?;
-    let state = outcome.health.state();
+    let state = outcome.health.state().as_str();
     if let Some(delay) = retry {
         return Ok(Reconciled {
             action: Action::requeue(delay),
-            state,
+            outcome: state.into(),
             retrying: Some(outcome.health.reason().to_string()),
         });
     }
-    ctx.succeeded(&key);
     let action = match outcome.health {
         _ if outcome.again.is_some() => Action::requeue(outcome.again.unwrap_or_default()),
         // Re-check now and then in case something was changed behind our back.
@@ -267,11 +197,7 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Reconcile
         // Watches on every child, services, phases, ConfigMaps and Secrets wake the rest.
         _ => super::resync(Duration::from_secs(300)),
     };
-    Ok(Reconciled {
-        action,
-        state,
-        retrying: None,
-    })
+    Ok(Reconciled::done(action, state))
 }
 
 /// The pipeline: validate, assess the graph, dereference, render, choose the target (the
@@ -305,7 +231,7 @@ async fn decide(
         });
         if !reported
             && let Some(seen) =
-                unobserved::first_unobserved(ctx, namespace, &missing.references()).await
+                unobserved::first_unobserved(ctx, namespace, &missing.objects()).await
         {
             return Ok(Outcome::not_yet_observed(seen, existing));
         }
@@ -1034,7 +960,7 @@ async fn restart_backed_off(
     };
     let pods = ctx.pods_of(namespace, &ls.name_any());
     let restarts = crate::recovery::backed_off(pods.iter().map(|p| p.as_ref()), dependencies_ready);
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let api: kube::Api<Pod> = kube::Api::namespaced(ctx.client.clone(), namespace);
     for restart in restarts {
         ctx.leadership.ensure()?;
         let params = kube::api::DeleteParams {
@@ -1217,7 +1143,7 @@ async fn write_status(
         ready_replicas: ready,
         replicas,
         ready: Some(format!("{ready}/{replicas}")),
-        state: Some(outcome.health.state().into()),
+        state: Some(outcome.health.state().as_str().into()),
         waiting_on: outcome.waiting_on.clone(),
         revision: revisions.revision,
         revision_hash: revisions.hash,
@@ -1262,26 +1188,13 @@ async fn write_status(
         return Ok(());
     }
     announce_transition(ls, ctx, &old, &outcome.health).await;
-    let api: Api<LucidService> =
-        Api::namespaced(ctx.client.clone(), &ls.namespace().unwrap_or_default());
-    ctx.leadership.ensure()?;
-    let body =
-        json!({ "apiVersion": "lucid.io/v1alpha1", "kind": "LucidService", "status": status });
-    match api
-        .patch_status(&ls.name_any(), &apply_params(), &Patch::Apply(body))
-        .await
+    let namespace = ls.namespace().unwrap_or_default();
+    if let Some(stored) =
+        status_patch::write::<LucidService>(ctx, &namespace, &ls.name_any(), &status).await?
     {
-        Ok(stored) => {
-            ctx.wrote(&stored);
-            Ok(())
-        }
-        // Deleted while this reconcile ran: nothing left to describe.
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(error) => {
-            ctx.metrics.api_error("patch", &error);
-            Err(error.into())
-        }
+        ctx.wrote(&stored);
     }
+    Ok(())
 }
 
 /// The `Available` condition: pods are serving, whichever revision they run.
@@ -1396,8 +1309,6 @@ async fn report_invalid(invalid: &InvalidObject, ctx: &Context) -> Result<Reconc
     let name = invalid.metadata.name.clone().unwrap_or_default();
     let namespace = invalid.metadata.namespace.clone().unwrap_or_default();
     tracing::warn!(service = %name, %namespace, error = %invalid.error, "LucidService cannot be read");
-    let api: Api<DeserializeGuard<LucidService>> = Api::namespaced(ctx.client.clone(), &namespace);
-    ctx.leadership.ensure()?;
     let now = Time(jiff::Timestamp::now());
     let mut conditions = Vec::new();
     Health::Degraded {
@@ -1405,26 +1316,14 @@ async fn report_invalid(invalid: &InvalidObject, ctx: &Context) -> Result<Reconc
         message: format!("the operator cannot read this object: {}", invalid.error),
     }
     .write(&mut conditions, invalid.metadata.generation, &now);
-    let body = json!({
-        "apiVersion": "lucid.io/v1alpha1", "kind": "LucidService",
-        "status": { "state": State::Degraded.as_str(), "observedGeneration": invalid.metadata.generation, "conditions": conditions },
+    let status = json!({
+        "state": State::Degraded.as_str(),
+        "observedGeneration": invalid.metadata.generation,
+        "conditions": conditions,
     });
-    match api
-        .patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(body),
-        )
-        .await
-    {
-        // Deleted meanwhile: nothing left to describe.
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 404 => {}
-        Err(error) => return Err(error.into()),
-    }
-    Ok(Reconciled {
-        action: Action::await_change(),
-        state: State::Degraded.as_str(),
-        retrying: None,
-    })
+    status_patch::write::<DeserializeGuard<LucidService>>(ctx, &namespace, &name, &status).await?;
+    Ok(Reconciled::done(
+        Action::await_change(),
+        State::Degraded.as_str(),
+    ))
 }

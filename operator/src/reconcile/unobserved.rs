@@ -19,7 +19,7 @@ use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 
 use super::context::Context;
-use crate::graph::Reference;
+use crate::graph::NamedObject;
 
 /// The reason a service waiting for its watch shows.
 pub const REASON: &str = "NotYetObserved";
@@ -32,12 +32,12 @@ pub const RECHECK: Duration = Duration::from_secs(5);
 pub async fn first_unobserved<'r>(
     ctx: &Context,
     namespace: &str,
-    references: &[Reference<'r>],
-) -> Option<Reference<'r>> {
+    references: &[NamedObject<'r>],
+) -> Option<NamedObject<'r>> {
     for reference in references {
         let lookup = match reference {
-            Reference::Phase(name) => look_up(ctx, &ctx.caches.phases, namespace, name).await,
-            Reference::Service(name) => look_up(ctx, &ctx.caches.services, namespace, name).await,
+            NamedObject::Phase(name) => look_up(ctx, &ctx.caches.phases, namespace, name).await,
+            NamedObject::Service(name) => look_up(ctx, &ctx.caches.services, namespace, name).await,
         };
         let Some(lookup) = lookup else { continue };
         match lookup {

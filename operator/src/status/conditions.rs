@@ -90,18 +90,14 @@ impl Health {
         }
     }
 
-    pub fn kind(&self) -> State {
+    /// The one word `status.state` shows for it.
+    pub fn state(&self) -> State {
         match self {
             Health::Ready { .. } => State::Ready,
             Health::Progressing { .. } => State::Progressing,
             Health::Waiting { .. } => State::Waiting,
             Health::Degraded { .. } => State::Degraded,
         }
-    }
-
-    /// One word for the printer column.
-    pub fn state(&self) -> &'static str {
-        self.kind().as_str()
     }
 
     pub fn is_ready(&self) -> bool {
