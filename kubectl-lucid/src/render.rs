@@ -26,11 +26,18 @@ pub fn rendered(m: &Manifests, order: &[String], namespace: &str) -> Result<Vec<
         // operator's own rule: the same the operator writes once they are in the cluster.
         // Empty when one it needs is not among them (the operator would report it missing).
         let config_hash = config_hash_of(&ls, &m.config_maps, &m.secrets).unwrap_or_default();
-        let children =
-            render(&ls, &RenderInputs { config_hash }).map_err(|e| Error::Serialise {
-                what: format!("LucidService {name}"),
-                message: e.to_string(),
-            })?;
+        let children = render(
+            &ls,
+            &RenderInputs {
+                config_hash,
+                // k3s today; a 1.20 cluster would get policy/v1beta1 from the operator.
+                ..Default::default()
+            },
+        )
+        .map_err(|e| Error::Serialise {
+            what: format!("LucidService {name}"),
+            message: e.to_string(),
+        })?;
         let json = |v: serde_json::Result<Value>, what: &str| {
             v.map_err(|e| Error::Serialise {
                 what: what.to_string(),
@@ -64,6 +71,15 @@ pub fn rendered(m: &Manifests, order: &[String], namespace: &str) -> Result<Vec<
             "networking.k8s.io/v1",
             "NetworkPolicy",
         ));
+        if let Some(lucid_operator::render::disruption_budget::DisruptionBudget::V1(budget)) =
+            &children.disruption_budget
+        {
+            out.push(with_kind(
+                json(serde_json::to_value(budget), "PodDisruptionBudget")?,
+                "policy/v1",
+                "PodDisruptionBudget",
+            ));
+        }
     }
     Ok(out)
 }

@@ -158,9 +158,14 @@ fn render_prints_exactly_the_operators_objects() {
         32,
         "api-gateway reads imported env files"
     );
-    let children =
-        lucid_operator::render::render(&ls, &lucid_operator::render::RenderInputs { config_hash })
-            .unwrap();
+    let children = lucid_operator::render::render(
+        &ls,
+        &lucid_operator::render::RenderInputs {
+            config_hash,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let find = |kind: &str| {
         items
             .iter()

@@ -6,6 +6,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -17,6 +18,7 @@ use super::context::ChildStores;
 use super::drift::{Drift, SpecPart, drift};
 use crate::error::Error;
 use crate::leader::Leadership;
+use crate::render::disruption_budget::{DisruptionBudget, PodDisruptionBudgetV1beta1};
 use crate::render::{Children, applied_hash, labels};
 
 /// The one field manager the operator writes with.
@@ -207,6 +209,47 @@ impl ChildKind for NetworkPolicy {
     }
 }
 
+/// A budget in either version: what is written is the rendering. Someone loosening it (a
+/// `maxUnavailable` raised to let a drain through) is an edit put back.
+impl ChildKind for PodDisruptionBudget {
+    const WATCHED: Option<SpecPart> = Some(SpecPart::WholeSpec);
+    /// Once the service is down to one replica, its budget goes.
+    const SWEEP_ORPHANS: bool = true;
+
+    fn cache(stores: &ChildStores) -> &Store<PartialObjectMeta<Self>> {
+        &stores.budgets
+    }
+
+    fn repair_patch<'f>(
+        &'f self,
+        _client: &'f Client,
+        _namespace: &'f str,
+    ) -> BoxFuture<'f, Result<Option<serde_json::Value>, kube::Error>> {
+        Box::pin(futures::future::ready(Ok(Some(spec_replace_patch(
+            &self.spec,
+        )))))
+    }
+}
+
+impl ChildKind for PodDisruptionBudgetV1beta1 {
+    const WATCHED: Option<SpecPart> = PodDisruptionBudget::WATCHED;
+    const SWEEP_ORPHANS: bool = PodDisruptionBudget::SWEEP_ORPHANS;
+
+    fn cache(stores: &ChildStores) -> &Store<PartialObjectMeta<Self>> {
+        &stores.budgets_v1beta1
+    }
+
+    fn repair_patch<'f>(
+        &'f self,
+        _client: &'f Client,
+        _namespace: &'f str,
+    ) -> BoxFuture<'f, Result<Option<serde_json::Value>, kube::Error>> {
+        Box::pin(futures::future::ready(Ok(Some(spec_replace_patch(
+            &self.0.spec,
+        )))))
+    }
+}
+
 /// Something done once per kind of child, with the rendered children of that kind.
 trait EachKind<'a> {
     fn kind<K: ChildKind>(&mut self, rendered: &'a [K]);
@@ -221,10 +264,20 @@ fn each_kind<'a>(children: &'a Children, each: &mut impl EachKind<'a>) {
         service,
         claims,
         network_policy,
+        disruption_budget,
     } = children;
     each.kind(claims.as_slice());
     each.kind(service.as_slice());
     each.kind(std::slice::from_ref(network_policy));
+    // Both versions, the one not served always empty: the sweep still looks in its cache
+    // (empty too, as it is never watched).
+    let (v1, v1beta1) = match disruption_budget {
+        Some(DisruptionBudget::V1(budget)) => (std::slice::from_ref(budget), &[][..]),
+        Some(DisruptionBudget::V1beta1(budget)) => (&[][..], std::slice::from_ref(budget)),
+        None => (&[][..], &[][..]),
+    };
+    each.kind(v1);
+    each.kind(v1beta1);
 }
 
 /// One planned child of any kind (see [`ChildKind`]), as the plan and the apply use it.
@@ -467,7 +520,12 @@ fn service_repair_patch(service: &Service, live: Option<&Service>) -> serde_json
 
 /// A NetworkPolicy's spec holds nothing the API server allocates: replaced wholesale.
 fn policy_repair_patch(policy: &NetworkPolicy) -> serde_json::Value {
-    let mut spec = serde_json::to_value(&policy.spec).unwrap_or_default();
+    spec_replace_patch(&policy.spec)
+}
+
+/// A spec that holds nothing the API server allocates, replaced wholesale.
+fn spec_replace_patch(spec: &impl Serialize) -> serde_json::Value {
+    let mut spec = serde_json::to_value(spec).unwrap_or_default();
     if let Some(spec) = spec.as_object_mut() {
         spec.insert("$patch".into(), "replace".into());
     }
@@ -652,6 +710,7 @@ mod tests {
             ls,
             &RenderInputs {
                 config_hash: "config".into(),
+                ..Default::default()
             },
         )
         .expect("renders")
@@ -715,6 +774,14 @@ mod tests {
             ),
             network_policies: store_of(vec![cached(&children.network_policy, &[])]),
             claims: store_of(children.claims.iter().map(|c| cached(c, &[])).collect()),
+            budgets: store_of(match &children.disruption_budget {
+                Some(DisruptionBudget::V1(budget)) => vec![cached(budget, &[])],
+                _ => vec![],
+            }),
+            budgets_v1beta1: store_of(match &children.disruption_budget {
+                Some(DisruptionBudget::V1beta1(budget)) => vec![cached(budget, &[])],
+                _ => vec![],
+            }),
         }
     }
 
@@ -723,6 +790,8 @@ mod tests {
             services: store_of(vec![]),
             network_policies: store_of(vec![]),
             claims: store_of(vec![]),
+            budgets: store_of(vec![]),
+            budgets_v1beta1: store_of(vec![]),
         }
     }
 

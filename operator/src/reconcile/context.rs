@@ -8,6 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::PartialObjectMeta;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::events::{Recorder, Reporter};
@@ -19,6 +20,7 @@ use crate::api::{ClaimNode, DEFAULT_NODE_LOSS_TOLERATION_SECONDS, LucidPhase, Lu
 use crate::graph::Snapshot;
 use crate::leader::Leadership;
 use crate::metrics::Metrics;
+use crate::render::disruption_budget::PodDisruptionBudgetV1beta1;
 
 pub struct Context {
     pub client: Client,
@@ -53,6 +55,9 @@ pub struct ChildStores {
     pub services: Store<PartialObjectMeta<Service>>,
     pub network_policies: Store<PartialObjectMeta<NetworkPolicy>>,
     pub claims: Store<PartialObjectMeta<PersistentVolumeClaim>>,
+    /// Budgets in the version the API server serves; the other store stays empty.
+    pub budgets: Store<PartialObjectMeta<PodDisruptionBudget>>,
+    pub budgets_v1beta1: Store<PartialObjectMeta<PodDisruptionBudgetV1beta1>>,
 }
 
 /// Every watch cache a reconcile reads.

@@ -11,7 +11,12 @@ use crate::render::disruption_budget::PolicyVersion;
 /// API server that cannot be asked is taken to be a current one.
 pub async fn policy_version(client: &Client) -> PolicyVersion {
     match client.list_api_group_resources("policy/v1").await {
-        Ok(list) if list.resources.iter().any(|r| r.name == "poddisruptionbudgets") => {
+        Ok(list)
+            if list
+                .resources
+                .iter()
+                .any(|r| r.name == "poddisruptionbudgets") =>
+        {
             PolicyVersion::V1
         }
         Ok(_) => PolicyVersion::V1beta1,

@@ -30,6 +30,7 @@ use std::sync::Arc;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::core::PartialObjectMeta;
 use kube::core::error_boundary::DeserializeGuard;
 use kube::runtime::WatchStreamExt;
@@ -105,11 +106,11 @@ pub async fn run(
         client: client.clone(),
         scope,
     };
-    let (mut caches, events) = watches::start(&api, &health);
-    caches.wait_until_ready().await;
+    let policy = discovery::policy_version(&client).await;
+    let (mut caches, events) = watches::start(&api, &health, policy);
+    caches.wait_until_ready(policy).await;
     // Cluster-scoped and optional: after the others, alone (see `Caches::wait_until_ready`).
     caches.nodes = nodes::watch(&client, &health, format!("{}/nodes", api.scope)).await;
-    let policy = discovery::policy_version(&client).await;
     health.caches_synced();
     let (services, phases) = (caches.services.clone(), caches.phases.clone());
     let mut ctx = Context::new(client, metrics, leadership.clone(), caches);
@@ -145,6 +146,10 @@ pub async fn run(
         .watches_stream(
             events.claims,
             |o: PartialObjectMeta<PersistentVolumeClaim>| owning_service(&o.metadata),
+        )
+        .watches_stream(
+            events.budgets,
+            |o: PartialObjectMeta<PodDisruptionBudget>| owning_service(&o.metadata),
         )
         .watches_stream(events.services_for_dependents, {
             let (services, phases) = (services.clone(), phases.clone());

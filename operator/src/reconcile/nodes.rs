@@ -22,7 +22,11 @@ use crate::health::OperatorHealth;
 
 /// A cache of the nodes trimmed to their name and `Ready` condition, or None when this
 /// operator may not list nodes (said once in the log).
-pub async fn watch(client: &Client, health: &Arc<OperatorHealth>, name: String) -> Option<Store<Node>> {
+pub async fn watch(
+    client: &Client,
+    health: &Arc<OperatorHealth>,
+    name: String,
+) -> Option<Store<Node>> {
     let api: Api<Node> = Api::all(client.clone());
     if let Err(error) = api.list_metadata(&ListParams::default().limit(1)).await {
         tracing::warn!(%error, "cannot list nodes: statuses will not report a lost node (NodeLost)");

@@ -258,6 +258,7 @@ async fn decide(
         ls,
         &RenderInputs {
             config_hash: config_hash.clone(),
+            policy: ctx.policy,
         },
     )?;
     let desired_hash = desired.applied_hash().unwrap_or_default().to_string();
@@ -321,6 +322,7 @@ async fn decide(
                     &back_then,
                     &RenderInputs {
                         config_hash: config_hash_of_revision(&record),
+                        policy: ctx.policy,
                     },
                 )?;
                 let hash = children.applied_hash().unwrap_or_default().to_string();

@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, Container, PersistentVolumeClaim, Pod, PodSpec, Secret, Service,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store, reflector};
@@ -28,6 +29,7 @@ use super::drift;
 use super::scope::{ScopedApi, WatchBackoff};
 use super::{PhaseGuard, ServiceGuard};
 use crate::health::OperatorHealth;
+use crate::render::disruption_budget::{PodDisruptionBudgetV1beta1, PolicyVersion};
 use crate::render::labels;
 
 /// Objects per page of a watch's list (kube-runtime's default is 500). Measured on a restart
@@ -56,13 +58,22 @@ pub(super) struct Events {
     pub child_services: Changes<PartialObjectMeta<Service>>,
     pub network_policies: Changes<PartialObjectMeta<NetworkPolicy>>,
     pub claims: Changes<PartialObjectMeta<PersistentVolumeClaim>>,
+    /// Budgets in whichever version is served, as v1 metadata (the same fields).
+    pub budgets: futures::stream::BoxStream<
+        'static,
+        Result<PartialObjectMeta<PodDisruptionBudget>, watcher::Error>,
+    >,
     pub config_maps: Changes<PartialObjectMeta<ConfigMap>>,
     pub secrets: Changes<PartialObjectMeta<Secret>>,
 }
 
 /// Starts every watch of one scope. Each reports to `health` under `<scope>/<kind>`, so one
 /// scope's events never clear another's in `/healthz`.
-pub(super) fn start(api: &ScopedApi, health: &Arc<OperatorHealth>) -> (Caches, Events) {
+pub(super) fn start(
+    api: &ScopedApi,
+    health: &Arc<OperatorHealth>,
+    policy: PolicyVersion,
+) -> (Caches, Events) {
     let scope = api.scope.to_string();
     let name = |kind: &str| format!("{scope}/{kind}");
     // Lists in pages of LIST_PAGE: every watch lists at once when the operator starts, and
@@ -147,6 +158,40 @@ pub(super) fn start(api: &ScopedApi, health: &Arc<OperatorHealth>) -> (Caches, E
         |meta| drift::trim_child(meta, PersistentVolumeClaim::WATCHED),
     );
 
+    // Budgets: only the served version is watched (the other would fail for ever); its
+    // events reach the controller as v1 metadata, which is the same.
+    let (budgets, budgets_v1beta1, budget_events) = match policy {
+        PolicyVersion::V1 => {
+            let (budgets, events) = cached_metadata(
+                name("poddisruptionbudgets"),
+                health,
+                api.of(),
+                managed(),
+                |meta| drift::trim_child(meta, PodDisruptionBudget::WATCHED),
+            );
+            (budgets, reflector::store().0, events.boxed())
+        }
+        PolicyVersion::V1beta1 => {
+            let (budgets, events) = cached_metadata(
+                name("poddisruptionbudgets"),
+                health,
+                api.of(),
+                managed(),
+                |meta| drift::trim_child(meta, PodDisruptionBudgetV1beta1::WATCHED),
+            );
+            let as_v1 = events.map(|event| {
+                event.map(
+                    |old: PartialObjectMeta<PodDisruptionBudgetV1beta1>| PartialObjectMeta {
+                        types: None,
+                        metadata: old.metadata,
+                        _phantom: std::marker::PhantomData,
+                    },
+                )
+            });
+            (reflector::store().0, budgets, as_v1.boxed())
+        }
+    };
+
     // ConfigMaps and Secrets by metadata only: kube-client 5 asks for
     // `as=PartialObjectMetadata(List)` on an `Api<PartialObjectMeta<_>>`, so no value crosses
     // the wire (a `kubectl apply` copy in an annotation aside, dropped on arrival). The cache
@@ -176,6 +221,8 @@ pub(super) fn start(api: &ScopedApi, health: &Arc<OperatorHealth>) -> (Caches, E
             services: child_services,
             network_policies,
             claims,
+            budgets,
+            budgets_v1beta1,
         },
         config_maps,
         secrets,
@@ -194,6 +241,7 @@ pub(super) fn start(api: &ScopedApi, health: &Arc<OperatorHealth>) -> (Caches, E
         child_services: child_service_events,
         network_policies: network_policy_events,
         claims: claim_events,
+        budgets: budget_events,
         config_maps: config_map_events,
         secrets: secret_events,
     };
@@ -205,7 +253,8 @@ impl Caches {
     /// as missing, so the controllers start only then. Waited for here, once: in
     /// kube-runtime 5.0.0 several tasks awaiting `Store::wait_until_ready` at once lose
     /// wake-ups (one oneshot, one waker).
-    pub(super) async fn wait_until_ready(&self) {
+    pub(super) async fn wait_until_ready(&self, policy: PolicyVersion) {
+        let policy_is_v1beta1 = policy == PolicyVersion::V1beta1;
         let Caches {
             services,
             phases,
@@ -216,11 +265,21 @@ impl Caches {
                     services: child_services,
                     network_policies,
                     claims,
+                    budgets,
+                    budgets_v1beta1,
                 },
             config_maps,
             secrets,
             nodes: _,
         } = self;
+        // Only the served version's cache is ever filled (see `start`).
+        let served_budgets = async {
+            if policy_is_v1beta1 {
+                let _ = budgets_v1beta1.wait_until_ready().await;
+            } else {
+                let _ = budgets.wait_until_ready().await;
+            }
+        };
         let _ = futures::join!(
             services.wait_until_ready(),
             phases.wait_until_ready(),
@@ -229,6 +288,7 @@ impl Caches {
             child_services.wait_until_ready(),
             network_policies.wait_until_ready(),
             claims.wait_until_ready(),
+            served_budgets,
             config_maps.wait_until_ready(),
             secrets.wait_until_ready(),
         );

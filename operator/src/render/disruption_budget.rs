@@ -16,10 +16,69 @@ use crate::api::LucidService;
 /// Kubernetes 1.21 and the only one from 1.25 (k3s today); `v1beta1` alone on 1.20 (CI's
 /// API server). Chosen once at start by discovery; the two carry the same fields here
 /// (`maxUnavailable`, `selector`), so one rendering serves both.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PolicyVersion {
+    #[default]
     V1,
     V1beta1,
+}
+
+/// A budget in the version the API server serves.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DisruptionBudget {
+    V1(PodDisruptionBudget),
+    V1beta1(PodDisruptionBudgetV1beta1),
+}
+
+/// `policy/v1beta1`'s PodDisruptionBudget, which k8s-openapi no longer has (its newest
+/// Kubernetes dropped it): v1's fields under the old `apiVersion`. The fields rendered here
+/// mean the same in both; only the name on the wire and the URL differ.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PodDisruptionBudgetV1beta1(pub PodDisruptionBudget);
+
+impl k8s_openapi::Resource for PodDisruptionBudgetV1beta1 {
+    const API_VERSION: &'static str = "policy/v1beta1";
+    const GROUP: &'static str = "policy";
+    const KIND: &'static str = "PodDisruptionBudget";
+    const VERSION: &'static str = "v1beta1";
+    const URL_PATH_SEGMENT: &'static str = "poddisruptionbudgets";
+    type Scope = k8s_openapi::NamespaceResourceScope;
+}
+
+impl k8s_openapi::Metadata for PodDisruptionBudgetV1beta1 {
+    type Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    fn metadata(&self) -> &Self::Ty {
+        &self.0.metadata
+    }
+    fn metadata_mut(&mut self) -> &mut Self::Ty {
+        &mut self.0.metadata
+    }
+}
+
+impl serde::Serialize for PodDisruptionBudgetV1beta1 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut value = serde_json::to_value(&self.0).map_err(serde::ser::Error::custom)?;
+        value["apiVersion"] = Self::API_VERSION_VALUE.into();
+        value.serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PodDisruptionBudgetV1beta1 {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut value = serde_json::Value::deserialize(deserializer)?;
+        // v1's type checks the name on the wire.
+        if value.get("apiVersion").is_some() {
+            value["apiVersion"] =
+                <PodDisruptionBudget as k8s_openapi::Resource>::API_VERSION.into();
+        }
+        serde_json::from_value(value)
+            .map(PodDisruptionBudgetV1beta1)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl PodDisruptionBudgetV1beta1 {
+    const API_VERSION_VALUE: &'static str = <Self as k8s_openapi::Resource>::API_VERSION;
 }
 
 impl PolicyVersion {
@@ -29,6 +88,20 @@ impl PolicyVersion {
             PolicyVersion::V1beta1 => "policy/v1beta1",
         }
     }
+}
+
+/// The budget `ls` needs, in `version`.
+pub fn disruption_budget_in(
+    ls: &LucidService,
+    namespace: &str,
+    owner: &OwnerReference,
+    version: PolicyVersion,
+) -> Option<DisruptionBudget> {
+    let budget = disruption_budget(ls, namespace, owner)?;
+    Some(match version {
+        PolicyVersion::V1 => DisruptionBudget::V1(budget),
+        PolicyVersion::V1beta1 => DisruptionBudget::V1beta1(PodDisruptionBudgetV1beta1(budget)),
+    })
 }
 
 pub fn disruption_budget(
@@ -49,14 +122,4 @@ pub fn disruption_budget(
         }),
         status: None,
     })
-}
-
-/// The budget as `version` spells it: the same object under another `apiVersion`.
-pub fn in_version(
-    budget: &PodDisruptionBudget,
-    version: PolicyVersion,
-) -> serde_json::Result<serde_json::Value> {
-    let mut value = serde_json::to_value(budget)?;
-    value["apiVersion"] = version.api_version().into();
-    Ok(value)
 }

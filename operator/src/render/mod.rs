@@ -36,6 +36,8 @@ pub const APPLIED_HASH_ANNOTATION: &str = "lucid.io/applied-hash";
 pub struct RenderInputs {
     /// blake3 of the referenced ConfigMaps' and Secrets' contents.
     pub config_hash: String,
+    /// The version the API server serves PodDisruptionBudgets in.
+    pub policy: disruption_budget::PolicyVersion,
 }
 
 /// Everything one LucidService asks for.
@@ -47,6 +49,8 @@ pub struct Children {
     pub claims: Vec<PersistentVolumeClaim>,
     /// Who may talk to the pods (and, on isolated networks, whom they may talk to).
     pub network_policy: NetworkPolicy,
+    /// With more than one replica: how many pods a drain may take at once.
+    pub disruption_budget: Option<disruption_budget::DisruptionBudget>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -66,6 +70,12 @@ pub fn render(ls: &LucidService, inputs: &RenderInputs) -> Result<Children, Rend
         service: service::service(ls, &namespace, &owner),
         claims: storage::claims(ls, &namespace, &owner),
         network_policy: network_policy::network_policy(ls, &namespace, &owner),
+        disruption_budget: disruption_budget::disruption_budget_in(
+            ls,
+            &namespace,
+            &owner,
+            inputs.policy,
+        ),
     };
     // Each child carries the hash it was rendered with, so drift is read off the live
     // object; the Deployment's covers every child (a change anywhere is a change to roll).
@@ -76,6 +86,11 @@ pub fn render(ls: &LucidService, inputs: &RenderInputs) -> Result<Children, Rend
         stamp(claim);
     }
     stamp(&mut children.network_policy);
+    match &mut children.disruption_budget {
+        Some(disruption_budget::DisruptionBudget::V1(budget)) => stamp(budget),
+        Some(disruption_budget::DisruptionBudget::V1beta1(budget)) => stamp(budget),
+        None => {}
+    }
     let hash = children_hash(&children);
     children
         .deployment
@@ -124,6 +139,14 @@ fn children_hash(children: &Children) -> String {
     write(serde_json::to_vec(&children.service));
     write(serde_json::to_vec(&children.claims));
     write(serde_json::to_vec(&children.network_policy));
+    // Only when there is one: a service with one replica hashes as it did before budgets.
+    match &children.disruption_budget {
+        Some(disruption_budget::DisruptionBudget::V1(budget)) => write(serde_json::to_vec(budget)),
+        Some(disruption_budget::DisruptionBudget::V1beta1(budget)) => {
+            write(serde_json::to_vec(budget))
+        }
+        None => {}
+    }
     hasher.finalize().to_hex()[..32].to_string()
 }
 

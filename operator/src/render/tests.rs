@@ -9,6 +9,7 @@ use super::*;
 fn inputs() -> RenderInputs {
     RenderInputs {
         config_hash: "abc".into(),
+        ..Default::default()
     }
 }
 
@@ -538,6 +539,7 @@ fn the_applied_hash_changes_with_the_spec_and_the_config_hash_only() {
     );
     let other_config = RenderInputs {
         config_hash: "def".into(),
+        ..Default::default()
     };
     assert_ne!(
         render(&redis(), &other_config).unwrap().applied_hash(),
@@ -955,13 +957,24 @@ fn replicas_are_spread_over_nodes_softly_and_budgeted_one_eviction_at_a_time() {
     );
     assert_eq!(budget.metadata.owner_references, Some(vec![owner]));
 
-    use disruption_budget::{PolicyVersion, in_version};
-    let v1beta1 = in_version(&budget, PolicyVersion::V1beta1).unwrap();
-    assert_eq!(v1beta1["apiVersion"], "policy/v1beta1");
-    assert_eq!(v1beta1["kind"], "PodDisruptionBudget");
-    assert_eq!(v1beta1["spec"]["maxUnavailable"], 1);
-    assert_eq!(
-        in_version(&budget, PolicyVersion::V1).unwrap()["apiVersion"],
-        "policy/v1"
-    );
+    // In the version discovery found: v1beta1 is v1's object under the old name.
+    use disruption_budget::{DisruptionBudget, PodDisruptionBudgetV1beta1, PolicyVersion};
+    let on_1_20 = RenderInputs {
+        policy: PolicyVersion::V1beta1,
+        ..inputs()
+    };
+    let Some(DisruptionBudget::V1beta1(old)) = render(&two, &on_1_20).unwrap().disruption_budget
+    else {
+        panic!("a v1beta1 budget on a server without policy/v1")
+    };
+    let wire = serde_json::to_value(&old).unwrap();
+    assert_eq!(wire["apiVersion"], "policy/v1beta1");
+    assert_eq!(wire["kind"], "PodDisruptionBudget");
+    assert_eq!(wire["spec"]["maxUnavailable"], 1);
+    let back: PodDisruptionBudgetV1beta1 = serde_json::from_value(wire).unwrap();
+    assert_eq!(back, old);
+    assert!(matches!(
+        children.disruption_budget,
+        Some(DisruptionBudget::V1(_))
+    ));
 }
