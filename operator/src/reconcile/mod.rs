@@ -107,6 +107,7 @@ pub async fn run(
         scope,
     };
     let policy = discovery::policy_version(&client).await;
+    tracing::info!(scope = %api.scope, version = policy.api_version(), "PodDisruptionBudgets in the served version");
     let (mut caches, events) = watches::start(&api, &health, policy);
     caches.wait_until_ready(policy).await;
     // Cluster-scoped and optional: after the others, alone (see `Caches::wait_until_ready`).

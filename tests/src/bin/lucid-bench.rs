@@ -10,7 +10,8 @@
 //! - baseline, same run: `kubectl apply` of the same rendered Deployments, in the same order,
 //!   into a fresh namespace (the API server's own cost, with no gating).
 //!
-//! Prints a Markdown report (also written to `target/bench.md`).
+//! Prints a Markdown report (also written to `target/bench.md`). `LUCID_BENCH_OPERATOR=<path>`
+//! measures another operator binary (the image's static musl build).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -60,10 +61,15 @@ struct Restart {
 async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     lucid_e2e::control_plane::audit_on();
     lucid_e2e::init_tracing();
-    let operator_bin = PathBuf::from(format!("{ROOT}/target/release/lucid-operator"));
+    // LUCID_BENCH_OPERATOR: another build to measure, such as the image's static musl binary
+    // (`images/build.sh` leaves it under /var/cache/lucid-images/target-operator).
+    let operator_bin = std::env::var_os("LUCID_BENCH_OPERATOR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(format!("{ROOT}/target/release/lucid-operator")));
     assert!(
         operator_bin.exists(),
-        "build it first: cargo build --release -p lucid-operator"
+        "build it first: cargo build --release -p lucid-operator ({})",
+        operator_bin.display()
     );
     let cp = control_plane();
     let client = cp.client().await;
