@@ -1,17 +1,18 @@
-//! `lucid-cluster`: a real single-node Kubernetes cluster on this machine (kubelet,
-//! containerd, runc), the operator installed into it by Helm from its image, and the session
-//! pipeline rolled out as LucidServices in real pods. Prints what runs; with `--keep`, stays
-//! up for `kubectl` until Ctrl-C. Everything it changed on the machine is undone when it
-//! exits. Needs root.
+//! `lucid-cluster`: a real Kubernetes cluster on this machine (kubelet, containerd, runc),
+//! one node or, with `--nodes 3`, a server and two agents each in its own network and mount
+//! namespace; the operator installed into it by Helm from its image, and the session
+//! pipeline rolled out as LucidServices in real pods. Prints what runs and where; with
+//! `--keep`, stays up for `kubectl` until Ctrl-C. Everything it changed on the machine is
+//! undone when it exits. Needs root.
 //!
-//!   cargo run -p lucid-e2e --bin lucid-cluster [-- --keep]
+//!   cargo run -p lucid-e2e --bin lucid-cluster [-- [--nodes N] [--keep]]
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kube::Api;
 use lucid_e2e::node::stack::{PIPELINE, create_namespace, install_operator, pipeline_documents};
-use lucid_e2e::node::{self, real_cluster};
+use lucid_e2e::node::{self, real_cluster_of};
 use lucid_e2e::{apply_documents, is_ready};
 use lucid_operator::api::LucidService;
 
@@ -38,11 +39,22 @@ async fn main() {
         node::teardown();
         std::process::exit(130);
     });
-    let keep = std::env::args().any(|a| a == "--keep");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let keep = args.iter().any(|a| a == "--keep");
+    let nodes = match args.iter().position(|a| a == "--nodes") {
+        Some(i) => match args.get(i + 1).and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) if (1..=9).contains(&n) => n,
+            _ => {
+                eprintln!("--nodes takes a number from 1 to 9");
+                std::process::exit(2);
+            }
+        },
+        None => 1,
+    };
     let started = Instant::now();
-    let cluster = real_cluster();
+    let cluster = real_cluster_of(nodes);
     println!(
-        "node Ready after {:.1} s; installing the operator with helm",
+        "{nodes} node(s) Ready after {:.1} s; installing the operator with helm",
         started.elapsed().as_secs_f64()
     );
     install_operator(cluster);
@@ -72,6 +84,10 @@ async fn main() {
         "\n--- {:.1} s after start ---\n",
         started.elapsed().as_secs_f64()
     );
+    let mut get = cluster.kubectl();
+    get.args(["get", "nodes", "-o", "wide", "-L", node::SSD_LABEL]);
+    show(get);
+    println!();
     let mut get = cluster.kubectl();
     get.args(["get", "pods", "-A", "-o", "wide"]);
     show(get);
