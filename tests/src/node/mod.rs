@@ -466,6 +466,45 @@ impl RealCluster {
         });
     }
 
+    /// The cluster's own processes as they run now, as (what, PID): the control plane, the
+    /// scheduler, and each node's components (an agent's containerd shims and namespace
+    /// holder included); not the pods'.
+    pub fn processes(&self) -> Vec<(String, u32)> {
+        let mut out: Vec<(String, u32)> = self
+            .control_plane
+            .running()
+            .into_iter()
+            .map(|(pid, args)| {
+                let name = args
+                    .first()
+                    .and_then(|a| Path::new(a).file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (format!("control plane: {name}"), pid)
+            })
+            .collect();
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        out.push(("control plane: kube-scheduler".into(), running.scheduler_pid));
+        for (node, processes) in self.nodes.iter().zip(&running.nodes) {
+            for (launch, pid) in processes.launches.iter().zip(&processes.pids) {
+                out.push((format!("{}: {}", node.name, launch.name), *pid));
+            }
+            let mut shims: Vec<i32> = host::shims_of(&node.containerd_socket());
+            if let Some(netns) = &node.netns {
+                shims.extend(host::netns_pids(netns));
+            }
+            shims.sort_unstable();
+            shims.dedup();
+            for pid in shims {
+                let pid = pid as u32;
+                if !out.iter().any(|(_, p)| *p == pid) {
+                    out.push((format!("{}: shim or holder", node.name), pid));
+                }
+            }
+        }
+        out
+    }
+
     /// The node called `name`.
     pub fn node(&self, name: &str) -> &NodeSpec {
         self.nodes
