@@ -258,7 +258,13 @@ pub fn network_up(nodes: &[NodeSpec]) {
     let server_lan = NodeSpec::lan_ip_of(0);
     must(
         "ip",
-        &["addr", "add", &format!("{server_lan}/24"), "dev", LAN_BRIDGE],
+        &[
+            "addr",
+            "add",
+            &format!("{server_lan}/24"),
+            "dev",
+            LAN_BRIDGE,
+        ],
     );
     must("ip", &["link", "set", LAN_BRIDGE, "up"]);
     for agent in nodes.iter().filter(|n| n.netns.is_some()) {
@@ -297,12 +303,12 @@ fn agent_network_up(agent: &NodeSpec, nodes: &[NodeSpec]) {
         ],
     );
     must("ip", &["link", "set", &board_end, "netns", netns]);
-    must("ip", &["link", "set", &host_end, "master", LAN_BRIDGE, "up"]);
-    must_in(netns, &["ip", "link", "set", "lo", "up"]);
-    must_in(
-        netns,
-        &["ip", "link", "set", &board_end, "name", "eth0"],
+    must(
+        "ip",
+        &["link", "set", &host_end, "master", LAN_BRIDGE, "up"],
     );
+    must_in(netns, &["ip", "link", "set", "lo", "up"]);
+    must_in(netns, &["ip", "link", "set", &board_end, "name", "eth0"]);
     must_in(
         netns,
         &["ip", "addr", "add", &format!("{lan_ip}/24"), "dev", "eth0"],
@@ -345,7 +351,12 @@ pub fn agent_link(agent: &NodeSpec, nodes: &[NodeSpec], up: bool) {
         if up {
             // Taking the link down dropped the routes through it.
             for (cidr, via) in agent_routes(agent, nodes) {
-                let _ = sh("ip", &["netns", "exec", netns, "ip", "route", "replace", &cidr, "via", &via]);
+                let _ = sh(
+                    "ip",
+                    &[
+                        "netns", "exec", netns, "ip", "route", "replace", &cidr, "via", &via,
+                    ],
+                );
             }
         }
     }
@@ -390,7 +401,12 @@ pub fn check_addresses_free(nodes: &[NodeSpec]) {
     let routes = sh("ip", &["-4", "route", "show"]).unwrap_or_default();
     let mut prefixes: Vec<String> = nodes
         .iter()
-        .map(|n| n.pod_cidr.rsplit_once('.').map(|(p, _)| format!("{p}.")).unwrap_or_default())
+        .map(|n| {
+            n.pod_cidr
+                .rsplit_once('.')
+                .map(|(p, _)| format!("{p}."))
+                .unwrap_or_default()
+        })
         .collect();
     if nodes.len() > 1 {
         prefixes.push("10.245.0.".into());

@@ -124,6 +124,10 @@ mod tests {
         assert_eq!(three[2].netns.as_deref(), Some("lucid-node-2"));
         assert_eq!(three[2].cgroup_root, "lucid-node-2");
         let ssd: Vec<bool> = three.iter().map(|n| n.ssd).collect();
-        assert_eq!(ssd, [true, true, false], "the server and one agent, as k3s/ labels them");
+        assert_eq!(
+            ssd,
+            [true, true, false],
+            "the server and one agent, as k3s/ labels them"
+        );
     }
 }

@@ -242,7 +242,10 @@ fn start_holder(node: &NodeSpec) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
-        if mounts.lines().any(|l| l.split_whitespace().nth(4) == Some("/var/log/containers")) {
+        if mounts
+            .lines()
+            .any(|l| l.split_whitespace().nth(4) == Some("/var/log/containers"))
+        {
             return pid;
         }
         assert!(
@@ -328,7 +331,12 @@ fn start(count: usize) -> (RealCluster, Vec<Child>) {
         pv-protection,job,nodelifecycle";
     options.users = nodes
         .iter()
-        .map(|n| (format!("system:node:{}", n.name), "system:nodes".to_string()))
+        .map(|n| {
+            (
+                format!("system:node:{}", n.name),
+                "system:nodes".to_string(),
+            )
+        })
         .collect();
     options.users.extend([
         ("system:kube-proxy".into(), String::new()),
@@ -484,7 +492,10 @@ impl RealCluster {
             })
             .collect();
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        out.push(("control plane: kube-scheduler".into(), running.scheduler_pid));
+        out.push((
+            "control plane: kube-scheduler".into(),
+            running.scheduler_pid,
+        ));
         for (node, processes) in self.nodes.iter().zip(&running.nodes) {
             for (launch, pid) in processes.launches.iter().zip(&processes.pids) {
                 out.push((format!("{}: {}", node.name, launch.name), *pid));
