@@ -271,12 +271,45 @@ async fn after_a_power_cut_the_cluster_boots_and_the_stack_is_ready_again() {
     // A new client: the old one's connections went with the API server.
     let client = cluster.client().await;
     let services: Api<LucidService> = Api::namespaced(client.clone(), NAMESPACE);
+    // Ready again means after the boot: the status written before the cut still says Ready
+    // until the operator (killed too) has looked again, so every service's pods must have
+    // turned Ready since the boot, and the service Ready besides.
+    let boot_time = jiff::Timestamp::now()
+        - jiff::SignedDuration::try_from(booted.elapsed()).expect("a duration");
     for name in PIPELINE {
+        let client = client.clone();
+        eventually_within(
+            Duration::from_secs(600),
+            &format!("{name}'s pods Ready since the boot"),
+            || {
+                let client = client.clone();
+                async move {
+                    let pods = pods_of(&client, NAMESPACE, name).await;
+                    let fresh = !pods.is_empty()
+                        && pods.iter().all(|p| {
+                            p.status
+                                .as_ref()
+                                .and_then(|s| s.conditions.as_ref())
+                                .is_some_and(|c| {
+                                    c.iter().any(|c| {
+                                        c.type_ == "Ready"
+                                            && c.status == "True"
+                                            && c.last_transition_time
+                                                .as_ref()
+                                                .is_some_and(|t| t.0 >= boot_time)
+                                    })
+                                })
+                        });
+                    fresh.then_some(())
+                }
+            },
+        )
+        .await;
         wait_for_within(
             &services,
             name,
             "Ready again after the power cut",
-            Duration::from_secs(600),
+            POD_WAIT,
             is_ready,
         )
         .await;
