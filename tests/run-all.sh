@@ -27,6 +27,10 @@ bash tests/charts/check.sh
 # The services' record_session example, which the real-cluster test runs against the
 # cluster: built now, not on that test's clock.
 cargo build --manifest-path services/Cargo.toml --locked --quiet -p lucid-services --example record_session
+# The real-cluster test binaries (real_cluster and upgrades on one node, multi_node on three)
+# run with the rest and take turns through the lock in /run/lucid-cluster; multi_node costs
+# about 2 minutes here on top (2 min 8 s warm: its own three-node cluster Ready in ~28 s, the
+# pipeline, a session, a power cut and the boot after it).
 # --no-fail-fast: one failing test binary does not hide how the others fare; both
 # workspaces run, and the script fails if either did.
 status=0

@@ -4,7 +4,9 @@
 #   lucid/redis       Redis from Debian's source package, built with libc malloc (no jemalloc:
 #                     Debian's redis-server links it), the binary and its few glibc libraries
 #   lucid/mongo-wire  nx-27017 (PyPI), the MongoDB wire-protocol server the services' tests use,
-#                     on Debian's python3.11: no real mongod is packaged anywhere
+#                     on Debian's python3.11: no real mongod is packaged anywhere; started by
+#                     node-images/nx-start.py, which removes a stale PID file first (after a
+#                     kill, PID 1 would find its own old PID in it and refuse to start)
 # Each is FROM scratch, user 65532, no shell. Cached outside the repo, keyed by this script and
 # pause.c; prints the directory holding the OCI archives (<name>.tar, named docker.io/lucid/<name>).
 set -euo pipefail
@@ -12,7 +14,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=tests/harness/apt.sh
 . "$here/apt.sh"
 NX_VERSION=0.8.1
-key="$(cat "$0" "$here/node-images/pause.c" | sha256sum | cut -c1-12)"
+key="$(cat "$0" "$here/node-images/pause.c" "$here/node-images/nx-start.py" | sha256sum | cut -c1-12)"
 OUT="${LUCID_NODE_IMAGE_CACHE:-/var/cache/lucid-node-images}/$key"
 log() { printf '[node-images] %s\n' "$*" >&2; }
 if [ -f "$OUT/pause.tar" ] && [ -f "$OUT/redis.tar" ] && [ -f "$OUT/mongo-wire.tar" ]; then
@@ -74,7 +76,8 @@ mkdir -p "$root/usr/lib"
 rsync -a --exclude test --exclude tests --exclude idlelib --exclude tkinter --exclude ensurepip \
   --exclude turtledemo --exclude __pycache__ --exclude 'config-3.11-*' /usr/lib/python3.11 "$root/usr/lib/"
 python3 -m pip install -q --no-compile --target "$root/opt/nx" "nx-27017==$NX_VERSION" >&2
+install -D -m 0644 "$here/node-images/nx-start.py" "$root/opt/nx/lucid_nx_start.py"
 add_libraries "$root"
-make_image mongo-wire "$root" '["/usr/bin/python3.11", "-m", "nx_27017.nx_27017"]' \
+make_image mongo-wire "$root" '["/usr/bin/python3.11", "-m", "lucid_nx_start"]' \
   --env PYTHONPATH=/opt/nx --env PYTHONDONTWRITEBYTECODE=1 --env HOME=/tmp
 echo "$OUT"

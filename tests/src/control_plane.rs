@@ -328,6 +328,56 @@ impl ControlPlane {
         wait_ready(&self.kubeconfig, &self.dir);
     }
 
+    /// The PIDs of etcd, the API server and the controller manager as they run now, with
+    /// their command lines (for [`ControlPlane::start_again`] after a power cut).
+    pub fn running(&self) -> Vec<(u32, Vec<String>)> {
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|&pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let args = cmdline
+                    .split(|b| *b == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                (pid, args)
+            })
+            .collect()
+    }
+
+    /// Starts etcd, the API server and the controller manager again with the command lines
+    /// [`ControlPlane::running`] gave (they were killed; etcd's data is on disk), as a
+    /// board's boot would; returns once the API server answers. Each from a thread that
+    /// lives as long as it does (PDEATHSIG) and reaps it. Blocking.
+    pub fn start_again(&self, command_lines: &[Vec<String>]) -> Vec<u32> {
+        let mut pids = Vec::new();
+        for (index, args) in command_lines.iter().enumerate() {
+            assert!(!args.is_empty(), "no command line for component {index}");
+            let (tx, rx) = std::sync::mpsc::channel();
+            let dir = self.dir.clone();
+            let name = Path::new(&args[0])
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let args = args.clone();
+            std::thread::spawn(move || {
+                let mut child = spawn(&dir, &name, Command::new(&args[0]).args(&args[1..]));
+                let _ = tx.send(child.id());
+                let _ = child.wait();
+            });
+            let pid = rx.recv().expect("started again");
+            self.live.lock().unwrap_or_else(|e| e.into_inner())[index] = pid;
+            pids.push(pid);
+            // The controller manager after the API server answers, as at the first start.
+            if index == Component::ApiServer as usize {
+                wait_ready(&self.kubeconfig, &self.dir);
+            }
+        }
+        pids
+    }
+
     pub async fn client(&self) -> Client {
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
         let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
@@ -397,7 +447,13 @@ pub(crate) fn run(cmd: &mut Command) {
 }
 
 pub(crate) fn spawn(dir: &Path, name: &str, cmd: &mut Command) -> Child {
-    let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
+    // Appended to: a component started again (a node's boot after a power cut) keeps what
+    // its first life logged.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))
+        .expect("log file");
     let err = log.try_clone().expect("log file");
     unsafe {
         // The control plane must not outlive the test binary.

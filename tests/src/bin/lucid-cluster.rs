@@ -1,17 +1,24 @@
-//! `lucid-cluster`: a real single-node Kubernetes cluster on this machine (kubelet,
-//! containerd, runc), the operator installed into it by Helm from its image, and the session
-//! pipeline rolled out as LucidServices in real pods. Prints what runs; with `--keep`, stays
-//! up for `kubectl` until Ctrl-C. Everything it changed on the machine is undone when it
-//! exits. Needs root.
+//! `lucid-cluster`: a real Kubernetes cluster on this machine (kubelet, containerd, runc),
+//! one node or, with `--nodes 3`, a server and two agents each in its own network and mount
+//! namespace; the operator installed into it by Helm from its image, and the session
+//! pipeline rolled out as LucidServices in real pods. Prints what runs and where; with
+//! `--keep`, stays up for `kubectl` until Ctrl-C. Everything it changed on the machine is
+//! undone when it exits. Needs root.
 //!
-//!   cargo run -p lucid-e2e --bin lucid-cluster [-- --keep]
+//!   cargo run -p lucid-e2e --bin lucid-cluster [-- [--nodes N] [--keep]]
+//!   cargo run -p lucid-e2e --bin lucid-cluster -- --bench
+//!
+//! `--bench` measures one node beside three in one run (each in a child process of its own,
+//! one after the other): seconds to every node Ready and to the pipeline Ready, and the
+//! memory (VmRSS) of the cluster's own processes and of the pods' main processes once the
+//! pipeline is Ready; a Markdown table for BENCHMARKS.md on stdout.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kube::Api;
 use lucid_e2e::node::stack::{PIPELINE, create_namespace, install_operator, pipeline_documents};
-use lucid_e2e::node::{self, real_cluster};
+use lucid_e2e::node::{self, real_cluster_of};
 use lucid_e2e::{apply_documents, is_ready};
 use lucid_operator::api::LucidService;
 
@@ -38,11 +45,28 @@ async fn main() {
         node::teardown();
         std::process::exit(130);
     });
-    let keep = std::env::args().any(|a| a == "--keep");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--bench") {
+        bench();
+        return;
+    }
+    let keep = args.iter().any(|a| a == "--keep");
+    let measure = args.iter().any(|a| a == "--measure");
+    let nodes = match args.iter().position(|a| a == "--nodes") {
+        Some(i) => match args.get(i + 1).and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) if (1..=9).contains(&n) => n,
+            _ => {
+                eprintln!("--nodes takes a number from 1 to 9");
+                std::process::exit(2);
+            }
+        },
+        None => 1,
+    };
     let started = Instant::now();
-    let cluster = real_cluster();
+    let cluster = real_cluster_of(nodes);
+    let nodes_ready = started.elapsed().as_secs_f64();
     println!(
-        "node Ready after {:.1} s; installing the operator with helm",
+        "{nodes} node(s) Ready after {:.1} s; installing the operator with helm",
         started.elapsed().as_secs_f64()
     );
     install_operator(cluster);
@@ -68,10 +92,12 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    println!(
-        "\n--- {:.1} s after start ---\n",
-        started.elapsed().as_secs_f64()
-    );
+    let pipeline_ready = started.elapsed().as_secs_f64();
+    println!("\n--- {pipeline_ready:.1} s after start ---\n");
+    let mut get = cluster.kubectl();
+    get.args(["get", "nodes", "-o", "wide", "-L", node::SSD_LABEL]);
+    show(get);
+    println!();
     let mut get = cluster.kubectl();
     get.args(["get", "pods", "-A", "-o", "wide"]);
     show(get);
@@ -96,6 +122,30 @@ async fn main() {
         }
     }
 
+    if measure {
+        let rss = |pid: u32| {
+            node::RealCluster::proc_status(pid, "VmRSS")
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let components: u64 = cluster.processes().iter().map(|(_, pid)| rss(*pid)).sum();
+        let pods_rss: u64 = pods
+            .iter()
+            .filter_map(|p| cluster.main_process(p))
+            .map(rss)
+            .sum();
+        println!(
+            "MEASURE {}",
+            serde_json::json!({
+                "nodes": nodes,
+                "nodes_ready_s": nodes_ready,
+                "pipeline_ready_s": pipeline_ready,
+                "cluster_rss_mib": components as f64 / 1024.0,
+                "pods_rss_mib": pods_rss as f64 / 1024.0,
+            })
+        );
+    }
+
     if keep {
         println!(
             "\nThe cluster stays up until Ctrl-C:\n  export KUBECONFIG={}\n  {} get pods -n {NAMESPACE}",
@@ -106,4 +156,38 @@ async fn main() {
     }
     println!("tearing down");
     node::teardown();
+}
+
+/// One node and three, each brought up by a child process of this binary with `--measure`,
+/// one after the other (one real cluster at a time), and the table of what they cost.
+fn bench() {
+    let exe = std::env::current_exe().expect("this binary");
+    let mut rows = Vec::new();
+    for nodes in [1, 3] {
+        let out = Command::new(&exe)
+            .args(["--nodes", &nodes.to_string(), "--measure"])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("run lucid-cluster --measure");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let Some(line) = text.lines().find_map(|l| l.strip_prefix("MEASURE ")) else {
+            eprintln!("{nodes} node(s): no measurement\n{text}");
+            std::process::exit(1);
+        };
+        let m: serde_json::Value = serde_json::from_str(line).expect("a measurement");
+        rows.push(format!(
+            "| {nodes} | {:.1} | {:.1} | {:.0} | {:.0} |",
+            m["nodes_ready_s"].as_f64().unwrap_or(0.0),
+            m["pipeline_ready_s"].as_f64().unwrap_or(0.0),
+            m["cluster_rss_mib"].as_f64().unwrap_or(0.0),
+            m["pods_rss_mib"].as_f64().unwrap_or(0.0),
+        ));
+    }
+    println!(
+        "| nodes | all nodes Ready (s) | operator + pipeline Ready (s) | cluster processes RSS (MiB) | pods' main processes RSS (MiB) |"
+    );
+    println!("|---|---|---|---|---|");
+    for row in rows {
+        println!("{row}");
+    }
 }

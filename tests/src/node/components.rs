@@ -1,12 +1,61 @@
-//! The node's processes and their configuration: containerd (with runc and the bridge CNI
-//! plugin), the kubelet, kube-proxy, kube-scheduler and a DNS server for the cluster.
+//! A node's processes and their configuration: containerd (with runc and the bridge CNI
+//! plugin), the kubelet, kube-proxy, a DNS server for the cluster, and kube-scheduler. Each
+//! is configured once and returned as a [`Launch`]: a node started again (after a fault)
+//! runs the same command lines.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use super::{BRIDGE, CGROUP_ROOT, CLUSTER_DOMAIN, NODE_IP, NODE_NAME, POD_CIDR, SANDBOX_IMAGE};
+use super::layout::{CLUSTER_POD_CIDR, NodeSpec, SSD_LABEL};
+use super::{BRIDGE, CLUSTER_DOMAIN, SANDBOX_IMAGE};
 use crate::control_plane::{ControlPlane, free_port, sign, spawn, write_kubeconfig};
+
+/// One of a node's processes, as it is started (and started again).
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// Its log is `<name>.log` in `log_dir`.
+    pub name: String,
+    pub log_dir: PathBuf,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Launch {
+    fn new(name: &str, log_dir: &Path, program: impl Into<PathBuf>) -> Launch {
+        Launch {
+            name: name.to_string(),
+            log_dir: log_dir.to_path_buf(),
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    fn arg(mut self, arg: impl Into<String>) -> Launch {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Started in this machine's namespaces, or (`holder`: the PID of an agent's namespace
+    /// holder) in the agent's network and mount namespaces.
+    pub fn spawn(&self, holder: Option<u32>) -> Child {
+        let mut cmd = match holder {
+            Some(pid) => {
+                let mut cmd = Command::new("nsenter");
+                cmd.arg(format!("--target={pid}"))
+                    .args(["--mount", "--net", "--"])
+                    .arg(&self.program);
+                cmd
+            }
+            None => Command::new(&self.program),
+        };
+        cmd.args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        spawn(&self.log_dir, &self.name, &mut cmd)
+    }
+}
 
 fn write(path: &Path, text: &str) {
     if let Some(parent) = path.parent() {
@@ -15,10 +64,13 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
-/// containerd with the CRI plugin, everything under `dir`, and runc as the runtime.
-pub fn containerd(dir: &Path) -> (Child, PathBuf) {
+/// containerd with the CRI plugin, everything under the node's directory, and runc as the
+/// runtime. Its state directory (`containerd/state`) is what a board keeps in `/run`: gone
+/// after a power cut.
+pub fn containerd(node: &NodeSpec) -> Launch {
+    let dir = &node.dir;
     let root = dir.join("containerd");
-    let socket = root.join("containerd.sock");
+    let socket = node.containerd_socket();
     let config = format!(
         r#"version = 2
 root = "{root}/root"
@@ -80,7 +132,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             "hairpinMode": true,
             "ipam": {
                 "type": "host-local",
-                "ranges": [[{"subnet": POD_CIDR, "gateway": NODE_IP}]],
+                "ranges": [[{"subnet": node.pod_cidr, "gateway": node.ip}]],
                 "routes": [{"dst": "0.0.0.0/0"}],
                 "dataDir": dir.join("cni/ipam"),
             },
@@ -90,15 +142,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         &dir.join("cni/net.d/10-lucid.conflist"),
         &serde_json::to_string_pretty(&cni).expect("cni"),
     );
-    let child = spawn(
-        dir,
-        "containerd",
-        Command::new("containerd")
-            .arg("--config")
-            .arg(root.join("config.toml")),
-    );
-    wait_for_path(&socket, "containerd's socket");
-    (child, socket)
+    Launch::new("containerd", dir, "containerd")
+        .arg("--config")
+        .arg(root.join("config.toml").display().to_string())
 }
 
 /// Imports OCI archives into the CRI namespace, as `k3s ctr images import` does on a Pi.
@@ -135,18 +181,23 @@ pub fn images(socket: &Path) -> Vec<String> {
 }
 
 /// The kubelet: remote runtime (containerd), cgroupfs under the node's own cgroup root,
-/// swap allowed, low eviction thresholds, the node's IP on the bridge, cluster DNS from the
-/// harness, no host resolver in pods, TLS from the harness CA, webhook authorization.
-pub fn kubelet(cp: &ControlPlane, dir: &Path, socket: &Path, dns: &str) -> Child {
+/// swap allowed, low eviction thresholds, the node's IP on its bridge, cluster DNS from the
+/// harness on the node, no host resolver in pods, TLS from the harness CA, webhook
+/// authorization; the SSD label on boards that have one.
+pub fn kubelet(cp: &ControlPlane, node: &NodeSpec) -> Launch {
+    let dir = &node.dir;
+    let name = &node.name;
+    let ip = node.ip;
     let kdir = dir.join("kubelet");
     std::fs::create_dir_all(&kdir).expect("kubelet dir");
     let pki = &cp.dir;
+    let serving = format!("kubelet-serving-{name}");
     sign(
         pki,
-        "kubelet-serving",
-        &format!("/O=system:nodes/CN=system:node:{NODE_NAME}"),
+        &serving,
+        &format!("/O=system:nodes/CN=system:node:{name}"),
         &format!(
-            "subjectAltName=IP:{NODE_IP},DNS:{NODE_NAME}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+            "subjectAltName=IP:{ip},DNS:{name}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
         ),
     );
     let kubeconfig = kdir.join("kubeconfig");
@@ -154,7 +205,7 @@ pub fn kubelet(cp: &ControlPlane, dir: &Path, socket: &Path, dns: &str) -> Child
         pki,
         &cp.server,
         &kubeconfig,
-        &format!("system:node:{NODE_NAME}-token"),
+        &format!("system:node:{name}-token"),
     );
     // Pods get the cluster DNS and nothing of this machine's resolver.
     write(&kdir.join("resolv.conf"), "");
@@ -162,22 +213,22 @@ pub fn kubelet(cp: &ControlPlane, dir: &Path, socket: &Path, dns: &str) -> Child
     let config = format!(
         r#"apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-address: {NODE_IP}
+address: {ip}
 port: 10250
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
 healthzPort: {healthz}
-tlsCertFile: {pki}/kubelet-serving.crt
-tlsPrivateKeyFile: {pki}/kubelet-serving.key
+tlsCertFile: {pki}/{serving}.crt
+tlsPrivateKeyFile: {pki}/{serving}.key
 authentication:
   anonymous: {{enabled: false}}
   webhook: {{enabled: true}}
   x509: {{clientCAFile: {pki}/ca.crt}}
 authorization: {{mode: Webhook}}
 cgroupDriver: cgroupfs
-cgroupRoot: /{CGROUP_ROOT}
+cgroupRoot: /{cgroup_root}
 failSwapOn: false
-clusterDNS: [{dns}]
+clusterDNS: [{ip}]
 clusterDomain: {CLUSTER_DOMAIN}
 resolvConf: {resolv}
 evictionHard: {{memory.available: "100Mi", nodefs.available: "1%", nodefs.inodesFree: "1%", imagefs.available: "1%"}}
@@ -188,65 +239,72 @@ volumePluginDir: {kdir}/volume-plugins
 "#,
         pki = pki.display(),
         kdir = kdir.display(),
+        cgroup_root = node.cgroup_root,
         resolv = kdir.join("resolv.conf").display(),
     );
     write(&kdir.join("config.yaml"), &config);
-    spawn(
-        dir,
-        "kubelet",
-        Command::new(cp.bin_dir.join("kubelet"))
-            .arg(format!("--config={}", kdir.join("config.yaml").display()))
-            .arg(format!("--kubeconfig={}", kubeconfig.display()))
-            .arg(format!("--root-dir={}", kdir.join("root").display()))
-            .arg(format!("--cert-dir={}", kdir.join("pki").display()))
-            .arg("--container-runtime=remote")
-            .arg(format!(
-                "--container-runtime-endpoint=unix://{}",
-                socket.display()
-            ))
-            .arg(format!("--node-ip={NODE_IP}"))
-            .arg(format!("--hostname-override={NODE_NAME}"))
-            .arg("--v=1")
-            // The kubelet is built `providerless`; this keeps any AWS SDK code quiet too.
-            .env("AWS_EC2_METADATA_DISABLED", "true"),
-    )
+    let mut launch = Launch::new("kubelet", dir, cp.bin_dir.join("kubelet"))
+        .arg(format!("--config={}", kdir.join("config.yaml").display()))
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg(format!("--root-dir={}", kdir.join("root").display()))
+        .arg(format!("--cert-dir={}", kdir.join("pki").display()))
+        .arg("--container-runtime=remote")
+        .arg(format!(
+            "--container-runtime-endpoint=unix://{}",
+            node.containerd_socket().display()
+        ))
+        .arg(format!("--node-ip={ip}"))
+        .arg(format!("--hostname-override={name}"))
+        .arg("--v=1");
+    if node.ssd {
+        launch = launch.arg(format!("--node-labels={SSD_LABEL}=true"));
+    }
+    // The kubelet is built `providerless`; this keeps any AWS SDK code quiet too.
+    launch
+        .env
+        .push(("AWS_EC2_METADATA_DISABLED".into(), "true".into()));
+    launch
 }
 
-/// kube-proxy in iptables mode; NodePorts only on the bridge address, never on this
-/// machine's other interfaces; conntrack sysctls left alone.
-pub fn kube_proxy(cp: &ControlPlane, dir: &Path) -> Child {
-    let pdir = dir.join("kube-proxy");
+/// kube-proxy in iptables mode, in the node's network namespace; NodePorts only on the
+/// node's address, never on this machine's other interfaces; conntrack sysctls left alone.
+pub fn kube_proxy(cp: &ControlPlane, node: &NodeSpec) -> Launch {
+    let pdir = node.dir.join("kube-proxy");
     let kubeconfig = pdir.join("kubeconfig");
     std::fs::create_dir_all(&pdir).expect("kube-proxy dir");
     write_kubeconfig(&cp.dir, &cp.server, &kubeconfig, "system:kube-proxy-token");
+    // Traffic from any node's pods is the cluster's (not masqueraded).
+    let cluster_cidr = if node.multi {
+        CLUSTER_POD_CIDR
+    } else {
+        node.pod_cidr.as_str()
+    };
     let config = format!(
         r#"apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 clientConnection: {{kubeconfig: {kubeconfig}}}
 mode: iptables
-clusterCIDR: {POD_CIDR}
-hostnameOverride: {NODE_NAME}
-bindAddress: {NODE_IP}
+clusterCIDR: {cluster_cidr}
+hostnameOverride: {name}
+bindAddress: {ip}
 healthzBindAddress: 127.0.0.1:{healthz}
 metricsBindAddress: 127.0.0.1:{metrics}
-nodePortAddresses: [{NODE_IP}/32]
+nodePortAddresses: [{ip}/32]
 conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}}
 "#,
         kubeconfig = kubeconfig.display(),
+        name = node.name,
+        ip = node.ip,
         healthz = free_port(),
         metrics = free_port(),
     );
     write(&pdir.join("config.yaml"), &config);
-    spawn(
-        dir,
-        "kube-proxy",
-        Command::new(cp.bin_dir.join("kube-proxy"))
-            .arg(format!("--config={}", pdir.join("config.yaml").display()))
-            .arg("--v=1"),
-    )
+    Launch::new("kube-proxy", &node.dir, cp.bin_dir.join("kube-proxy"))
+        .arg(format!("--config={}", pdir.join("config.yaml").display()))
+        .arg("--v=1")
 }
 
-pub fn kube_scheduler(cp: &ControlPlane, dir: &Path) -> Child {
+pub fn kube_scheduler(cp: &ControlPlane, dir: &Path) -> Launch {
     let kubeconfig = dir.join("kube-scheduler.kubeconfig");
     write_kubeconfig(
         &cp.dir,
@@ -254,52 +312,47 @@ pub fn kube_scheduler(cp: &ControlPlane, dir: &Path) -> Child {
         &kubeconfig,
         "system:kube-scheduler-token",
     );
-    spawn(
-        dir,
-        "kube-scheduler",
-        Command::new(cp.bin_dir.join("kube-scheduler"))
-            .arg(format!("--kubeconfig={}", kubeconfig.display()))
-            .arg(format!(
-                "--authentication-kubeconfig={}",
-                kubeconfig.display()
-            ))
-            .arg(format!(
-                "--authorization-kubeconfig={}",
-                kubeconfig.display()
-            ))
-            .arg("--leader-elect=false")
-            .arg("--port=0")
-            .arg("--secure-port=0")
-            .arg("--v=1"),
-    )
+    Launch::new("kube-scheduler", dir, cp.bin_dir.join("kube-scheduler"))
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg(format!(
+            "--authentication-kubeconfig={}",
+            kubeconfig.display()
+        ))
+        .arg(format!(
+            "--authorization-kubeconfig={}",
+            kubeconfig.display()
+        ))
+        .arg("--leader-elect=false")
+        .arg("--port=0")
+        .arg("--secure-port=0")
+        .arg("--v=1")
 }
 
-/// dnsmasq on the bridge address: answers `<service>.<namespace>.svc.cluster.local` from
-/// the hosts files in `hosts_dir` (re-read when they change), NXDOMAIN for the rest of the
-/// cluster domain, and forwards nothing: no name is ever resolved through this machine's
-/// resolver.
-pub fn dnsmasq(dir: &Path, hosts_dir: &Path) -> Child {
+/// dnsmasq on the node's address (each node answers its own pods): answers
+/// `<service>.<namespace>.svc.cluster.local` from the hosts files in `hosts_dir` (shared by
+/// every node, re-read when they change), NXDOMAIN for the rest of the cluster domain, and
+/// forwards nothing: no name is ever resolved through this machine's resolver.
+pub fn dnsmasq(node: &NodeSpec, hosts_dir: &Path) -> Launch {
     std::fs::create_dir_all(hosts_dir).expect("hosts dir");
-    spawn(
-        dir,
-        "dnsmasq",
-        Command::new("dnsmasq")
-            .arg("--keep-in-foreground")
-            .arg("--conf-file=/dev/null")
-            .arg("--no-resolv")
-            .arg("--no-hosts")
-            .arg("--no-poll")
-            .arg(format!("--listen-address={NODE_IP}"))
-            .arg("--bind-interfaces")
-            .arg("--except-interface=lo")
-            .arg(format!("--hostsdir={}", hosts_dir.display()))
-            .arg(format!("--local=/{CLUSTER_DOMAIN}/"))
-            .arg("--domain-needed")
-            .arg("--bogus-priv")
-            .arg("--user=root")
-            .arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()))
-            .arg("--log-facility=-"),
-    )
+    Launch::new("dnsmasq", &node.dir, "dnsmasq")
+        .arg("--keep-in-foreground")
+        .arg("--conf-file=/dev/null")
+        .arg("--no-resolv")
+        .arg("--no-hosts")
+        .arg("--no-poll")
+        .arg(format!("--listen-address={}", node.ip))
+        .arg("--bind-interfaces")
+        .arg("--except-interface=lo")
+        .arg(format!("--hostsdir={}", hosts_dir.display()))
+        .arg(format!("--local=/{CLUSTER_DOMAIN}/"))
+        .arg("--domain-needed")
+        .arg("--bogus-priv")
+        .arg("--user=root")
+        .arg(format!(
+            "--pid-file={}",
+            node.dir.join("dnsmasq.pid").display()
+        ))
+        .arg("--log-facility=-")
 }
 
 pub fn wait_for_path(path: &Path, what: &str) {

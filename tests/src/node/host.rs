@@ -1,7 +1,8 @@
-//! What the real node changes on this machine, recorded before it changes it, and undone
-//! after: sysctls, the bridge, iptables chains, cgroups, mounts, pod logs, and the processes
-//! it started (by PID). The record is a file, so a run killed outright is cleaned up by the
-//! next one.
+//! What the real nodes change on this machine, recorded before it changes it, and undone
+//! after: sysctls, the bridges, the agents' network namespaces (their veths, routes and
+//! iptables go with them), iptables chains, cgroups, mounts, pod logs, and the processes it
+//! started (by PID, and every process in an agent's namespace). The record is a file, so a
+//! run killed outright is cleaned up by the next one.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{BRIDGE, CGROUP_ROOT, NODE_IP, POD_CIDR};
+use super::layout::{LAN_BRIDGE, NodeSpec};
+use super::{BRIDGE, CGROUP_ROOT, NODE_IP};
 
 /// Where the record of one run lives, and the lock that makes runs take turns.
 pub const RUN_DIR: &str = "/run/lucid-cluster";
@@ -53,13 +55,33 @@ pub struct Record {
     /// Log directories that did not exist before (removed whole on teardown).
     #[serde(default)]
     logs_created: Vec<String>,
+    /// The agents' network namespaces (`ip netns` names): everything in them is the run's.
+    #[serde(default)]
+    pub netns: Vec<String>,
+    /// Links on this machine's side (the LAN bridge between the nodes).
+    #[serde(default)]
+    links: Vec<String>,
+    /// Every node's cgroup root (the server's, `CGROUP_ROOT`, is always one).
+    #[serde(default)]
+    cgroup_roots: Vec<String>,
+    /// The agents' containerd sockets (their shims outlive them).
+    #[serde(default)]
+    containerd_sockets: Vec<PathBuf>,
 }
 
 impl Record {
-    pub fn take(dir: &Path) -> Record {
+    pub fn take(dir: &Path, nodes: &[NodeSpec]) -> Record {
         let mut record = Record {
             dir: dir.to_path_buf(),
             containerd_socket: dir.join("containerd/containerd.sock"),
+            netns: nodes.iter().filter_map(|n| n.netns.clone()).collect(),
+            links: if nodes.len() > 1 {
+                vec![LAN_BRIDGE.to_string()]
+            } else {
+                Vec::new()
+            },
+            cgroup_roots: nodes.iter().map(|n| n.cgroup_root.clone()).collect(),
+            containerd_sockets: nodes.iter().map(NodeSpec::containerd_socket).collect(),
             ..Default::default()
         };
         for name in SYSCTLS {
@@ -168,8 +190,12 @@ fn write_sysctl(name: &str, value: &str) {
 /// The bridge pods attach to (the node's address is on it), forwarding on, bridged traffic
 /// through iptables (Services between pods on one bridge), and a chain that drops anything
 /// forwarded between the bridge and any other interface: nothing a pod sends leaves this
-/// machine, and nothing from outside reaches a pod.
-pub fn network_up() {
+/// machine, and nothing from outside reaches a pod. With several nodes the LAN bridge joins
+/// the agents, and the chain lets traffic pass only among the harness's own interfaces
+/// (`lucid+`: the pod bridge and the LAN).
+pub fn network_up(nodes: &[NodeSpec]) {
+    let multi = nodes.len() > 1;
+    let ours = if multi { "lucid+" } else { BRIDGE };
     if Path::new("/sys/class/net").join(BRIDGE).exists() {
         must("ip", &["link", "del", BRIDGE]);
     }
@@ -191,10 +217,10 @@ pub fn network_up() {
             "-A",
             ISOLATION_CHAIN,
             "-i",
-            BRIDGE,
+            ours,
             "!",
             "-o",
-            BRIDGE,
+            ours,
             "-j",
             "DROP",
             "-m",
@@ -209,10 +235,10 @@ pub fn network_up() {
             "-A",
             ISOLATION_CHAIN,
             "-o",
-            BRIDGE,
+            ours,
             "!",
             "-i",
-            BRIDGE,
+            ours,
             "-j",
             "DROP",
             "-m",
@@ -222,29 +248,186 @@ pub fn network_up() {
         ],
     );
     must("iptables", &["-I", "FORWARD", "1", "-j", ISOLATION_CHAIN]);
-}
-
-/// A route of this machine that overlaps the pod network would make the test cluster
-/// unreachable or, worse, send pod traffic elsewhere: refuse to start.
-pub fn check_addresses_free() {
-    let routes = sh("ip", &["-4", "route", "show"]).unwrap_or_default();
-    let prefix = POD_CIDR
-        .rsplit_once('.')
-        .map(|(p, _)| p)
-        .unwrap_or(POD_CIDR);
-    for line in routes.lines() {
-        assert!(
-            line.contains(BRIDGE) || !line.starts_with(prefix),
-            "this machine already routes {POD_CIDR} ({line}); the test node needs it"
-        );
+    if !multi {
+        return;
+    }
+    if Path::new("/sys/class/net").join(LAN_BRIDGE).exists() {
+        must("ip", &["link", "del", LAN_BRIDGE]);
+    }
+    must("ip", &["link", "add", LAN_BRIDGE, "type", "bridge"]);
+    let server_lan = NodeSpec::lan_ip_of(0);
+    must(
+        "ip",
+        &[
+            "addr",
+            "add",
+            &format!("{server_lan}/24"),
+            "dev",
+            LAN_BRIDGE,
+        ],
+    );
+    must("ip", &["link", "set", LAN_BRIDGE, "up"]);
+    for agent in nodes.iter().filter(|n| n.netns.is_some()) {
+        agent_network_up(agent, nodes);
     }
 }
 
-/// The kubelet's cgroup root in every v1 hierarchy (it refuses a root that does not exist);
-/// everything the node runs goes under it, so teardown knows what to kill and remove.
-pub fn cgroups_up() {
+/// `ip` inside an agent's network namespace.
+fn must_in(netns: &str, args: &[&str]) {
+    let mut all = vec!["netns", "exec", netns];
+    all.extend(args);
+    must("ip", &all);
+}
+
+/// An agent's board: its network namespace, a veth whose far end (`eth0`, the board's
+/// Ethernet) has its LAN address and whose near end is on the LAN bridge, its pod bridge
+/// with the node's address, forwarding on, and a route to every other node's pod range via
+/// that node's LAN address (flannel host-gw). No default route: nothing it sends can leave
+/// the node network.
+fn agent_network_up(agent: &NodeSpec, nodes: &[NodeSpec]) {
+    let netns = agent.netns.as_deref().expect("an agent");
+    let lan_ip = agent.lan_ip.expect("an agent's LAN address");
+    if Path::new("/run/netns").join(netns).exists() {
+        must("ip", &["netns", "del", netns]);
+    }
+    must("ip", &["netns", "add", netns]);
+    let host_end = agent.host_veth();
+    let board_end = format!("lucid-e{}", agent.index);
+    if Path::new("/sys/class/net").join(&host_end).exists() {
+        must("ip", &["link", "del", &host_end]);
+    }
+    must(
+        "ip",
+        &[
+            "link", "add", &host_end, "type", "veth", "peer", "name", &board_end,
+        ],
+    );
+    must("ip", &["link", "set", &board_end, "netns", netns]);
+    must(
+        "ip",
+        &["link", "set", &host_end, "master", LAN_BRIDGE, "up"],
+    );
+    must_in(netns, &["ip", "link", "set", "lo", "up"]);
+    must_in(netns, &["ip", "link", "set", &board_end, "name", "eth0"]);
+    must_in(
+        netns,
+        &["ip", "addr", "add", &format!("{lan_ip}/24"), "dev", "eth0"],
+    );
+    must_in(netns, &["ip", "link", "set", "eth0", "up"]);
+    must_in(netns, &["ip", "link", "add", BRIDGE, "type", "bridge"]);
+    must_in(
+        netns,
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", agent.ip),
+            "dev",
+            BRIDGE,
+        ],
+    );
+    must_in(netns, &["ip", "link", "set", BRIDGE, "up"]);
+    for (name, value) in [
+        ("net.ipv4.ip_forward", "1"),
+        ("net.bridge.bridge-nf-call-iptables", "1"),
+    ] {
+        must_in(netns, &["sysctl", "-qw", &format!("{name}={value}")]);
+    }
+    for (cidr, via) in agent_routes(agent, nodes) {
+        must_in(netns, &["ip", "route", "add", &cidr, "via", &via]);
+    }
+    must(
+        "ip",
+        &["route", "add", &agent.pod_cidr, "via", &lan_ip.to_string()],
+    );
+}
+
+/// An agent's board loses (`false`) or regains its link to the LAN: a board without power
+/// answers nothing, not even on its address.
+pub fn agent_link(agent: &NodeSpec, nodes: &[NodeSpec], up: bool) {
+    if let Some(netns) = agent.netns.as_deref() {
+        let state = if up { "up" } else { "down" };
+        must_in(netns, &["ip", "link", "set", "eth0", state]);
+        if up {
+            // Taking the link down dropped the routes through it.
+            for (cidr, via) in agent_routes(agent, nodes) {
+                let _ = sh(
+                    "ip",
+                    &[
+                        "netns", "exec", netns, "ip", "route", "replace", &cidr, "via", &via,
+                    ],
+                );
+            }
+        }
+    }
+}
+
+/// An agent's routes: every other node's pod range via that node's LAN address (flannel
+/// host-gw), and the Service range via the server. What the node itself sends to a
+/// ClusterIP needs a route for kube-proxy's DNAT to apply (pods' traffic arrives from their
+/// bridge and needs none).
+fn agent_routes(agent: &NodeSpec, nodes: &[NodeSpec]) -> Vec<(String, String)> {
+    let mut routes: Vec<(String, String)> = nodes
+        .iter()
+        .filter(|n| n.index != agent.index)
+        .map(|n| (n.pod_cidr.clone(), NodeSpec::lan_ip_of(n.index).to_string()))
+        .collect();
+    routes.push((
+        super::SERVICE_CIDR.to_string(),
+        NodeSpec::lan_ip_of(0).to_string(),
+    ));
+    routes
+}
+
+/// Every process in an agent's network namespace: its containerd, kubelet, kube-proxy, DNS,
+/// the containerd shims and the namespace holder (pods have namespaces of their own).
+pub fn netns_pids(netns: &str) -> Vec<i32> {
+    sh("ip", &["netns", "pids", netns])
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// Kills `pids` with SIGKILL, all at once, and waits until they are gone.
+pub fn kill_all(pids: &[i32]) {
+    kill_and_wait(pids);
+}
+
+/// A route of this machine that overlaps the pod network (or, with several nodes, the LAN
+/// between them) would make the test cluster unreachable or, worse, send pod traffic
+/// elsewhere: refuse to start.
+pub fn check_addresses_free(nodes: &[NodeSpec]) {
+    let routes = sh("ip", &["-4", "route", "show"]).unwrap_or_default();
+    let mut prefixes: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            n.pod_cidr
+                .rsplit_once('.')
+                .map(|(p, _)| format!("{p}."))
+                .unwrap_or_default()
+        })
+        .collect();
+    if nodes.len() > 1 {
+        prefixes.push("10.245.0.".into());
+    }
+    for line in routes.lines() {
+        let ours = line.contains(BRIDGE) || line.contains(LAN_BRIDGE);
+        for prefix in &prefixes {
+            assert!(
+                ours || !line.starts_with(prefix.as_str()),
+                "this machine already routes {prefix}0 ({line}); the test cluster needs it"
+            );
+        }
+    }
+}
+
+/// Each kubelet's cgroup root in every v1 hierarchy (it refuses a root that does not
+/// exist); everything a node runs goes under its root, so teardown knows what to kill and
+/// remove, and a node's fault knows which processes are its pods'.
+pub fn cgroups_up(root: &str) {
     for hierarchy in hierarchies() {
-        let dir = hierarchy.join(CGROUP_ROOT);
+        let dir = hierarchy.join(root);
         let _ = std::fs::create_dir_all(&dir);
         if hierarchy.ends_with("cpuset") {
             for file in ["cpuset.cpus", "cpuset.mems"] {
@@ -267,11 +450,11 @@ fn hierarchies() -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-/// Every process in the node's cgroups (pods' sandboxes and containers).
-fn cgroup_pids() -> Vec<i32> {
+/// Every process in a node's cgroups (pods' sandboxes and containers).
+pub fn cgroup_pids(root: &str) -> Vec<i32> {
     let mut pids = Vec::new();
     for hierarchy in hierarchies() {
-        let root = hierarchy.join(CGROUP_ROOT);
+        let root = hierarchy.join(root);
         let mut stack = vec![root];
         while let Some(dir) = stack.pop() {
             if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
@@ -287,13 +470,29 @@ fn cgroup_pids() -> Vec<i32> {
     pids
 }
 
-fn alive(pid: i32) -> bool {
+pub fn alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
 fn cmdline(pid: i32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// The containerd shims of the containerd on `socket` (they outlive it by design).
+pub fn shims_of(socket: &Path) -> Vec<i32> {
+    let socket = socket.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+                .filter(|&p| {
+                    let cmd = cmdline(p);
+                    cmd.contains("containerd-shim") && cmd.contains(&socket)
+                })
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -338,41 +537,40 @@ pub fn teardown(record: &Record) {
         })
         .collect();
     kill_and_wait(&ours);
+    // Everything left in the agents' namespaces is theirs (shims, namespace holders).
+    for netns in &record.netns {
+        kill_and_wait(&netns_pids(netns));
+    }
     // 2. Pods' processes, then the shims containerd left (they outlive it by design).
-    kill_and_wait(&cgroup_pids());
-    let socket = record.containerd_socket.to_string_lossy().into_owned();
-    let shims: Vec<i32> = std::fs::read_dir("/proc")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
-                .filter(|&p| {
-                    let cmd = cmdline(p);
-                    cmd.contains("containerd-shim") && cmd.contains(&socket)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    kill_and_wait(&shims);
+    let mut roots = record.cgroup_roots.clone();
+    if !roots.iter().any(|r| r == CGROUP_ROOT) {
+        roots.push(CGROUP_ROOT.to_string());
+    }
+    for root in &roots {
+        kill_and_wait(&cgroup_pids(root));
+    }
+    let mut sockets = record.containerd_sockets.clone();
+    sockets.push(record.containerd_socket.clone());
+    for socket in &sockets {
+        kill_and_wait(&shims_of(socket));
+    }
     // 3. Mounts under the run's directory (volumes, network namespaces, rootfs), deepest
     //    first, lazily so a straggler cannot block the rest.
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut ours: Vec<String> = mounts
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(4))
-        .filter(|m| Path::new(m).starts_with(&record.dir))
-        .map(str::to_string)
-        .collect();
-    ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
-    for mount in ours {
-        if let Ok(c) = std::ffi::CString::new(mount) {
-            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-        }
-    }
+    unmount_under(&record.dir);
     // 4. cgroups, deepest first (empty now).
     for hierarchy in hierarchies() {
-        remove_cgroup_tree(&hierarchy.join(CGROUP_ROOT));
+        for root in &roots {
+            remove_cgroup_tree(&hierarchy.join(root));
+        }
     }
-    // 5. Network: the bridge (veths went with the pods' namespaces) and the chains.
+    // 5. Network: the agents' namespaces (their veths, bridges, routes and iptables go with
+    //    them), the bridges (pods' veths went with the pods' namespaces), the chains.
+    for netns in &record.netns {
+        let _ = sh("ip", &["netns", "del", netns]);
+    }
+    for link in &record.links {
+        let _ = sh("ip", &["link", "del", link]);
+    }
     let _ = sh("ip", &["link", "del", BRIDGE]);
     for bin in IPTABLES {
         for table in TABLES {
@@ -411,6 +609,24 @@ pub fn teardown(record: &Record) {
     let _ = std::fs::remove_file(Path::new(RUN_DIR).join("record.json"));
 }
 
+/// Unmounts everything mounted under `dir` in this mount namespace, deepest first, lazily
+/// so a straggler cannot block the rest.
+pub fn unmount_under(dir: &Path) {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut ours: Vec<String> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|m| Path::new(m).starts_with(dir))
+        .map(str::to_string)
+        .collect();
+    ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for mount in ours {
+        if let Ok(c) = std::ffi::CString::new(mount) {
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
+}
+
 /// The components' logs of the last run, kept for a post-mortem: `LOGS_DIR`.
 pub const LOGS_DIR: &str = "/var/log/lucid-cluster/last";
 
@@ -425,9 +641,19 @@ fn keep_logs(dir: &Path) {
                 continue;
             };
             if kind.is_dir() && path.parent() == Some(dir) {
-                stack.push(path); // the control plane's directory, one level down
+                // The control plane's directory and the agents', one level down.
+                stack.push(path);
             } else if kind.is_file() && path.extension().is_some_and(|e| e == "log") {
-                let _ = std::fs::copy(&path, Path::new(LOGS_DIR).join(entry.file_name()));
+                // An agent's logs are named after it (`lucid-node-1-kubelet.log`).
+                let agent = d
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(super::NODE_NAME));
+                let name = match agent {
+                    Some(agent) => format!("{agent}-{}", entry.file_name().to_string_lossy()),
+                    None => entry.file_name().to_string_lossy().into_owned(),
+                };
+                let _ = std::fs::copy(&path, Path::new(LOGS_DIR).join(name));
             }
         }
     }

@@ -1,7 +1,10 @@
 //! What a cluster's add-ons would do, done by the harness: cluster DNS records from the
 //! Services (there is no CoreDNS package), and volumes for claims (there is no storage
 //! provisioner): each pending claim gets a hostPath PersistentVolume bound to it, in a
-//! directory owned by 65532 (hostPath volumes are not fsGroup-managed).
+//! directory owned by 65532 (hostPath volumes are not fsGroup-managed). With several nodes
+//! every volume is pinned to one node, as k3s's local-path provisioner pins them, and a
+//! claim of a `WaitForFirstConsumer` class (`lucid-ssd`) waits for the scheduler to choose
+//! its node.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, UdpSocket};
@@ -10,6 +13,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Service};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
@@ -122,10 +126,46 @@ pub fn resolve(server: Ipv4Addr, name: &str) -> Option<Ipv4Addr> {
     None
 }
 
-/// The static provisioner: every claim without a volume gets a hostPath PersistentVolume of
-/// its size, pre-bound to it (claimRef), under `volumes_dir/<namespace>/<claim>`.
-pub async fn provision_volumes(client: Client, volumes_dir: PathBuf) {
+/// Where volumes go.
+pub struct Volumes {
+    pub dir: PathBuf,
+    /// The node that holds the volumes of claims without a `WaitForFirstConsumer` class.
+    pub server: String,
+    /// Several nodes: each volume is pinned to its node (nodeAffinity) and lives in that
+    /// node's directory, `<dir>/<node>/<namespace>/<claim>`; with one node volumes are
+    /// `<dir>/<namespace>/<claim>`, unpinned, as before.
+    pub pinned: bool,
+}
+
+/// The annotation the scheduler puts on a `WaitForFirstConsumer` claim once it has chosen
+/// the node of the claim's first pod.
+const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
+
+/// The node a claim's volume belongs on: the node the scheduler chose for a claim of a
+/// `WaitForFirstConsumer` class (`None` while it has not: the claim waits), else the
+/// server when volumes are pinned. `Some(None)`: unpinned.
+fn volume_node(
+    claim: &PersistentVolumeClaim,
+    class: Option<&StorageClass>,
+    volumes: &Volumes,
+) -> Option<Option<String>> {
+    let waits = class
+        .and_then(|c| c.volume_binding_mode.as_deref())
+        .is_some_and(|m| m == "WaitForFirstConsumer");
+    if waits {
+        let selected = claim.annotations().get(SELECTED_NODE)?;
+        return Some(Some(selected.clone()));
+    }
+    Some(volumes.pinned.then(|| volumes.server.clone()))
+}
+
+/// The provisioner: every claim without a volume gets a hostPath PersistentVolume of its
+/// size, pre-bound to it (claimRef), under `<dir>[/<node>]/<namespace>/<claim>` (the
+/// `lucid-ssd` class's pathPattern), pinned to its node when there are several, with its
+/// class's reclaim policy.
+pub async fn provision_volumes(client: Client, volumes_at: Volumes) {
     let claims: Api<PersistentVolumeClaim> = Api::all(client.clone());
+    let classes: Api<StorageClass> = Api::all(client.clone());
     let volumes: Api<PersistentVolume> = Api::all(client);
     let mut events = watcher(claims, watcher::Config::default())
         .default_backoff()
@@ -141,14 +181,28 @@ pub async fn provision_volumes(client: Client, volumes_dir: PathBuf) {
         if bound || claim.metadata.deletion_timestamp.is_some() {
             continue;
         }
+        let spec = claim.spec.clone().unwrap_or_default();
+        let class_name = spec.storage_class_name.clone().unwrap_or_default();
+        let class = if class_name.is_empty() {
+            None
+        } else {
+            classes.get_opt(&class_name).await.ok().flatten()
+        };
+        let Some(node) = volume_node(&claim, class.as_ref(), &volumes_at) else {
+            continue; // the scheduler has not placed the claim's first pod yet
+        };
         let namespace = claim.namespace().unwrap_or_default();
         let name = format!("lucid-node-{}-{}", namespace, claim.name_any());
-        let path = volumes_dir.join(&namespace).join(claim.name_any());
+        let path = match &node {
+            Some(node) => volumes_at.dir.join(node),
+            None => volumes_at.dir.clone(),
+        }
+        .join(&namespace)
+        .join(claim.name_any());
         if let Err(e) = make_owned_dir(&path) {
             tracing::warn!(claim = %claim.name_any(), error = %e, "cannot make the volume's directory");
             continue;
         }
-        let spec = claim.spec.clone().unwrap_or_default();
         let size = spec
             .resources
             .as_ref()
@@ -156,17 +210,27 @@ pub async fn provision_volumes(client: Client, volumes_dir: PathBuf) {
             .and_then(|r| r.get("storage"))
             .map(|q| q.0.clone())
             .unwrap_or_else(|| "1Gi".into());
+        let reclaim = class
+            .as_ref()
+            .and_then(|c| c.reclaim_policy.clone())
+            .unwrap_or_else(|| "Delete".into());
+        let mut volume_spec = json!({
+            "capacity": {"storage": size},
+            "accessModes": spec.access_modes.clone().unwrap_or_else(|| vec!["ReadWriteOnce".into()]),
+            "persistentVolumeReclaimPolicy": reclaim,
+            "storageClassName": class_name,
+            "volumeMode": "Filesystem",
+            "hostPath": {"path": path, "type": "Directory"},
+            "claimRef": {"namespace": namespace, "name": claim.name_any(), "uid": claim.uid()},
+        });
+        if let Some(node) = &node {
+            volume_spec["nodeAffinity"] = json!({"required": {"nodeSelectorTerms": [{
+                "matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}],
+            }]}});
+        }
         let volume: PersistentVolume = match serde_json::from_value(json!({
             "metadata": {"name": name, "labels": {"lucid.io/test-node-volume": "true"}},
-            "spec": {
-                "capacity": {"storage": size},
-                "accessModes": spec.access_modes.clone().unwrap_or_else(|| vec!["ReadWriteOnce".into()]),
-                "persistentVolumeReclaimPolicy": "Delete",
-                "storageClassName": spec.storage_class_name.clone().unwrap_or_default(),
-                "volumeMode": "Filesystem",
-                "hostPath": {"path": path, "type": "Directory"},
-                "claimRef": {"namespace": namespace, "name": claim.name_any(), "uid": claim.uid()},
-            },
+            "spec": volume_spec,
         })) {
             Ok(v) => v,
             Err(e) => {
@@ -201,4 +265,46 @@ fn make_owned_dir(path: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(path)?;
     chown(path, Some(65532), Some(65532))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o2770))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claim(selected: Option<&str>) -> PersistentVolumeClaim {
+        let mut claim = PersistentVolumeClaim::default();
+        if let Some(node) = selected {
+            claim
+                .annotations_mut()
+                .insert(SELECTED_NODE.into(), node.into());
+        }
+        claim
+    }
+
+    fn class(mode: &str) -> StorageClass {
+        StorageClass {
+            volume_binding_mode: Some(mode.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_waiting_class_waits_for_the_scheduler_and_the_rest_go_to_the_server() {
+        let volumes = |pinned| Volumes {
+            dir: PathBuf::from("/v"),
+            server: "lucid-node".into(),
+            pinned,
+        };
+        let wffc = class("WaitForFirstConsumer");
+        assert_eq!(volume_node(&claim(None), Some(&wffc), &volumes(true)), None);
+        assert_eq!(
+            volume_node(&claim(Some("lucid-node-1")), Some(&wffc), &volumes(true)),
+            Some(Some("lucid-node-1".into()))
+        );
+        assert_eq!(
+            volume_node(&claim(None), Some(&class("Immediate")), &volumes(true)),
+            Some(Some("lucid-node".into()))
+        );
+        assert_eq!(volume_node(&claim(None), None, &volumes(false)), Some(None));
+    }
 }
