@@ -594,6 +594,9 @@ pub fn start(options: &Options) -> (ControlPlane, Vec<Child>) {
             ))
             .arg(format!("--root-ca-file={}", f("ca.crt")))
             .arg("--leader-elect=false")
+            // As k3s/config/server.yaml sets it: a board silent for 20 s is marked lost
+            // (Kubernetes' default is 40 s). Only the real cluster runs the node controller.
+            .arg("--node-monitor-grace-period=20s")
             .arg("--port=0")
             .arg("--secure-port=0")
             .arg("--v=1"),

@@ -5,6 +5,10 @@
 //! gateway anywhere (the real-cluster test points it at the api-gateway's Service).
 //!
 //!   LUCID_USERNAME=... LUCID_PASSWORD=... record_session http://10.96.0.17:8080 [MiB]
+//!   LUCID_USERNAME=... LUCID_PASSWORD=... record_session http://10.96.0.17:8080 [MiB] --read <session_id>
+//!
+//! With `--read`, records nothing: reads back a session recorded earlier with the same size
+//! (the bytes are a fixed sequence), as a test does after a node loss or a power cut.
 //!
 //! It logs in as a client does, through the gateway's `/auth/login` (lucid-auth-service
 //! behind it), and uses the access token it gets.
@@ -33,8 +37,13 @@ async fn main() -> Result<(), Error> {
     let mut args = std::env::args().skip(1);
     let gateway = args
         .next()
-        .ok_or("usage: record_session <gateway-url> [MiB]")?;
+        .ok_or("usage: record_session <gateway-url> [MiB] [--read <session_id>]")?;
     let mib: usize = args.next().map(|m| m.parse()).transpose()?.unwrap_or(3);
+    let read_only = match (args.next().as_deref(), args.next()) {
+        (Some("--read"), Some(id)) => Some(id),
+        (None, _) => None,
+        _ => return Err("usage: record_session <gateway-url> [MiB] [--read <session_id>]".into()),
+    };
     let username = std::env::var("LUCID_USERNAME").map_err(|_| "LUCID_USERNAME is unset")?;
     let password = std::env::var("LUCID_PASSWORD").map_err(|_| "LUCID_PASSWORD is unset")?;
     let http = reqwest::Client::new();
@@ -52,6 +61,23 @@ async fn main() -> Result<(), Error> {
         .ok_or("the login answered no access_token")?
         .to_string();
     let bytes = data((mib << 20) + 12345);
+    if let Some(id) = read_only {
+        let manifest = expect(
+            http.get(format!("{gateway}/api/sessions/{id}/manifest"))
+                .bearer_auth(&token)
+                .send()
+                .await?,
+            200,
+            "read the manifest",
+        )
+        .await?;
+        let root = read_back(&http, &gateway, &token, &manifest, &bytes).await?;
+        println!(
+            "{}",
+            json!({"session_id": id, "bytes": bytes.len(), "chunks": manifest["chunks"].as_array().map_or(0, Vec::len), "merkle_root": root})
+        );
+        return Ok(());
+    }
 
     let opened = expect(
         http.post(format!("{gateway}/api/sessions"))
@@ -100,6 +126,24 @@ async fn main() -> Result<(), Error> {
     if manifest["merkle_root"] != finalized["merkle_root"] {
         return Err("the manifest's Merkle root differs from the one finalize returned".into());
     }
+    let root = read_back(&http, &gateway, &token, &manifest, &bytes).await?;
+    let chunks = manifest["chunks"].as_array().map_or(0, Vec::len);
+    println!(
+        "{}",
+        json!({"session_id": id, "bytes": bytes.len(), "chunks": chunks, "merkle_root": root})
+    );
+    Ok(())
+}
+
+/// Every chunk of `manifest` read through the gateway, checked against its address and
+/// reassembled into `bytes`; the Merkle root recomputed and checked against the manifest's.
+async fn read_back(
+    http: &reqwest::Client,
+    gateway: &str,
+    token: &str,
+    manifest: &Value,
+    bytes: &[u8],
+) -> Result<Option<String>, Error> {
     let chunks = manifest["chunks"].as_array().ok_or("no chunks")?;
     let mut rebuilt = Vec::with_capacity(bytes.len());
     let mut addresses = Vec::new();
@@ -127,9 +171,5 @@ async fn main() -> Result<(), Error> {
     if root.as_deref() != manifest["merkle_root"].as_str() {
         return Err("the recomputed Merkle root differs from the manifest's".into());
     }
-    println!(
-        "{}",
-        json!({"session_id": id, "bytes": bytes.len(), "chunks": chunks.len(), "merkle_root": root})
-    );
-    Ok(())
+    Ok(root)
 }
