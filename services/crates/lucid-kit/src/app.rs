@@ -69,6 +69,8 @@ struct Shared {
     limits: Limits,
     /// `/metrics` (and the probes) on their own port, not the one a NodePort exposes.
     admin_port: u16,
+    /// Set at SIGTERM: `/ready` answers 503 from then on.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 pub struct App {
@@ -170,6 +172,7 @@ impl App {
                 ready_log: Throttle::new(Duration::from_secs(60)),
                 limits,
                 admin_port,
+                stopping: Default::default(),
             }),
         }
     }
@@ -257,8 +260,15 @@ impl App {
         let admin = tokio::net::TcpListener::bind(admin_addr).await?;
         tracing::info!(service = %self.shared.service, %addr, %admin_addr, "listening");
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (delay, stopping) = (self.shared.limits.shutdown_delay, self.shared.clone());
         tokio::spawn(async move {
             shutdown_signal().await;
+            // Not ready, still accepting, while the endpoint removal reaches every node.
+            stopping
+                .stopping
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(delay).await;
+            tracing::info!("shutting down: draining requests");
             let _ = stop.send(true);
         });
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -407,7 +417,7 @@ async fn shutdown_signal() {
             let _ = ctrl_c.await;
         }
     }
-    tracing::info!("shutting down: draining requests");
+    tracing::info!("asked to stop: not ready, still accepting for the shutdown delay");
 }
 
 /// The template's health document.
@@ -429,6 +439,13 @@ async fn health(State(s): State<Arc<Shared>>) -> Response {
 }
 
 async fn ready(s: Arc<Shared>, detail: bool) -> Response {
+    if s.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "stopping"})),
+        )
+            .into_response();
+    }
     let results = futures::future::join_all(
         s.checks
             .iter()

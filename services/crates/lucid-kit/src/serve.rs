@@ -55,6 +55,13 @@ pub struct Limits {
     /// Requests handled at once on the service's routes (`HTTP_MAX_CONCURRENT_REQUESTS`,
     /// default 64); beyond, 503 with Retry-After. Probes and metrics are not counted.
     pub max_concurrent_requests: usize,
+    /// After SIGTERM, how long the service goes on accepting, `/ready` answering 503,
+    /// before it stops accepting and drains (`SHUTDOWN_DELAY_SECONDS`, default 5, 0 for
+    /// none). Kubernetes removes a terminating pod from its Service's endpoints while the
+    /// pod is told to stop; kube-proxy on every node takes a moment to follow, and a new
+    /// connection routed to a pod that already stopped accepting is refused. Seen in a
+    /// `kubectl drain` on three nodes.
+    pub shutdown_delay: Duration,
 }
 
 impl Default for Limits {
@@ -68,6 +75,7 @@ impl Default for Limits {
             body_rate_window: Duration::from_secs(30),
             max_connections: 512,
             max_concurrent_requests: 64,
+            shutdown_delay: Duration::from_secs(5),
         }
     }
 }
@@ -137,6 +145,21 @@ impl Limits {
                 "HTTP_MAX_CONCURRENT_REQUESTS",
                 d.max_concurrent_requests,
             )?,
+            shutdown_delay: match get("SHUTDOWN_DELAY_SECONDS") {
+                None => d.shutdown_delay,
+                Some(v) => match v.trim().parse::<f64>() {
+                    Ok(s) if s.is_finite() && (0.0..=60.0).contains(&s) => {
+                        Duration::from_secs_f64(s)
+                    }
+                    _ => {
+                        return Err(LimitError {
+                            variable: "SHUTDOWN_DELAY_SECONDS",
+                            value: v,
+                            expected: "seconds from 0 to 60",
+                        });
+                    }
+                },
+            },
         })
     }
 
@@ -564,6 +587,8 @@ mod tests {
             ("HTTP_IDLE_TIMEOUT_SECONDS", "1e300"),
             ("HTTP_HEADER_READ_TIMEOUT_SECONDS", "0"),
             ("HTTP_MAX_CONCURRENT_REQUESTS", "0"),
+            ("SHUTDOWN_DELAY_SECONDS", "-1"),
+            ("SHUTDOWN_DELAY_SECONDS", "61"),
         ] {
             let err = Limits::from_lookup(|x| (x == k).then(|| v.to_string())).unwrap_err();
             assert!(err.to_string().contains(k), "{err}");
