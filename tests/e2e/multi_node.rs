@@ -14,9 +14,17 @@
 //!    the Merkle root of a session recorded before the cut, are the operator's half of #19
 //!    (restarts of pods in back-off; a read-back of an existing session).
 //!
-//! Tests 2 and 3 of the issue (drain, a lost node) need the operator's side of #19
-//! (PodDisruptionBudgets, tolerations, `NodeLost`); the harness gives them
-//! `RealCluster::{stop_node, start_node}`.
+//! 2. `kubectl drain` (the real kubectl, the eviction API) of a node running one of the
+//!    api-gateway's two replicas while a client sends requests through its Service: the
+//!    drain waits on the operator's PodDisruptionBudget, the other replica serves, and the
+//!    failed requests are counted (none expected: the services keep accepting for a few
+//!    seconds after SIGTERM while the endpoint removal reaches every node).
+//!
+//! 3. A node lost (its kubelet, containerd and pods killed, not drained): the gateway's
+//!    replica comes back on another node within the bound (node controller grace 20 s +
+//!    the operator's 30 s toleration + a start), a stateful service whose claim lives on the
+//!    lost node says `Degraded NodeLost` naming the node and the claim, and when the node
+//!    returns everything is Ready again with its data (a Redis key, a recorded session).
 //!
 //! The tests share one cluster and one pipeline and take turns (a power cut in the middle
 //! of another test would be that test's failure, not this one's).
@@ -29,7 +37,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{ListParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use lucid_e2e::node::stack::{
     ADMIN_PASSWORD, ADMIN_USERNAME, PIPELINE, create_namespace, install_operator,
@@ -71,10 +79,28 @@ async fn pipeline_ready(client: &Client) {
 
 /// A session recorded through the api-gateway's Service at `gateway`: its summary.
 fn record_session(gateway: std::net::Ipv4Addr) -> serde_json::Value {
+    session(gateway, None)
+}
+
+/// Reads back, whole, the session `recorded` (what [`record_session`] printed); its summary.
+fn read_session(gateway: std::net::Ipv4Addr, recorded: &serde_json::Value) -> serde_json::Value {
+    let id = recorded["session_id"].as_str().expect("a session id");
+    let read = session(gateway, Some(id));
+    assert_eq!(
+        read["merkle_root"], recorded["merkle_root"],
+        "the session read back has another Merkle root"
+    );
+    read
+}
+
+fn session(gateway: std::net::Ipv4Addr, read: Option<&str>) -> serde_json::Value {
     let recorded = run({
         let mut c = Command::new(record_session_binary());
-        c.arg(format!("http://{gateway}:8080"))
-            .arg("3")
+        c.arg(format!("http://{gateway}:8080")).arg("3");
+        if let Some(id) = read {
+            c.args(["--read", id]);
+        }
+        c
             // It logs in through the gateway's /auth/login (lucid-auth-service behind it).
             .env("LUCID_USERNAME", ADMIN_USERNAME)
             .env("LUCID_PASSWORD", ADMIN_PASSWORD);
@@ -255,7 +281,7 @@ async fn after_a_power_cut_the_cluster_boots_and_the_stack_is_ready_again() {
     let cluster = cluster();
     let client = cluster.client().await;
     pipeline_ready(&client).await;
-    record_session(gateway_ip(&client).await);
+    let before = record_session(gateway_ip(&client).await);
 
     tokio::task::spawn_blocking(|| real_cluster_of(NODES).power_cut())
         .await
@@ -335,6 +361,383 @@ async fn after_a_power_cut_the_cluster_boots_and_the_stack_is_ready_again() {
         all_ready.as_secs_f64()
     );
     // The stack works again: MongoDB (nx-27017, past its stale PID file) and Redis from
-    // their data on disk, a new session recorded and read back.
-    record_session(gateway_ip(&client).await);
+    // their data on disk. The session recorded before the cut reads back with the same
+    // Merkle root, and a new one records.
+    let gateway = gateway_ip(&client).await;
+    read_session(gateway, &before);
+    record_session(gateway);
+}
+
+/// `name` scaled to `replicas` (a user's `kubectl patch`), Ready with its pods on that many
+/// different nodes.
+async fn scaled_and_spread(client: &Client, name: &str, replicas: i32) -> Vec<String> {
+    let services: Api<LucidService> = Api::namespaced(client.clone(), NAMESPACE);
+    services
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": replicas}})),
+        )
+        .await
+        .expect("scale");
+    let ls = wait_for_within(&services, name, "Ready at the new scale", POD_WAIT, |ls| {
+        is_ready(ls)
+            && ls
+                .status
+                .as_ref()
+                .is_some_and(|s| s.ready_replicas == replicas && s.nodes.len() == replicas as usize)
+    })
+    .await;
+    ls.status.map(|s| s.nodes).unwrap_or_default()
+}
+
+/// The server node's name (it runs the control plane; the agents are the others).
+fn server_name() -> String {
+    cluster()
+        .nodes
+        .iter()
+        .find(|n| n.netns.is_none())
+        .expect("a server node")
+        .name
+        .clone()
+}
+
+/// Requests to `gateway`'s `/health`, one after another until `stop`: (answered, failed).
+fn health_client(
+    gateway: std::net::Ipv4Addr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(u64, u64, Vec<String>)> {
+    tokio::spawn(async move {
+        let (mut ok, mut failed, mut errors) = (0u64, 0u64, Vec::new());
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            // A new connection each time: one kept alive would never meet a new route.
+            match tokio::time::timeout(Duration::from_secs(5), health_status(gateway)).await {
+                Ok(Ok(200)) => ok += 1,
+                Ok(Ok(status)) => {
+                    failed += 1;
+                    errors.push(format!("HTTP {status}"));
+                }
+                Ok(Err(e)) => {
+                    failed += 1;
+                    errors.push(e.to_string());
+                }
+                Err(_) => {
+                    failed += 1;
+                    errors.push("no answer within 5 s".into());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (ok, failed, errors)
+    })
+}
+
+/// One `GET /health` on a new connection: the status code.
+async fn health_status(gateway: std::net::Ipv4Addr) -> std::io::Result<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut c = tokio::net::TcpStream::connect((gateway, 8080)).await?;
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: api-gateway\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut head = [0u8; 12];
+    c.read_exact(&mut head).await?;
+    std::str::from_utf8(&head[9..12])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("not an HTTP answer"))
+}
+
+/// Everything in the pipeline Ready again (after a test that moved pods around).
+async fn all_ready_again(client: &Client) {
+    let services: Api<LucidService> = Api::namespaced(client.clone(), NAMESPACE);
+    for name in PIPELINE {
+        wait_for_within(&services, name, "Ready again", POD_WAIT, is_ready).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_waits_on_the_budget_and_the_gateway_keeps_answering() {
+    let _turn = SERIAL.lock().await;
+    let cluster = cluster();
+    let client = cluster.client().await;
+    pipeline_ready(&client).await;
+    let nodes = scaled_and_spread(&client, "api-gateway", 2).await;
+    // The operator's budget, in the version 1.20 serves.
+    let budget = cluster
+        .kubectl()
+        .args([
+            "-n",
+            NAMESPACE,
+            "get",
+            "poddisruptionbudgets.v1beta1.policy",
+            "api-gateway",
+        ])
+        .args(["-o", "jsonpath={.spec.maxUnavailable}"])
+        .output()
+        .expect("kubectl");
+    assert_eq!(String::from_utf8_lossy(&budget.stdout), "1", "{budget:?}");
+    // An agent with one of the replicas: the server also holds the databases' volumes.
+    let server = server_name();
+    let target = nodes
+        .iter()
+        .find(|n| **n != server)
+        .unwrap_or(&nodes[0])
+        .clone();
+
+    let gateway = gateway_ip(&client).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let requests = health_client(gateway, stop.clone());
+    let drain = tokio::task::spawn_blocking({
+        let target = target.clone();
+        move || {
+            real_cluster_of(NODES)
+                .kubectl()
+                .args([
+                    "drain",
+                    &target,
+                    "--ignore-daemonsets",
+                    "--delete-emptydir-data",
+                ])
+                .args(["--timeout", "300s"])
+                .output()
+                .expect("kubectl drain")
+        }
+    })
+    .await
+    .expect("drain");
+    assert!(
+        drain.status.success(),
+        "kubectl drain {target} failed:\n{}\n{}",
+        String::from_utf8_lossy(&drain.stdout),
+        String::from_utf8_lossy(&drain.stderr)
+    );
+    // The replacement Ready elsewhere, the client still going.
+    let services: Api<LucidService> = Api::namespaced(client.clone(), NAMESPACE);
+    let ls = wait_for_within(
+        &services,
+        "api-gateway",
+        "2/2 off the drained node",
+        POD_WAIT,
+        |ls| {
+            is_ready(ls)
+                && ls
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.ready_replicas == 2 && !s.nodes.contains(&target))
+        },
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed, errors) = requests.await.expect("client");
+    eprintln!(
+        "drain of {target}: gateway on {:?} after; {ok} requests answered, {failed} failed {errors:?}",
+        ls.status.map(|s| s.nodes).unwrap_or_default()
+    );
+    run({
+        let mut c = cluster.kubectl();
+        c.args(["uncordon", &target]);
+        c
+    });
+    assert!(ok > 0, "the client sent nothing");
+    assert_eq!(failed, 0, "requests failed during the drain: {errors:?}");
+    all_ready_again(&client).await;
+}
+
+/// A stateful service whose volume lives on `node` (a Redis with its data on a
+/// `WaitForFirstConsumer` class, as k3s's local-path volumes live on one board).
+const PINNED_CACHE: &str = r#"
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: lucid-local}
+provisioner: rancher.io/local-path
+volumeBindingMode: WaitForFirstConsumer
+reclaimPolicy: Delete
+---
+apiVersion: lucid.io/v1alpha1
+kind: LucidService
+metadata: {name: lucid-cache}
+spec:
+  image: {repository: lucid/redis, tag: harness, pullPolicy: Never}
+  phase: foundation
+  ports: [{name: redis, port: 6379}]
+  args: [--port, "6379", --bind, 0.0.0.0, --dir, /app/data, --protected-mode, "no", --appendonly, "yes", --appendfsync, always]
+  healthCheck: {kind: Tcp, intervalSeconds: 5}
+  nodeSelector: {kubernetes.io/arch: ARCH, kubernetes.io/hostname: NODE}
+  storage:
+    data: {size: 64Mi, storageClassName: lucid-local}
+    logs: {kind: EmptyDir}
+"#;
+
+fn redis_cli(address: std::net::Ipv4Addr, args: &[&str]) -> String {
+    let out = run({
+        let mut c = Command::new("redis-cli");
+        c.args(["-h", &address.to_string(), "-p", "6379"])
+            .args(args);
+        c
+    });
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_node_moves_what_can_move_names_what_cannot_and_recovers() {
+    let _turn = SERIAL.lock().await;
+    let cluster = cluster();
+    let client = cluster.client().await;
+    pipeline_ready(&client).await;
+    let nodes = scaled_and_spread(&client, "api-gateway", 2).await;
+    let server = server_name();
+    let target = nodes
+        .iter()
+        .find(|n| **n != server)
+        .expect("a gateway replica on an agent (two replicas, one server)")
+        .clone();
+
+    // A stateful service on the node about to be lost, with a key in its data.
+    let storage = cluster
+        .kubectl()
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(
+                PINNED_CACHE
+                    .split("---")
+                    .next()
+                    .unwrap_or_default()
+                    .as_bytes(),
+            )?;
+            child.wait_with_output()
+        })
+        .expect("kubectl apply");
+    assert!(storage.status.success(), "{storage:?}");
+    let cache_doc = PINNED_CACHE
+        .split("---")
+        .nth(1)
+        .unwrap_or_default()
+        .replace("ARCH", lucid_e2e::node::stack::host_arch())
+        .replace("NODE", &target);
+    apply_documents(&client, NAMESPACE, &cache_doc).await;
+    let services: Api<LucidService> = Api::namespaced(client.clone(), NAMESPACE);
+    let cache = wait_for_within(&services, "lucid-cache", "Ready", POD_WAIT, is_ready).await;
+    assert_eq!(
+        cache.status.as_ref().map(|s| s.data_nodes.clone()),
+        Some(vec![lucid_operator::api::ClaimNode {
+            claim: "lucid-cache-data".into(),
+            node: target.clone(),
+        }]),
+        "status names the node its data lives on"
+    );
+    let cache_ip: std::net::Ipv4Addr = service(&client, NAMESPACE, "lucid-cache")
+        .await
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .expect("ClusterIP")
+        .parse()
+        .expect("IPv4");
+    eventually_within(
+        Duration::from_secs(60),
+        "the cache answers",
+        || async move {
+            tokio::net::TcpStream::connect((cache_ip, 6379))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
+    assert_eq!(
+        redis_cli(cache_ip, &["SET", "kept", "across-the-loss"]),
+        "OK"
+    );
+    let before = record_session(gateway_ip(&client).await);
+
+    // The board loses power.
+    let lost_at = std::time::Instant::now();
+    tokio::task::spawn_blocking({
+        let target = target.clone();
+        move || real_cluster_of(NODES).stop_node(&target)
+    })
+    .await
+    .expect("stop the node");
+
+    // The stateful service cannot move and says where and why.
+    let cache = wait_for_within(
+        &services,
+        "lucid-cache",
+        "Degraded NodeLost",
+        Duration::from_secs(180),
+        |ls| {
+            ls.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Degraded" && c.status == "True" && c.reason == "NodeLost")
+            })
+        },
+    )
+    .await;
+    let message = lucid_e2e::condition(&cache.status.unwrap().conditions, "Degraded")
+        .unwrap()
+        .2;
+    assert!(
+        message.contains(&format!("node {target} is not ready"))
+            && message.contains("claim lucid-cache-data lives on it"),
+        "{message}"
+    );
+    let marked_lost = lost_at.elapsed();
+    // The gateway's replica moves: Ready 2/2 again, none on the lost node.
+    wait_for_within(
+        &services,
+        "api-gateway",
+        "2/2 Ready off the lost node",
+        Duration::from_secs(300),
+        |ls| {
+            is_ready(ls)
+                && ls
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.ready_replicas == 2 && !s.nodes.contains(&target))
+        },
+    )
+    .await;
+    let moved = lost_at.elapsed();
+    eprintln!(
+        "node {target} lost: the cache Degraded NodeLost after {:.0} s, the gateway 2/2 on other nodes after {:.0} s",
+        marked_lost.as_secs_f64(),
+        moved.as_secs_f64()
+    );
+    // Within the bound that suits a small cluster: 20 s of node-controller grace, 30 s of
+    // toleration, then a pod's start on a loaded two-core machine — well under the five
+    // minutes Kubernetes' defaults would take before anything moved.
+    assert!(moved < Duration::from_secs(240), "moved after {moved:?}");
+
+    // The board comes back: everything Ready again by itself, the data kept.
+    tokio::task::spawn_blocking({
+        let target = target.clone();
+        move || {
+            real_cluster_of(NODES).start_node(&target);
+            real_cluster_of(NODES).wait_nodes_ready(Duration::from_secs(180));
+        }
+    })
+    .await
+    .expect("start the node");
+    wait_for_within(&services, "lucid-cache", "Ready again", POD_WAIT, is_ready).await;
+    all_ready_again(&client).await;
+    eventually_within(
+        Duration::from_secs(60),
+        "the cache answers again",
+        || async move {
+            tokio::net::TcpStream::connect((cache_ip, 6379))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
+    assert_eq!(redis_cli(cache_ip, &["GET", "kept"]), "across-the-loss");
+    read_session(gateway_ip(&client).await, &before);
+    services
+        .delete("lucid-cache", &kube::api::DeleteParams::default())
+        .await
+        .expect("delete the cache");
 }
