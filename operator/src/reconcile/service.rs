@@ -31,10 +31,10 @@ use crate::error::Error;
 use crate::graph::{Gate, NamedObject, Snapshot};
 use crate::render::{RenderInputs, render};
 use crate::revision::{next_revision, push_history};
-use crate::status::{ConditionType, Health, Rollout, State, rollout, set_condition};
+use crate::status::{ConditionType, Health, Reason, Rollout, State, rollout, set_condition};
 use crate::upgrade::{
-    Attempt, OnFailed, PHASE_ROLLED_BACK, ROLLED_BACK, ROLLING_BACK, attempt_key, failure,
-    follows_phase, on_failed, rollback_holds, rolled_back_itself, rolled_back_message,
+    Attempt, OnFailed, attempt_key, failure, follows_phase, on_failed, rollback_holds,
+    rolled_back_itself, rolled_back_message,
 };
 use crate::validate;
 
@@ -97,7 +97,7 @@ impl Revisions {
 }
 
 impl Outcome {
-    fn degraded(reason: &str, message: String, deployment: Option<Deployment>) -> Self {
+    fn degraded(reason: Reason, message: String, deployment: Option<Deployment>) -> Self {
         let health = Health::Degraded {
             reason: reason.into(),
             message,
@@ -120,7 +120,7 @@ impl Outcome {
         };
         Self {
             health: Health::Waiting {
-                reason: unobserved::REASON.into(),
+                reason: Reason::NotYetObserved.into(),
                 message: format!(
                     "{what} was just created: going on once the operator's watch has delivered it"
                 ),
@@ -135,7 +135,7 @@ impl Outcome {
 
     /// The API server failed a call (not a refusal of what we sent): shown on the object,
     /// retried with backoff, cleared by the next reconcile that gets through.
-    fn failed(reason: &str, message: String, deployment: Option<Deployment>) -> Self {
+    fn failed(reason: Reason, message: String, deployment: Option<Deployment>) -> Self {
         Self {
             retry: true,
             ..Self::degraded(reason, message, deployment)
@@ -164,7 +164,7 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Reconcile
         Err(Error::Kube(error)) => {
             ctx.metrics.api_error("get", &error);
             tracing::warn!(service = %name, %namespace, error = %api_message(&error), "API call failed");
-            Outcome::failed("ApiCallFailed", api_message(&error), existing)
+            Outcome::failed(Reason::ApiCallFailed, api_message(&error), existing)
         }
         Err(other) => return Err(other),
     };
@@ -190,7 +190,7 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Reconcile
         _ if outcome.again.is_some() => Action::requeue(outcome.again.unwrap_or_default()),
         // Re-check now and then in case something was changed behind our back.
         Health::Ready { .. } => super::resync(Duration::from_secs(600)),
-        Health::Waiting { reason, .. } if reason == unobserved::REASON => {
+        Health::Waiting { reason, .. } if *reason == Reason::NotYetObserved => {
             Action::requeue(unobserved::RECHECK)
         }
         // Watches on every child, services, phases, ConfigMaps and Secrets wake the rest.
@@ -213,7 +213,7 @@ async fn decide(
     let problems = validate::problems(ls);
     if !problems.is_empty() {
         return Ok(Outcome::degraded(
-            "InvalidSpec",
+            Reason::InvalidSpec,
             problems.join("; "),
             existing,
         ));
@@ -299,7 +299,7 @@ async fn decide(
                 .await?
                 else {
                     let mut outcome = Outcome::degraded(
-                        "RevisionNotFound",
+                        Reason::RevisionNotFound,
                         format!(
                             "revision {} to roll back to is no longer kept (ControllerRevision {} is gone); fix the spec",
                             back.to_revision,
@@ -349,7 +349,7 @@ async fn decide(
                         failed_hash: desired_hash.clone(),
                         retry: attempt.retry.map(str::to_string),
                         to_revision: old.revision.unwrap_or_default(),
-                        reason: "BackupFailed".into(),
+                        reason: Reason::BackupFailed.into(),
                         message,
                         restored_from: None,
                         cause: None,
@@ -450,12 +450,12 @@ async fn decide(
             Some(back) => {
                 health = match health {
                     Health::Ready { .. } => Health::Degraded {
-                        reason: ROLLED_BACK.into(),
+                        reason: Reason::RolledBack.into(),
                         message: rolled_back_message(back, &name),
                     },
                     Health::Progressing { message, .. } | Health::Waiting { message, .. } => {
                         Health::Progressing {
-                            reason: ROLLING_BACK.into(),
+                            reason: Reason::RollingBack.into(),
                             message: format!(
                                 "rolling back to revision {}: {message}",
                                 back.to_revision
@@ -584,7 +584,7 @@ async fn back_up_first(
     Ok(match step {
         Step::Waiting(message) => report(
             Health::Progressing {
-                reason: "BackingUp".into(),
+                reason: Reason::BackingUp.into(),
                 message,
             },
             Revisions {
@@ -626,7 +626,7 @@ async fn back_up_first(
             // again over data the new revision may have changed.
             report(
                 Health::Progressing {
-                    reason: "BackingUp".into(),
+                    reason: Reason::BackingUp.into(),
                     message: format!(
                         "data copied to claim {}; starting revision {revision}",
                         record.claim
@@ -677,7 +677,7 @@ async fn restore_first(
     Ok(match step {
         Step::Waiting(message) => report(
             Health::Progressing {
-                reason: ROLLING_BACK.into(),
+                reason: Reason::RollingBack.into(),
                 message,
             },
             revisions(restoring, Some(back.clone())),
@@ -702,7 +702,7 @@ async fn restore_first(
             // again over data the old revision has since written.
             report(
                 Health::Progressing {
-                    reason: ROLLING_BACK.into(),
+                    reason: Reason::RollingBack.into(),
                     message: format!(
                         "data restored from claim {}; starting revision {}",
                         backup.claim, back.to_revision
@@ -713,7 +713,7 @@ async fn restore_first(
         }
         Step::Failed(message) => report(
             Health::Degraded {
-                reason: "RestoreFailed".into(),
+                reason: Reason::RestoreFailed.into(),
                 message,
             },
             revisions(restoring, Some(back.clone())),
@@ -755,7 +755,7 @@ async fn choose_rollback(
         failed_hash: attempt.hash.to_string(),
         retry: attempt.retry.map(str::to_string),
         to_revision: to,
-        reason: PHASE_ROLLED_BACK.into(),
+        reason: Reason::PhaseRolledBack.into(),
         message: format!(
             "{} failed; phase {} rolls back every member changed since it was last Ready",
             mate.name_any(),
@@ -874,9 +874,9 @@ async fn converge(
                 return Ok(Converged::Stopped(if refused {
                     // The objects themselves were refused (say, a claim asked to shrink):
                     // the user must act; retrying the same objects would not help.
-                    Outcome::degraded("ApplyRejected", failed.to_string(), existing)
+                    Outcome::degraded(Reason::ApplyRejected, failed.to_string(), existing)
                 } else {
-                    Outcome::failed("ApplyFailed", format!("applying {failed}"), existing)
+                    Outcome::failed(Reason::ApplyFailed, format!("applying {failed}"), existing)
                 }));
             }
         };
@@ -918,7 +918,7 @@ async fn converge(
         // returns one; this is the cache not having caught up). Its watch event wakes us.
         return Ok(Converged::Stopped(Outcome {
             health: Health::Progressing {
-                reason: "RollingOut".into(),
+                reason: Reason::RollingOut.into(),
                 message: "waiting for the Deployment to be created".into(),
             },
             deployment: None,
@@ -936,7 +936,7 @@ async fn converge(
 fn observe(ctx: &Context, namespace: &str, name: &str, deployment: &Deployment) -> Health {
     match rollout(deployment) {
         Rollout::Complete { ready, replicas } => Health::Ready {
-            reason: "RolloutComplete".into(),
+            reason: Reason::RolloutComplete.into(),
             message: format!("{ready}/{replicas} pods ready"),
         },
         // Pods that cannot start need the user now, not after the progress deadline.
@@ -946,12 +946,12 @@ fn observe(ctx: &Context, namespace: &str, name: &str, deployment: &Deployment) 
                 message: problem.message,
             },
             None => Health::Progressing {
-                reason: "RollingOut".into(),
+                reason: Reason::RollingOut.into(),
                 message,
             },
         },
         Rollout::Stuck { message, .. } => Health::Degraded {
-            reason: "RolloutStuck".into(),
+            reason: Reason::RolloutStuck.into(),
             message,
         },
     }
@@ -1078,7 +1078,7 @@ async fn write_status(
         &mut status.conditions,
         ConditionType::Available,
         available,
-        reason,
+        reason.as_str(),
         &message,
         generation,
         &now,
@@ -1088,7 +1088,7 @@ async fn write_status(
         &mut status.conditions,
         ConditionType::DependenciesReady,
         deps_ready,
-        reason,
+        reason.as_str(),
         &message,
         generation,
         &now,
@@ -1107,9 +1107,9 @@ async fn write_status(
 }
 
 /// The `Available` condition: pods are serving, whichever revision they run.
-fn availability(deployment: Option<&Deployment>) -> (bool, &'static str, String) {
+fn availability(deployment: Option<&Deployment>) -> (bool, Reason, String) {
     let Some(deployment) = deployment else {
-        return (false, "NoDeployment", "no Deployment yet".into());
+        return (false, Reason::NoDeployment, "no Deployment yet".into());
     };
     let wanted = deployment
         .spec
@@ -1122,17 +1122,17 @@ fn availability(deployment: Option<&Deployment>) -> (bool, &'static str, String)
         .and_then(|s| s.available_replicas)
         .unwrap_or(0);
     if wanted == 0 {
-        (true, "ScaledToZero", "no pods asked for".into())
+        (true, Reason::ScaledToZero, "no pods asked for".into())
     } else if available > 0 {
         (
             true,
-            "PodsAvailable",
+            Reason::PodsAvailable,
             format!("{available} of {wanted} pods available"),
         )
     } else {
         (
             false,
-            "NoPodsAvailable",
+            Reason::NoPodsAvailable,
             format!("0 of {wanted} pods available"),
         )
     }
@@ -1140,11 +1140,11 @@ fn availability(deployment: Option<&Deployment>) -> (bool, &'static str, String)
 
 /// The `DependenciesReady` condition: which dependencies are not Ready now, and since when
 /// each has not been (its own Ready condition's transition time).
-fn dependencies(snapshot: &Snapshot<'_>, not_ready: &[String]) -> (bool, &'static str, String) {
+fn dependencies(snapshot: &Snapshot<'_>, not_ready: &[String]) -> (bool, Reason, String) {
     if not_ready.is_empty() {
         return (
             true,
-            "AllReady",
+            Reason::AllReady,
             "every service in dependsOn is Ready".into(),
         );
     }
@@ -1154,7 +1154,11 @@ fn dependencies(snapshot: &Snapshot<'_>, not_ready: &[String]) -> (bool, &'stati
             let since = snapshot
                 .service(name)
                 .and_then(|s| s.status.as_ref())
-                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                .and_then(|s| {
+                    s.conditions
+                        .iter()
+                        .find(|c| c.type_ == ConditionType::Ready.as_str())
+                })
                 .filter(|c| c.status == "False")
                 .map(|c| format!(" since {}", c.last_transition_time.0));
             format!("{name}{}", since.unwrap_or_default())
@@ -1162,7 +1166,7 @@ fn dependencies(snapshot: &Snapshot<'_>, not_ready: &[String]) -> (bool, &'stati
         .collect();
     (
         false,
-        "DependencyNotReady",
+        Reason::DependencyNotReady,
         format!("not Ready: {}", described.join(", ")),
     )
 }
@@ -1176,7 +1180,10 @@ async fn announce_transition(
     old: &LucidServiceStatus,
     health: &Health,
 ) {
-    let old_ready = old.conditions.iter().find(|c| c.type_ == "Ready");
+    let old_ready = old
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ConditionType::Ready.as_str());
     let was_ready = old_ready.is_some_and(|c| c.status == "True");
     let type_ = match health {
         Health::Ready { .. } if !was_ready => EventType::Normal,
@@ -1221,7 +1228,7 @@ async fn report_invalid(invalid: &InvalidObject, ctx: &Context) -> Result<Reconc
     let now = Time(jiff::Timestamp::now());
     let mut conditions = Vec::new();
     Health::Degraded {
-        reason: "InvalidObject".into(),
+        reason: Reason::InvalidObject.into(),
         message: format!("the operator cannot read this object: {}", invalid.error),
     }
     .write(&mut conditions, invalid.metadata.generation, &now);

@@ -4,8 +4,10 @@
 
 mod conditions;
 mod pods;
+mod reasons;
 mod rollout;
 
 pub use conditions::{ConditionType, Health, State, set_condition};
 pub use pods::{PodProblem, current_template_hash, pod_problem};
+pub use reasons::Reason;
 pub use rollout::{Rollout, rollout};
