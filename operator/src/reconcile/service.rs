@@ -18,7 +18,7 @@ use serde_json::json;
 use super::apply::{ApplyFailure, api_message, apply_planned, delete_orphans, plan};
 use super::context::Context;
 use super::instrument::{Reconciled, backoff_key, instrumented};
-use super::protect::{self, Step};
+use super::protect::{self, CopyProgress};
 use super::references::dereference;
 use super::revisions::{self, Recorded};
 use super::status_patch;
@@ -27,7 +27,7 @@ use crate::api::{
     BackupRecord, DataProtection, GoodRevision, LucidService, LucidServiceStatus, OnFailure,
     RollbackStatus,
 };
-use crate::error::Error;
+use crate::error::{AtStep, Error, Step};
 use crate::graph::{Gate, NamedObject, Snapshot};
 use crate::render::{RenderInputs, render};
 use crate::revision::{next_revision, push_history};
@@ -160,7 +160,13 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Reconcile
     let snapshot = view.snapshot();
     let mut outcome = match decide(ls, ctx, &namespace, &snapshot, existing.clone()).await {
         Ok(outcome) => outcome,
-        // Reads (ConfigMaps, Secrets) and deletes the API server failed: shown on the object.
+        // A call the API server failed (a read, a delete, a revision or backup step): shown
+        // on the object under the step's reason, and retried.
+        Err(Error::Api { step, source }) => {
+            ctx.metrics.api_error("get", &source);
+            tracing::warn!(service = %name, %namespace, ?step, error = %api_message(&source), "API call failed");
+            Outcome::failed(step.reason(), api_message(&source), existing)
+        }
         Err(Error::Kube(error)) => {
             ctx.metrics.api_error("get", &error);
             tracing::warn!(service = %name, %namespace, error = %api_message(&error), "API call failed");
@@ -239,19 +245,21 @@ async fn decide(
         return Ok(Outcome::degraded(reason, message, existing));
     }
 
-    let config_hash =
-        match dereference(&ctx.client, &ctx.contents, &ctx.watched(), namespace, ls).await? {
-            Ok(hash) => hash,
-            Err(missing) => {
-                let reason = missing[0].reason;
-                let message = missing
-                    .iter()
-                    .map(|m| m.message.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                return Ok(Outcome::degraded(reason, message, existing));
-            }
-        };
+    let config_hash = match dereference(&ctx.client, &ctx.contents, &ctx.watched(), namespace, ls)
+        .await
+        .at(Step::ReadConfig)?
+    {
+        Ok(hash) => hash,
+        Err(missing) => {
+            let reason = missing[0].reason;
+            let message = missing
+                .iter()
+                .map(|m| m.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Ok(Outcome::degraded(reason, message, existing));
+        }
+    };
 
     let desired = render(
         ls,
@@ -296,7 +304,8 @@ async fn decide(
                     &name,
                     back.to_revision,
                 )
-                .await?
+                .await
+                .at(Step::Revisions)?
                 else {
                     let mut outcome = Outcome::degraded(
                         Reason::RevisionNotFound,
@@ -332,13 +341,14 @@ async fn decide(
             && protect::protects(ls, Some(copier))
         {
             let protection = match &rollback {
-                None => {
-                    back_up_first(
-                        ls, ctx, namespace, snapshot, &old, live, &attempt, revision, copier,
-                    )
-                    .await?
-                }
-                Some(back) => restore_first(ls, ctx, namespace, &old, live, back, copier).await?,
+                None => back_up_first(
+                    ls, ctx, namespace, snapshot, &old, live, &attempt, revision, copier,
+                )
+                .await
+                .at(Step::DataProtection)?,
+                Some(back) => restore_first(ls, ctx, namespace, &old, live, back, copier)
+                    .await
+                    .at(Step::DataProtection)?,
             };
             match protection {
                 Protection::Proceed => {}
@@ -422,7 +432,8 @@ async fn decide(
                         revision,
                         &config_hash,
                     )
-                    .await?;
+                    .await
+                    .at(Step::Revisions)?;
                     if recorded == Recorded::Done {
                         let good = GoodRevision {
                             revision,
@@ -442,7 +453,8 @@ async fn decide(
                                 &name,
                                 &pruned,
                             )
-                            .await?;
+                            .await
+                            .at(Step::Revisions)?;
                         }
                     }
                 }
@@ -582,7 +594,7 @@ async fn back_up_first(
     let step = protect::back_up(ctx, ls, namespace, live, revision, copier).await?;
     let report = |health, revisions| step_report(live, health, revisions);
     Ok(match step {
-        Step::Waiting(message) => report(
+        CopyProgress::Waiting(message) => report(
             Health::Progressing {
                 reason: Reason::BackingUp.into(),
                 message,
@@ -596,7 +608,7 @@ async fn back_up_first(
                 ..Revisions::of(old)
             },
         ),
-        Step::Done(mut record) => {
+        CopyProgress::Done(mut record) => {
             record.for_hash = key.clone();
             let keep = usize::try_from(ls.spec.backup.keep.max(1)).unwrap_or(1);
             let mut backups = vec![record.clone()];
@@ -639,7 +651,7 @@ async fn back_up_first(
                 },
             )
         }
-        Step::Failed(message) => Protection::BackupFailed(message),
+        CopyProgress::Failed(message) => Protection::BackupFailed(message),
     })
 }
 
@@ -675,14 +687,14 @@ async fn restore_first(
     });
     let report = |health, revisions| step_report(live, health, revisions);
     Ok(match step {
-        Step::Waiting(message) => report(
+        CopyProgress::Waiting(message) => report(
             Health::Progressing {
                 reason: Reason::RollingBack.into(),
                 message,
             },
             revisions(restoring, Some(back.clone())),
         ),
-        Step::Done(()) => {
+        CopyProgress::Done(()) => {
             publish(
                 ctx,
                 ls,
@@ -711,7 +723,7 @@ async fn restore_first(
                 revisions(None, Some(restored)),
             )
         }
-        Step::Failed(message) => report(
+        CopyProgress::Failed(message) => report(
             Health::Degraded {
                 reason: Reason::RestoreFailed.into(),
                 message,
@@ -825,7 +837,9 @@ async fn converge(
             } => {
                 let missing = planned.missing_only();
                 if existing.is_some() && !missing.is_empty() {
-                    restore_while_waiting(ls, ctx, namespace, &missing).await?;
+                    restore_while_waiting(ls, ctx, namespace, &missing)
+                        .await
+                        .at(Step::Apply)?;
                 }
                 let health = Health::Waiting {
                     reason: reason.into(),
@@ -876,14 +890,16 @@ async fn converge(
                     // the user must act; retrying the same objects would not help.
                     Outcome::degraded(Reason::ApplyRejected, failed.to_string(), existing)
                 } else {
-                    Outcome::failed(Reason::ApplyFailed, format!("applying {failed}"), existing)
+                    Outcome::failed(Step::Apply.reason(), format!("applying {failed}"), existing)
                 }));
             }
         };
         // Children the spec no longer asks for go right after a change's apply, so the
         // event can name them; `remove_orphans` below catches any left by an earlier failure.
         let deleted = if changed && existed {
-            remove_orphans(ls, ctx, namespace, children).await?
+            remove_orphans(ls, ctx, namespace, children)
+                .await
+                .at(Step::DeleteOrphans)?
         } else {
             Vec::new()
         };
@@ -908,7 +924,9 @@ async fn converge(
     // Read from the caches, so free when there is nothing to remove: an orphan left by a
     // failed delete, a lost lease or a restart right after an apply goes at the next look.
     if planned.is_empty() && existed {
-        let late = remove_orphans(ls, ctx, namespace, children).await?;
+        let late = remove_orphans(ls, ctx, namespace, children)
+            .await
+            .at(Step::DeleteOrphans)?;
         if !late.is_empty() {
             tracing::info!(service = %ls.name_any(), namespace, removed = ?late, "removed children the spec no longer asks for");
         }

@@ -51,6 +51,8 @@ pub enum Reason {
     DataProtectionFailed,
     ApplyFailed,
     DeleteFailed,
+    /// Never on an object (the status write is what failed): in metrics and logs only.
+    StatusWriteFailed,
     // Degraded=False.
     AsExpected,
     // Available.
@@ -64,7 +66,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 45] = [
+    pub const ALL: [Reason; 46] = [
         Reason::RolloutComplete,
         Reason::AllServicesReady,
         Reason::RollingOut,
@@ -103,6 +105,7 @@ impl Reason {
         Reason::DataProtectionFailed,
         Reason::ApplyFailed,
         Reason::DeleteFailed,
+        Reason::StatusWriteFailed,
         Reason::AsExpected,
         Reason::NoDeployment,
         Reason::ScaledToZero,
@@ -152,6 +155,7 @@ impl Reason {
             Reason::DataProtectionFailed => "DataProtectionFailed",
             Reason::ApplyFailed => "ApplyFailed",
             Reason::DeleteFailed => "DeleteFailed",
+            Reason::StatusWriteFailed => "StatusWriteFailed",
             Reason::AsExpected => "AsExpected",
             Reason::NoDeployment => "NoDeployment",
             Reason::ScaledToZero => "ScaledToZero",
