@@ -36,11 +36,14 @@ pub enum Gate {
         message: String,
         waiting_on: String,
     },
-    /// The graph is wrong and will stay wrong until the user changes it.
-    Broken {
-        reason: Reason,
-        message: String,
-    },
+}
+
+/// The graph around a service is wrong (a phase or service it names does not exist, or a
+/// cycle), and will stay wrong until the user changes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Broken {
+    pub reason: Reason,
+    pub message: String,
 }
 
 /// Phases or services the graph names that do not exist (as far as a snapshot knows).
@@ -252,53 +255,43 @@ impl<'a> Snapshot<'a> {
 
     /// Whether `ls` may be created or changed now: every phase before its own is Ready, its
     /// own phase is not paused, and every service it depends on is Ready.
-    pub fn gate(&self, ls: &'a LucidService) -> Gate {
+    /// The graph is assessed once, here: a broken one has no gate to pass.
+    pub fn gate(&self, ls: &'a LucidService) -> Result<Gate, Broken> {
         if let Some((reason, message)) = self.problem(ls) {
-            return Gate::Broken { reason, message };
+            return Err(Broken { reason, message });
         }
         let phase_name = ls.spec.phase.as_str();
         if self.phase(phase_name).is_some_and(|p| p.spec.paused) {
-            return Gate::Wait {
+            return Ok(Gate::Wait {
                 reason: Reason::PhasePaused,
                 message: format!(
                     "phase {phase_name} is paused: set spec.paused: false on LucidPhase {phase_name} to go on"
                 ),
                 waiting_on: format!("phase/{phase_name}"),
-            };
+            });
         }
         for upstream in self.upstream_phases(phase_name) {
             if !self.members_ready(upstream) {
                 // No counts here: a message that changed with every member would rewrite
                 // every waiting service's status on each change. The phase has the counts.
-                return Gate::Wait {
+                return Ok(Gate::Wait {
                     reason: Reason::WaitingForPhase,
                     message: format!(
                         "waiting for phase {upstream} to be Ready (see kubectl get lucidphase {upstream})"
                     ),
                     waiting_on: format!("phase/{upstream}"),
-                };
+                });
             }
         }
-        let not_ready: Vec<String> = ls
-            .spec
-            .depends_on
-            .iter()
-            .filter(|d| {
-                !self
-                    .services
-                    .get(d.as_str())
-                    .is_some_and(|s| service_ready(s))
-            })
-            .cloned()
-            .collect();
+        let not_ready = self.dependencies_not_ready(ls);
         if !not_ready.is_empty() {
-            return Gate::Wait {
+            return Ok(Gate::Wait {
                 reason: Reason::WaitingForDependency,
                 message: format!("waiting for {} to be Ready", abbreviate(&not_ready)),
                 waiting_on: not_ready.join(","),
-            };
+            });
         }
-        Gate::Open
+        Ok(Gate::Open)
     }
 
     /// Every phase `phase` comes after, nearest first, each once.
@@ -498,16 +491,16 @@ mod tests {
         ];
         let phases = phases();
         let snap = Snapshot::new(&services, &phases);
-        assert_eq!(snap.gate(&services[0]), Gate::Open);
+        assert_eq!(snap.gate(&services[0]), Ok(Gate::Open));
         assert!(
-            matches!(snap.gate(&services[1]), Gate::Wait { reason: Reason::WaitingForDependency, waiting_on, .. } if waiting_on == "mongo")
+            matches!(snap.gate(&services[1]), Ok(Gate::Wait { reason: Reason::WaitingForDependency, waiting_on, .. }) if waiting_on == "mongo")
         );
         assert!(
-            matches!(snap.gate(&services[2]), Gate::Wait { reason: Reason::WaitingForPhase, waiting_on, .. } if waiting_on == "phase/foundation")
+            matches!(snap.gate(&services[2]), Ok(Gate::Wait { reason: Reason::WaitingForPhase, waiting_on, .. }) if waiting_on == "phase/foundation")
         );
         // application waits for foundation too, not only for core.
         assert!(
-            matches!(snap.gate(&services[3]), Gate::Wait { reason: Reason::WaitingForPhase, waiting_on, .. } if waiting_on == "phase/core" || waiting_on == "phase/foundation")
+            matches!(snap.gate(&services[3]), Ok(Gate::Wait { reason: Reason::WaitingForPhase, waiting_on, .. }) if waiting_on == "phase/core" || waiting_on == "phase/foundation")
         );
 
         let services = vec![
@@ -516,7 +509,7 @@ mod tests {
             svc("gw", "core", &["redis"]),
         ];
         let snap = Snapshot::new(&services, &phases);
-        assert_eq!(snap.gate(&services[2]), Gate::Open);
+        assert_eq!(snap.gate(&services[2]), Ok(Gate::Open));
     }
 
     #[test]
@@ -527,7 +520,7 @@ mod tests {
         let phases = phases();
         let snap = Snapshot::new(&services, &phases);
         assert!(!service_ready(&services[0]));
-        assert!(matches!(snap.gate(&services[1]), Gate::Wait { .. }));
+        assert!(matches!(snap.gate(&services[1]), Ok(Gate::Wait { .. })));
     }
 
     #[test]
@@ -540,7 +533,7 @@ mod tests {
         let phases = phases();
         let snap = Snapshot::new(&services, &phases);
         for s in &services {
-            let Gate::Broken { reason, message } = snap.gate(s) else {
+            let Err(Broken { reason, message }) = snap.gate(s) else {
                 panic!("{} not broken", s.name_any())
             };
             assert_eq!(reason, Reason::DependencyCycle);
@@ -555,7 +548,7 @@ mod tests {
         let services = vec![svc("db", "foundation", &["gw"]), svc("gw", "core", &[])];
         let phases = phases();
         let snap = Snapshot::new(&services, &phases);
-        let Gate::Broken { reason, message } = snap.gate(&services[0]) else {
+        let Err(Broken { reason, message }) = snap.gate(&services[0]) else {
             panic!()
         };
         assert_eq!(reason, Reason::DependencyCycle);
@@ -568,15 +561,15 @@ mod tests {
         let phases = vec![phase("foundation", &["gone"])];
         let snap = Snapshot::new(&services, &phases);
         assert!(
-            matches!(snap.gate(&services[0]), Gate::Broken { reason: Reason::DependencyNotFound, message } if message.contains("ghost"))
+            matches!(snap.gate(&services[0]), Err(Broken { reason: Reason::DependencyNotFound, message }) if message.contains("ghost"))
         );
         assert!(
-            matches!(snap.gate(&services[1]), Gate::Broken { reason: Reason::PhaseNotFound, message } if message.contains("nowhere"))
+            matches!(snap.gate(&services[1]), Err(Broken { reason: Reason::PhaseNotFound, message }) if message.contains("nowhere"))
         );
         let services = vec![svc("a", "foundation", &[])];
         let snap = Snapshot::new(&services, &phases);
         assert!(
-            matches!(snap.gate(&services[0]), Gate::Broken { reason: Reason::PhaseDependencyNotFound, message } if message.contains("gone"))
+            matches!(snap.gate(&services[0]), Err(Broken { reason: Reason::PhaseDependencyNotFound, message }) if message.contains("gone"))
         );
     }
 
@@ -620,7 +613,7 @@ mod tests {
         let phases = vec![phase("x", &["y"]), phase("y", &["x"])];
         let snap = Snapshot::new(&services, &phases);
         assert!(
-            matches!(snap.gate(&services[0]), Gate::Broken { reason: Reason::PhaseCycle, message } if message.contains("x -> y -> x"))
+            matches!(snap.gate(&services[0]), Err(Broken { reason: Reason::PhaseCycle, message }) if message.contains("x -> y -> x"))
         );
 
         let mut paused = phase("foundation", &[]);
@@ -630,10 +623,10 @@ mod tests {
         let snap = Snapshot::new(&services, &phases);
         assert!(matches!(
             snap.gate(&services[0]),
-            Gate::Wait {
+            Ok(Gate::Wait {
                 reason: Reason::PhasePaused,
                 ..
-            }
+            })
         ));
     }
 

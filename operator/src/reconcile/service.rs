@@ -1,7 +1,9 @@
-//! The LucidService controller: validate -> check the graph -> dereference -> render ->
-//! choose the target (the spec, or a revision rolled back to) -> gate -> apply -> observe ->
-//! judge (roll back a failed update, record a Ready one) -> status. Every step that finds a problem the user must fix ends the
-//! reconcile with a condition, not an error; errors are for the API server failing us.
+//! The LucidService controller: validate -> assess the graph (once: broken, or whose turn)
+//! -> dereference -> render -> choose the target (the spec, or a revision rolled back to) ->
+//! gate -> apply -> observe -> judge (roll back a failed update, record a Ready one) ->
+//! status. Every step that finds a problem the user must fix ends the reconcile with a
+//! condition, not an error; errors are for the API server failing us, each tagged with the
+//! step it failed in (`error::Step`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +30,7 @@ use crate::api::{
     RollbackStatus,
 };
 use crate::error::{AtStep, Error, Step};
-use crate::graph::{Gate, NamedObject, Snapshot};
+use crate::graph::{Broken, Gate, NamedObject, Snapshot};
 use crate::render::{RenderInputs, render};
 use crate::revision::{next_revision, push_history};
 use crate::status::{ConditionType, Health, Reason, Rollout, State, rollout, set_condition};
@@ -241,9 +243,14 @@ async fn decide(
             return Ok(Outcome::not_yet_observed(seen, existing));
         }
     }
-    if let Some((reason, message)) = snapshot.problem(ls) {
-        return Ok(Outcome::degraded(reason, message, existing));
-    }
+    // The graph is assessed once: a broken one is reported here; otherwise whether it is
+    // this service's turn is kept for the steps that need it (backup, apply).
+    let gate = match snapshot.gate(ls) {
+        Ok(gate) => gate,
+        Err(Broken { reason, message }) => {
+            return Ok(Outcome::degraded(reason, message, existing));
+        }
+    };
 
     let config_hash = match dereference(&ctx.client, &ctx.contents, &ctx.watched(), namespace, ls)
         .await
@@ -342,7 +349,7 @@ async fn decide(
         {
             let protection = match &rollback {
                 None => back_up_first(
-                    ls, ctx, namespace, snapshot, &old, live, &attempt, revision, copier,
+                    ls, ctx, namespace, &gate, &old, live, &attempt, revision, copier,
                 )
                 .await
                 .at(Step::DataProtection)?,
@@ -373,7 +380,7 @@ async fn decide(
         }
         let gated = rollback.is_none();
         let (deployment, mut health) =
-            match converge(ls, ctx, namespace, snapshot, &children, existing, gated).await? {
+            match converge(ls, ctx, namespace, &gate, &children, existing, gated).await? {
                 Converged::Stopped(mut outcome) => {
                     outcome.revisions = Some(Revisions {
                         history,
@@ -564,7 +571,7 @@ async fn back_up_first(
     ls: &LucidService,
     ctx: &Context,
     namespace: &str,
-    snapshot: &Snapshot<'_>,
+    gate: &Gate,
     old: &LucidServiceStatus,
     live: &Deployment,
     attempt: &Attempt<'_>,
@@ -588,7 +595,7 @@ async fn back_up_first(
     if done || live_hash == Some(desired_hash) || !(from_good || started) {
         return Ok(Protection::Proceed);
     }
-    if !matches!(snapshot.gate(ls), Gate::Open) {
+    if !matches!(gate, Gate::Open) {
         return Ok(Protection::Proceed);
     }
     let step = protect::back_up(ctx, ls, namespace, live, revision, copier).await?;
@@ -818,7 +825,7 @@ async fn converge(
     ls: &LucidService,
     ctx: &Context,
     namespace: &str,
-    snapshot: &Snapshot<'_>,
+    gate: &Gate,
     children: &crate::render::Children,
     existing: Option<Deployment>,
     gated: bool,
@@ -828,7 +835,7 @@ async fn converge(
     // someone deleted or edited does not wait.
     let changed = planned.changed();
     if changed && gated {
-        match snapshot.gate(ls) {
+        match gate {
             Gate::Open => {}
             Gate::Wait {
                 reason,
@@ -842,22 +849,17 @@ async fn converge(
                         .at(Step::Apply)?;
                 }
                 let health = Health::Waiting {
-                    reason: reason.into(),
-                    message,
+                    reason: (*reason).into(),
+                    message: message.clone(),
                 };
                 return Ok(Converged::Stopped(Outcome {
                     health,
                     deployment: existing,
-                    waiting_on: Some(waiting_on),
+                    waiting_on: Some(waiting_on.clone()),
                     retry: false,
                     revisions: None,
                     again: None,
                 }));
-            }
-            Gate::Broken { reason, message } => {
-                return Ok(Converged::Stopped(Outcome::degraded(
-                    reason, message, existing,
-                )));
             }
         }
     }
