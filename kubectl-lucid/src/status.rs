@@ -7,12 +7,14 @@ use std::io::{IsTerminal, Write};
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::events::v1::Event as K8sEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Config, Resource, ResourceExt};
 use lucid_operator::api::{LucidPhase, LucidService};
 use lucid_operator::graph::{Snapshot, service_ready};
+use lucid_operator::status::{ConditionType, Reason, State};
 
 use crate::cli::{KubeArgs, StatusArgs};
 use crate::error::{Error, Result};
@@ -42,34 +44,30 @@ fn current<K: Resource>(k: &K, observed: Option<i64>) -> bool {
     observed == k.meta().generation
 }
 
-/// Reasons the operator gives for a graph it cannot roll out ([`Snapshot::problem`]).
-const GRAPH_REASONS: &[&str] = &[
-    "PhaseNotFound",
-    "DependencyNotFound",
-    "PhaseDependencyNotFound",
-    "PhaseCycle",
-    "DependencyCycle",
-];
+/// Whether `status.state` says `state`.
+fn is_state(written: &Option<String>, state: State) -> bool {
+    written.as_deref() == Some(state.as_str())
+}
+
+/// The condition that says `type_` is true.
+fn condition_true(conditions: &[Condition], type_: ConditionType) -> Option<&Condition> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_.as_str() && c.status == "True")
+}
 
 pub fn verdict(v: &View) -> Verdict {
     let mut degraded = Vec::new();
     let snapshot = Snapshot::new(v.services.values(), v.phases.values());
     for s in v.services.values() {
         let Some(st) = &s.status else { continue };
-        let reason = st
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Degraded" && c.status == "True")
-            .map(|c| c.reason.as_str());
+        let reason = condition_true(&st.conditions, ConditionType::Degraded)
+            .and_then(|c| Reason::parse(&c.reason));
         // A graph error the objects seen here no longer have is the operator's view lagging
         // behind `kubectl apply` (a service seen before its phase): it will clear, not fail.
-        let stale =
-            reason.is_some_and(|r| GRAPH_REASONS.contains(&r)) && snapshot.problem(s).is_none();
-        if st.state.as_deref() == Some("Degraded") && current(s, st.observed_generation) && !stale {
-            let why = st
-                .conditions
-                .iter()
-                .find(|c| c.type_ == "Degraded" && c.status == "True")
+        let stale = reason.is_some_and(Reason::is_graph_problem) && snapshot.problem(s).is_none();
+        if is_state(&st.state, State::Degraded) && current(s, st.observed_generation) && !stale {
+            let why = condition_true(&st.conditions, ConditionType::Degraded)
                 .map(|c| format!("{}: {}", c.reason, c.message))
                 .unwrap_or_default();
             degraded.push(format!("LucidService/{} is Degraded: {why}", s.name_any()));
@@ -77,21 +75,17 @@ pub fn verdict(v: &View) -> Verdict {
     }
     for p in v.phases.values() {
         let Some(st) = &p.status else { continue };
-        if st.state.as_deref() != Some("Degraded") || !current(p, st.observed_generation) {
+        if !is_state(&st.state, State::Degraded) || !current(p, st.observed_generation) {
             continue;
         }
-        let Some(c) = st
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Degraded" && c.status == "True")
-        else {
+        let Some(c) = condition_true(&st.conditions, ConditionType::Degraded) else {
             continue;
         };
         // A degraded member is reported (or waited out) above; the phase's own graph errors
         // count only while the objects seen here still have them.
-        let still = match c.reason.as_str() {
-            "PhaseCycle" => snapshot.phase_cycle(&p.name_any()).is_some(),
-            "PhaseDependencyNotFound" => {
+        let still = match Reason::parse(&c.reason) {
+            Some(Reason::PhaseCycle) => snapshot.phase_cycle(&p.name_any()).is_some(),
+            Some(Reason::PhaseDependencyNotFound) => {
                 p.spec.depends_on.iter().any(|d| !v.phases.contains_key(d))
             }
             _ => false,
@@ -112,7 +106,7 @@ pub fn verdict(v: &View) -> Verdict {
     let services_ready = !v.services.is_empty() && v.services.values().all(service_ready);
     let phases_ready = v.phases.values().all(|p| {
         p.status.as_ref().is_some_and(|st| {
-            st.state.as_deref() == Some("Ready") && current(p, st.observed_generation)
+            is_state(&st.state, State::Ready) && current(p, st.observed_generation)
         })
     });
     if services_ready && phases_ready {
@@ -144,12 +138,14 @@ impl Style {
         if !self.colour {
             return text.to_string();
         }
-        let code = match state {
-            "Ready" => "32",
-            "Progressing" => "33",
-            "Waiting" | "Paused" => "36",
-            "Degraded" => "31",
-            _ => "2",
+        // A phase's state may also be `Paused`, a word of its own (not a `State`).
+        let code = match State::parse(state) {
+            Some(State::Ready) => "32",
+            Some(State::Progressing) => "33",
+            Some(State::Waiting) => "36",
+            Some(State::Degraded) => "31",
+            None if state == Reason::Paused.as_str() => "36",
+            None => "2",
         };
         format!("\x1b[{code}m{text}\x1b[0m")
     }
@@ -255,7 +251,7 @@ const BRANCH_WIDTH: usize = 3;
 fn service_line(s: &LucidService, v: &View, style: Style, branch: &str, width: usize) -> String {
     let st = s.status.clone().unwrap_or_default();
     let state = if service_ready(s) {
-        "Ready".to_string()
+        State::Ready.as_str().to_string()
     } else {
         st.state.clone().unwrap_or_else(|| "Pending".into())
     };
@@ -266,7 +262,7 @@ fn service_line(s: &LucidService, v: &View, style: Style, branch: &str, width: u
         style.paint(&state, &format!("{state:11}")),
         w = width.saturating_sub(BRANCH_WIDTH),
     );
-    if state != "Ready" {
+    if state != State::Ready.as_str() {
         let why = st
             .waiting_on
             .clone()
@@ -274,7 +270,7 @@ fn service_line(s: &LucidService, v: &View, style: Style, branch: &str, width: u
             .or_else(|| {
                 st.conditions
                     .iter()
-                    .find(|c| c.type_ == "Ready" && c.status != "True")
+                    .find(|c| c.type_ == ConditionType::Ready.as_str() && c.status != "True")
                     .map(|c| c.message.clone())
             });
         if let Some(why) = why.filter(|w| !w.is_empty()) {
@@ -287,7 +283,7 @@ fn service_line(s: &LucidService, v: &View, style: Style, branch: &str, width: u
     if let Some(deps) = st
         .conditions
         .iter()
-        .find(|c| c.type_ == "DependenciesReady" && c.status == "False")
+        .find(|c| c.type_ == ConditionType::DependenciesReady.as_str() && c.status == "False")
     {
         line.push_str(&format!("  dependencies {}", deps.message));
     }

@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use kube::{Resource, ResourceExt};
 
 use crate::api::{LucidPhase, LucidService};
+use crate::status::{ConditionType, Reason};
 
 /// Ready now: Ready=True, and written for the current generation (a Ready condition from
 /// before a spec change does not count).
@@ -22,7 +23,7 @@ pub fn service_ready(ls: &LucidService) -> bool {
         && status
             .conditions
             .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
+            .any(|c| c.type_ == ConditionType::Ready.as_str() && c.status == "True")
 }
 
 /// Why a service cannot go ahead.
@@ -31,15 +32,18 @@ pub enum Gate {
     Open,
     /// Held until something else is Ready; not an error.
     Wait {
-        reason: &'static str,
+        reason: Reason,
         message: String,
         waiting_on: String,
     },
-    /// The graph is wrong and will stay wrong until the user changes it.
-    Broken {
-        reason: &'static str,
-        message: String,
-    },
+}
+
+/// The graph around a service is wrong (a phase or service it names does not exist, or a
+/// cycle), and will stay wrong until the user changes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Broken {
+    pub reason: Reason,
+    pub message: String,
 }
 
 /// Phases or services the graph names that do not exist (as far as a snapshot knows).
@@ -57,11 +61,11 @@ pub enum Unresolved<'a> {
 }
 
 impl Unresolved<'_> {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Unresolved::Phase(_) => "PhaseNotFound",
-            Unresolved::Dependencies(_) => "DependencyNotFound",
-            Unresolved::PhaseDependencies { .. } => "PhaseDependencyNotFound",
+            Unresolved::Phase(_) => Reason::PhaseNotFound,
+            Unresolved::Dependencies(_) => Reason::DependencyNotFound,
+            Unresolved::PhaseDependencies { .. } => Reason::PhaseDependencyNotFound,
         }
     }
 
@@ -227,14 +231,14 @@ impl<'a> Snapshot<'a> {
 
     /// Problems in the graph around `ls` that the user must fix. Checked on every reconcile,
     /// whether or not the service has changed.
-    pub fn problem(&self, ls: &'a LucidService) -> Option<(&'static str, String)> {
+    pub fn problem(&self, ls: &'a LucidService) -> Option<(Reason, String)> {
         let name = ls.meta().name.as_deref().unwrap_or("");
         if let Some(missing) = self.missing(ls) {
             return Some((missing.reason(), missing.message()));
         }
         if let Some(cycle) = self.phase_cycle(&ls.spec.phase) {
             return Some((
-                "PhaseCycle",
+                Reason::PhaseCycle,
                 format!(
                     "phases depend on each other in a cycle: {}",
                     cycle.join(" -> ")
@@ -243,7 +247,7 @@ impl<'a> Snapshot<'a> {
         }
         self.cycle_through(Node::Service(name)).map(|cycle| {
             (
-                "DependencyCycle",
+                Reason::DependencyCycle,
                 format!("dependencies form a cycle: {}", cycle.join(" -> ")),
             )
         })
@@ -251,53 +255,43 @@ impl<'a> Snapshot<'a> {
 
     /// Whether `ls` may be created or changed now: every phase before its own is Ready, its
     /// own phase is not paused, and every service it depends on is Ready.
-    pub fn gate(&self, ls: &'a LucidService) -> Gate {
+    /// The graph is assessed once, here: a broken one has no gate to pass.
+    pub fn gate(&self, ls: &'a LucidService) -> Result<Gate, Broken> {
         if let Some((reason, message)) = self.problem(ls) {
-            return Gate::Broken { reason, message };
+            return Err(Broken { reason, message });
         }
         let phase_name = ls.spec.phase.as_str();
         if self.phase(phase_name).is_some_and(|p| p.spec.paused) {
-            return Gate::Wait {
-                reason: "PhasePaused",
+            return Ok(Gate::Wait {
+                reason: Reason::PhasePaused,
                 message: format!(
                     "phase {phase_name} is paused: set spec.paused: false on LucidPhase {phase_name} to go on"
                 ),
                 waiting_on: format!("phase/{phase_name}"),
-            };
+            });
         }
         for upstream in self.upstream_phases(phase_name) {
             if !self.members_ready(upstream) {
                 // No counts here: a message that changed with every member would rewrite
                 // every waiting service's status on each change. The phase has the counts.
-                return Gate::Wait {
-                    reason: "WaitingForPhase",
+                return Ok(Gate::Wait {
+                    reason: Reason::WaitingForPhase,
                     message: format!(
                         "waiting for phase {upstream} to be Ready (see kubectl get lucidphase {upstream})"
                     ),
                     waiting_on: format!("phase/{upstream}"),
-                };
+                });
             }
         }
-        let not_ready: Vec<String> = ls
-            .spec
-            .depends_on
-            .iter()
-            .filter(|d| {
-                !self
-                    .services
-                    .get(d.as_str())
-                    .is_some_and(|s| service_ready(s))
-            })
-            .cloned()
-            .collect();
+        let not_ready = self.dependencies_not_ready(ls);
         if !not_ready.is_empty() {
-            return Gate::Wait {
-                reason: "WaitingForDependency",
+            return Ok(Gate::Wait {
+                reason: Reason::WaitingForDependency,
                 message: format!("waiting for {} to be Ready", abbreviate(&not_ready)),
                 waiting_on: not_ready.join(","),
-            };
+            });
         }
-        Gate::Open
+        Ok(Gate::Open)
     }
 
     /// Every phase `phase` comes after, nearest first, each once.
@@ -455,7 +449,7 @@ mod tests {
             conditions: vec![Condition {
                 type_: "Ready".into(),
                 status: "True".into(),
-                reason: "RolloutComplete".into(),
+                reason: Reason::RolloutComplete.into(),
                 message: String::new(),
                 observed_generation: ls.metadata.generation,
                 last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
@@ -497,16 +491,16 @@ mod tests {
         ];
         let phases = phases();
         let snap = Snapshot::new(&services, &phases);
-        assert_eq!(snap.gate(&services[0]), Gate::Open);
+        assert_eq!(snap.gate(&services[0]), Ok(Gate::Open));
         assert!(
-            matches!(snap.gate(&services[1]), Gate::Wait { reason: "WaitingForDependency", waiting_on, .. } if waiting_on == "mongo")
+            matches!(snap.gate(&services[1]), Ok(Gate::Wait { reason: Reason::WaitingForDependency, waiting_on, .. }) if waiting_on == "mongo")
         );
         assert!(
-            matches!(snap.gate(&services[2]), Gate::Wait { reason: "WaitingForPhase", waiting_on, .. } if waiting_on == "phase/foundation")
+            matches!(snap.gate(&services[2]), Ok(Gate::Wait { reason: Reason::WaitingForPhase, waiting_on, .. }) if waiting_on == "phase/foundation")
         );
         // application waits for foundation too, not only for core.
         assert!(
-            matches!(snap.gate(&services[3]), Gate::Wait { reason: "WaitingForPhase", waiting_on, .. } if waiting_on == "phase/core" || waiting_on == "phase/foundation")
+            matches!(snap.gate(&services[3]), Ok(Gate::Wait { reason: Reason::WaitingForPhase, waiting_on, .. }) if waiting_on == "phase/core" || waiting_on == "phase/foundation")
         );
 
         let services = vec![
@@ -515,7 +509,7 @@ mod tests {
             svc("gw", "core", &["redis"]),
         ];
         let snap = Snapshot::new(&services, &phases);
-        assert_eq!(snap.gate(&services[2]), Gate::Open);
+        assert_eq!(snap.gate(&services[2]), Ok(Gate::Open));
     }
 
     #[test]
@@ -526,7 +520,7 @@ mod tests {
         let phases = phases();
         let snap = Snapshot::new(&services, &phases);
         assert!(!service_ready(&services[0]));
-        assert!(matches!(snap.gate(&services[1]), Gate::Wait { .. }));
+        assert!(matches!(snap.gate(&services[1]), Ok(Gate::Wait { .. })));
     }
 
     #[test]
@@ -539,10 +533,10 @@ mod tests {
         let phases = phases();
         let snap = Snapshot::new(&services, &phases);
         for s in &services {
-            let Gate::Broken { reason, message } = snap.gate(s) else {
+            let Err(Broken { reason, message }) = snap.gate(s) else {
                 panic!("{} not broken", s.name_any())
             };
-            assert_eq!(reason, "DependencyCycle");
+            assert_eq!(reason, Reason::DependencyCycle);
             for name in ["a", "b", "c"] {
                 assert!(message.contains(name), "{message}");
             }
@@ -554,10 +548,10 @@ mod tests {
         let services = vec![svc("db", "foundation", &["gw"]), svc("gw", "core", &[])];
         let phases = phases();
         let snap = Snapshot::new(&services, &phases);
-        let Gate::Broken { reason, message } = snap.gate(&services[0]) else {
+        let Err(Broken { reason, message }) = snap.gate(&services[0]) else {
             panic!()
         };
-        assert_eq!(reason, "DependencyCycle");
+        assert_eq!(reason, Reason::DependencyCycle);
         assert!(message.contains("phase/foundation"), "{message}");
     }
 
@@ -567,15 +561,15 @@ mod tests {
         let phases = vec![phase("foundation", &["gone"])];
         let snap = Snapshot::new(&services, &phases);
         assert!(
-            matches!(snap.gate(&services[0]), Gate::Broken { reason: "DependencyNotFound", message } if message.contains("ghost"))
+            matches!(snap.gate(&services[0]), Err(Broken { reason: Reason::DependencyNotFound, message }) if message.contains("ghost"))
         );
         assert!(
-            matches!(snap.gate(&services[1]), Gate::Broken { reason: "PhaseNotFound", message } if message.contains("nowhere"))
+            matches!(snap.gate(&services[1]), Err(Broken { reason: Reason::PhaseNotFound, message }) if message.contains("nowhere"))
         );
         let services = vec![svc("a", "foundation", &[])];
         let snap = Snapshot::new(&services, &phases);
         assert!(
-            matches!(snap.gate(&services[0]), Gate::Broken { reason: "PhaseDependencyNotFound", message } if message.contains("gone"))
+            matches!(snap.gate(&services[0]), Err(Broken { reason: Reason::PhaseDependencyNotFound, message }) if message.contains("gone"))
         );
     }
 
@@ -603,7 +597,10 @@ mod tests {
         assert_eq!(missing.objects(), [NamedObject::Phase("gone")]);
         assert_eq!(
             (missing.reason(), snap.problem(&services[0]).map(|p| p.0)),
-            ("PhaseDependencyNotFound", Some("PhaseDependencyNotFound"))
+            (
+                Reason::PhaseDependencyNotFound,
+                Some(Reason::PhaseDependencyNotFound)
+            )
         );
         let phases = vec![phase("foundation", &[])];
         let snap = Snapshot::new(&services, &phases);
@@ -616,7 +613,7 @@ mod tests {
         let phases = vec![phase("x", &["y"]), phase("y", &["x"])];
         let snap = Snapshot::new(&services, &phases);
         assert!(
-            matches!(snap.gate(&services[0]), Gate::Broken { reason: "PhaseCycle", message } if message.contains("x -> y -> x"))
+            matches!(snap.gate(&services[0]), Err(Broken { reason: Reason::PhaseCycle, message }) if message.contains("x -> y -> x"))
         );
 
         let mut paused = phase("foundation", &[]);
@@ -626,10 +623,10 @@ mod tests {
         let snap = Snapshot::new(&services, &phases);
         assert!(matches!(
             snap.gate(&services[0]),
-            Gate::Wait {
-                reason: "PhasePaused",
+            Ok(Gate::Wait {
+                reason: Reason::PhasePaused,
                 ..
-            }
+            })
         ));
     }
 

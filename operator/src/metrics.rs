@@ -2,8 +2,9 @@
 //!
 //! - `reconciles_total{controller, result}`: result `ok`, `retrying` (an API call failed and is
 //!   shown on the object), `error` (the reconcile returned an error);
-//! - `reconcile_failures_total{controller, reason}`: why (`ApplyFailed`, `ApiCallFailed`,
-//!   `Kube`, `Render`, ...);
+//! - `reconcile_failures_total{controller, reason}`: why, by the step that failed, as its
+//!   condition says (`ReadConfigFailed`, `ApplyFailed`, `DeleteFailed`, `StatusWriteFailed`,
+//!   `RenderFailed`, ...: `Error::metric_label`);
 //! - `reconcile_duration_seconds{controller}` and `reconciles_in_flight{controller}`, from a
 //!   guard that records on every path out of a reconcile, errors and panics included;
 //! - `phase_members{namespace, phase}`, `phase_ready_members{namespace, phase}`;

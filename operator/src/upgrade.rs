@@ -10,28 +10,10 @@
 //!   that member's own rollback is in force.
 
 use crate::api::{GoodRevision, LucidService, OnFailure, RollbackStatus};
-use crate::status::Health;
+use crate::status::{Health, Reason};
 
 /// The annotation `kubectl lucid retry` sets: a new value asks for the failed update again.
 pub const RETRY_ANNOTATION: &str = "lucid.io/retry";
-
-/// Reason of a phase member rolled back for another member's failure.
-pub const PHASE_ROLLED_BACK: &str = "PhaseRolledBack";
-/// Ready=False reason while the old revision serves in place of a failed update.
-pub const ROLLED_BACK: &str = "RolledBack";
-/// Progressing reason while the old revision is being put back.
-pub const ROLLING_BACK: &str = "RollingBack";
-
-/// Reasons of a Degraded health that mean the new revision cannot run: an update ending in
-/// one of these failed. Anything found before the apply (an invalid spec, a missing Secret,
-/// an order problem) leaves the old revision running untouched, so is not one.
-const FAILURE_REASONS: &[&str] = &[
-    "ImagePullFailed",
-    "ContainerConfigError",
-    "CrashLoopBackOff",
-    "Unschedulable",
-    "RolloutStuck",
-];
 
 /// The attempt the spec asks for now.
 #[derive(Clone, Copy, Debug)]
@@ -100,7 +82,9 @@ pub fn rolled_back_itself(ls: &LucidService) -> bool {
 /// rendering) is one; None while it is fine or still going.
 pub fn failure(health: &Health) -> Option<(&str, &str)> {
     match health {
-        Health::Degraded { reason, message } if FAILURE_REASONS.contains(&reason.as_str()) => {
+        Health::Degraded { reason, message }
+            if Reason::parse(reason).is_some_and(Reason::is_rollout_failure) =>
+        {
             Some((reason.as_str(), message.as_str()))
         }
         _ => None,

@@ -10,6 +10,7 @@ use kube::ResourceExt;
 use kube::api::DynamicObject;
 use lucid_operator::api::{LucidPhase, LucidService};
 use lucid_operator::graph::service_ready;
+use lucid_operator::status::{ConditionType, State as ObjectState};
 use serde_json::{Value, json};
 
 use crate::graph;
@@ -185,7 +186,7 @@ impl State {
             let degraded = st
                 .conditions
                 .iter()
-                .find(|c| c.type_ == "Degraded" && c.status == "True");
+                .find(|c| c.type_ == ConditionType::Degraded.as_str() && c.status == "True");
             phase_json.insert(
                 p.name_any(),
                 json!({
@@ -218,14 +219,14 @@ impl State {
         let current =
             st.observed_generation.is_some() && st.observed_generation == s.metadata.generation;
         let state = if service_ready(s) {
-            "Ready".to_string()
+            ObjectState::Ready.as_str().to_string()
         } else {
             st.state.clone().unwrap_or_else(|| "Pending".into())
         };
-        let condition = |t: &str| st.conditions.iter().find(|c| c.type_ == t);
-        let degraded = condition("Degraded").filter(|c| c.status == "True");
+        let condition = |t: ConditionType| st.conditions.iter().find(|c| c.type_ == t.as_str());
+        let degraded = condition(ConditionType::Degraded).filter(|c| c.status == "True");
         // Since when it is in its state: the Ready condition's last transition.
-        let since = condition("Ready").map(|c| c.last_transition_time.0.to_string());
+        let since = condition(ConditionType::Ready).map(|c| c.last_transition_time.0.to_string());
         let mut nodes: Vec<String> = self
             .pods_of(&s.name_any())
             .iter()

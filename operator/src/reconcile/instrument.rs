@@ -79,7 +79,7 @@ where
             }
             Err(error) => {
                 span.record("outcome", "error");
-                ctx.metrics.failed(controller, error.reason());
+                ctx.metrics.failed(controller, error.metric_label());
             }
         }
         result.map(|done| done.action)

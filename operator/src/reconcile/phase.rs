@@ -19,7 +19,7 @@ use crate::api::{
 };
 use crate::error::Error;
 use crate::graph::{NamedObject, Snapshot, service_ready};
-use crate::status::{Health, State};
+use crate::status::{ConditionType, Health, Reason, State};
 
 const CONTROLLER: &str = "lucidphase";
 
@@ -74,7 +74,7 @@ async fn summarise_and_write(
             &status.conditions,
             status.observed_generation,
             phase.metadata.generation,
-            "PhaseDependencyNotFound",
+            Reason::PhaseDependencyNotFound,
         )
     });
     if !missing.is_empty()
@@ -123,12 +123,15 @@ fn member_state(ls: &LucidService) -> (MemberState, Option<String>) {
     let ready = status
         .conditions
         .iter()
-        .find(|c| c.type_ == "Ready")
+        .find(|c| c.type_ == ConditionType::Ready.as_str())
         .map(|c| c.message.clone())
         .filter(|m| !m.is_empty());
     match status.state.as_deref().and_then(State::parse) {
         Some(State::Degraded) => {
-            let degraded = status.conditions.iter().find(|c| c.type_ == "Degraded");
+            let degraded = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == ConditionType::Degraded.as_str());
             (
                 MemberState::Degraded,
                 degraded.map(|c| format!("{}: {}", c.reason, c.message)),
@@ -200,7 +203,7 @@ pub fn summarise(
     let (health, waiting_on) = if !missing.is_empty() {
         (
             Health::Degraded {
-                reason: "PhaseDependencyNotFound".into(),
+                reason: Reason::PhaseDependencyNotFound.into(),
                 message: format!(
                     "dependsOn names phases that do not exist: {}",
                     missing.join(", ")
@@ -211,7 +214,7 @@ pub fn summarise(
     } else if let Some(cycle) = snapshot.phase_cycle(&name) {
         (
             Health::Degraded {
-                reason: "PhaseCycle".into(),
+                reason: Reason::PhaseCycle.into(),
                 message: format!(
                     "phases depend on each other in a cycle: {}",
                     cycle.join(" -> ")
@@ -227,7 +230,7 @@ pub fn summarise(
         );
         (
             Health::Degraded {
-                reason: "ServiceDegraded".into(),
+                reason: Reason::ServiceDegraded.into(),
                 message,
             },
             Some(m.name.clone()),
@@ -235,7 +238,7 @@ pub fn summarise(
     } else if ready == total {
         (
             Health::Ready {
-                reason: "AllServicesReady".into(),
+                reason: Reason::AllServicesReady.into(),
                 message: format!("{ready}/{total} services ready"),
             },
             None,
@@ -243,7 +246,7 @@ pub fn summarise(
     } else if phase.spec.paused {
         (
             Health::Waiting {
-                reason: "Paused".into(),
+                reason: Reason::Paused.into(),
                 message: "paused: set spec.paused: false to go on".into(),
             },
             Some("paused".into()),
@@ -256,7 +259,7 @@ pub fn summarise(
         let message = format!("waiting for phase {upstream}; {ready}/{total} services ready");
         (
             Health::Waiting {
-                reason: "WaitingForPhase".into(),
+                reason: Reason::WaitingForPhase.into(),
                 message,
             },
             Some(format!("phase/{upstream}")),
@@ -267,7 +270,7 @@ pub fn summarise(
         let message = format!("{ready}/{total} services ready");
         (
             Health::Progressing {
-                reason: "RollingOut".into(),
+                reason: Reason::RollingOut.into(),
                 message,
             },
             m.map(|m| m.name.clone()),
@@ -298,7 +301,7 @@ pub fn summarise(
         ready: Some(format!("{ready}/{total}")),
         state: Some(
             if phase.spec.paused && !health.is_ready() && degraded == 0 {
-                "Paused".into()
+                Reason::Paused.into()
             } else {
                 health.state().as_str().into()
             },

@@ -38,8 +38,8 @@ pub fn protects(ls: &LucidService, copier: Option<&CopyJobSettings>) -> bool {
         && ls.spec.storage.data.kind == VolumeKind::PersistentVolumeClaim
 }
 
-/// Where a step stands.
-pub enum Step<T> {
+/// Where a backup or restore Job stands.
+pub enum CopyProgress<T> {
     /// Not finished; the message says what it waits for.
     Waiting(String),
     Done(T),
@@ -86,9 +86,9 @@ pub async fn back_up(
     live: &Deployment,
     revision: i64,
     copier: &CopyJobSettings,
-) -> Result<Step<BackupRecord>, Error> {
+) -> Result<CopyProgress<BackupRecord>, Error> {
     if !stopped(ctx, ls, namespace, live).await? {
-        return Ok(Step::Waiting(format!(
+        return Ok(CopyProgress::Waiting(format!(
             "stopping the old pods before copying /app/data (revision {revision} starts after the backup)"
         )));
     }
@@ -110,7 +110,7 @@ pub async fn back_up(
     .await?;
     let job = backup_job(ls, revision, copier, &owner);
     Ok(match run(ctx, namespace, &job).await? {
-        JobOutcome::Running => Step::Waiting(format!(
+        JobOutcome::Running => CopyProgress::Waiting(format!(
             "copying /app/data to claim {} (Job {})",
             claim.name_any(),
             job.name_any()
@@ -127,7 +127,7 @@ pub async fn back_up(
                 written: 0,
                 removed: 0,
             });
-            Step::Done(BackupRecord {
+            CopyProgress::Done(BackupRecord {
                 revision,
                 claim: claim.name_any(),
                 files: summary.files,
@@ -138,7 +138,7 @@ pub async fn back_up(
                 at: Time(jiff::Timestamp::now()),
             })
         }
-        JobOutcome::Failed { message } => Step::Failed(format!(
+        JobOutcome::Failed { message } => CopyProgress::Failed(format!(
             "the backup of /app/data to claim {} failed, so the update did not start: {message}",
             claim.name_any()
         )),
@@ -153,9 +153,9 @@ pub async fn restore(
     live: &Deployment,
     backup: &BackupRecord,
     copier: &CopyJobSettings,
-) -> Result<Step<()>, Error> {
+) -> Result<CopyProgress<()>, Error> {
     if !stopped(ctx, ls, namespace, live).await? {
-        return Ok(Step::Waiting(format!(
+        return Ok(CopyProgress::Waiting(format!(
             "stopping the failed revision's pods before restoring /app/data from claim {}",
             backup.claim
         )));
@@ -163,13 +163,13 @@ pub async fn restore(
     let owner = crate::render::owner_reference(ls)?;
     let job = restore_job(ls, backup.revision, copier, &owner);
     Ok(match run(ctx, namespace, &job).await? {
-        JobOutcome::Running => Step::Waiting(format!(
+        JobOutcome::Running => CopyProgress::Waiting(format!(
             "restoring /app/data from claim {} (Job {})",
             backup.claim,
             job.name_any()
         )),
-        JobOutcome::Succeeded { .. } => Step::Done(()),
-        JobOutcome::Failed { message } => Step::Failed(format!(
+        JobOutcome::Succeeded { .. } => CopyProgress::Done(()),
+        JobOutcome::Failed { message } => CopyProgress::Failed(format!(
             "restoring /app/data from claim {} failed, so the old revision was not started on \
              data the failed revision may have changed: {message}. The copy is intact in the \
              claim; fix the cause and `kubectl lucid retry {}`",

@@ -11,6 +11,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 
 use crate::api::LucidService;
+use crate::status::Reason;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ConfigKind {
@@ -30,7 +31,7 @@ pub struct ConfigReference {
 /// What is missing, in words a user can act on. Names only: never a value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MissingConfig {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -318,8 +319,8 @@ pub fn check_and_hash(
         match (contents.get(&(r.kind, r.name.clone())), &r.key) {
             (Some(None) | None, _) => missing.push(MissingConfig {
                 reason: match r.kind {
-                    ConfigKind::ConfigMap => "MissingConfigMap",
-                    ConfigKind::Secret => "MissingSecret",
+                    ConfigKind::ConfigMap => Reason::MissingConfigMap,
+                    ConfigKind::Secret => Reason::MissingSecret,
                 },
                 message: format!(
                     "{} {} not found: create it, or mark the reference optional",
@@ -329,7 +330,7 @@ pub fn check_and_hash(
             }),
             (Some(Some(data)), Some(key)) if !data.keys.contains(key) => {
                 missing.push(MissingConfig {
-                    reason: "MissingKey",
+                    reason: Reason::MissingKey,
                     message: format!(
                         "{} {} has no key {key}: add it, or mark the reference optional",
                         kind_name(r.kind),
@@ -416,7 +417,7 @@ mod tests {
         ]);
         let missing = check_and_hash(&refs, &c).unwrap_err();
         assert_eq!(missing.len(), 1);
-        assert_eq!(missing[0].reason, "MissingSecret");
+        assert_eq!(missing[0].reason, Reason::MissingSecret);
         assert!(
             missing[0]
                 .message
@@ -481,7 +482,7 @@ envFrom:
         );
         let missing = check_and_hash(&refs, &contents(&[secret])).unwrap_err();
         assert_eq!(missing.len(), 1, "{missing:?}");
-        assert_eq!(missing[0].reason, "MissingConfigMap");
+        assert_eq!(missing[0].reason, Reason::MissingConfigMap);
         assert!(
             missing[0]
                 .message
@@ -506,7 +507,7 @@ envFrom:
         let c = contents(&[(ConfigKind::Secret, "s", Some(&[("other", "x")]))]);
         assert_eq!(
             check_and_hash(&refs, &c).unwrap_err()[0].reason,
-            "MissingKey"
+            Reason::MissingKey
         );
         refs[0].optional = true;
         assert!(check_and_hash(&refs, &c).is_ok());

@@ -1,7 +1,9 @@
-//! The LucidService controller: validate -> check the graph -> dereference -> render ->
-//! choose the target (the spec, or a revision rolled back to) -> gate -> apply -> observe ->
-//! judge (roll back a failed update, record a Ready one) -> status. Every step that finds a problem the user must fix ends the
-//! reconcile with a condition, not an error; errors are for the API server failing us.
+//! The LucidService controller: validate -> assess the graph (once: broken, or whose turn)
+//! -> dereference -> render -> choose the target (the spec, or a revision rolled back to) ->
+//! gate -> apply -> observe -> judge (roll back a failed update, record a Ready one) ->
+//! status. Every step that finds a problem the user must fix ends the reconcile with a
+//! condition, not an error; errors are for the API server failing us, each tagged with the
+//! step it failed in (`error::Step`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +21,7 @@ use serde_json::json;
 use super::apply::{ApplyFailure, api_message, apply_planned, delete_orphans, plan};
 use super::context::Context;
 use super::instrument::{Reconciled, backoff_key, instrumented};
-use super::protect::{self, Step};
+use super::protect::{self, CopyProgress};
 use super::references::dereference;
 use super::revisions::{self, Recorded};
 use super::status_patch;
@@ -28,14 +30,14 @@ use crate::api::{
     BackupRecord, DataProtection, GoodRevision, LucidService, LucidServiceStatus, OnFailure,
     RollbackStatus,
 };
-use crate::error::Error;
-use crate::graph::{Gate, NamedObject, Snapshot};
+use crate::error::{AtStep, Error, Step};
+use crate::graph::{Broken, Gate, NamedObject, Snapshot};
 use crate::render::{RenderInputs, render};
 use crate::revision::{next_revision, push_history};
-use crate::status::{ConditionType, Health, Rollout, State, rollout, set_condition};
+use crate::status::{ConditionType, Health, Reason, Rollout, State, rollout, set_condition};
 use crate::upgrade::{
-    Attempt, OnFailed, PHASE_ROLLED_BACK, ROLLED_BACK, ROLLING_BACK, attempt_key, failure,
-    follows_phase, on_failed, rollback_holds, rolled_back_itself, rolled_back_message,
+    Attempt, OnFailed, attempt_key, failure, follows_phase, on_failed, rollback_holds,
+    rolled_back_itself, rolled_back_message,
 };
 use crate::validate;
 
@@ -98,7 +100,7 @@ impl Revisions {
 }
 
 impl Outcome {
-    fn degraded(reason: &str, message: String, deployment: Option<Deployment>) -> Self {
+    fn degraded(reason: Reason, message: String, deployment: Option<Deployment>) -> Self {
         let health = Health::Degraded {
             reason: reason.into(),
             message,
@@ -121,7 +123,7 @@ impl Outcome {
         };
         Self {
             health: Health::Waiting {
-                reason: unobserved::REASON.into(),
+                reason: Reason::NotYetObserved.into(),
                 message: format!(
                     "{what} was just created: going on once the operator's watch has delivered it"
                 ),
@@ -136,7 +138,7 @@ impl Outcome {
 
     /// The API server failed a call (not a refusal of what we sent): shown on the object,
     /// retried with backoff, cleared by the next reconcile that gets through.
-    fn failed(reason: &str, message: String, deployment: Option<Deployment>) -> Self {
+    fn failed(reason: Reason, message: String, deployment: Option<Deployment>) -> Self {
         Self {
             retry: true,
             ..Self::degraded(reason, message, deployment)
@@ -161,11 +163,17 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Reconcile
     let snapshot = view.snapshot();
     let mut outcome = match decide(ls, ctx, &namespace, &snapshot, existing.clone()).await {
         Ok(outcome) => outcome,
-        // Reads (ConfigMaps, Secrets) and deletes the API server failed: shown on the object.
+        // A call the API server failed (a read, a delete, a revision or backup step): shown
+        // on the object under the step's reason, and retried.
+        Err(Error::Api { step, source }) => {
+            ctx.metrics.api_error("get", &source);
+            tracing::warn!(service = %name, %namespace, ?step, error = %api_message(&source), "API call failed");
+            Outcome::failed(step.reason(), api_message(&source), existing)
+        }
         Err(Error::Kube(error)) => {
             ctx.metrics.api_error("get", &error);
             tracing::warn!(service = %name, %namespace, error = %api_message(&error), "API call failed");
-            Outcome::failed("ApiCallFailed", api_message(&error), existing)
+            Outcome::failed(Reason::ApiCallFailed, api_message(&error), existing)
         }
         Err(other) => return Err(other),
     };
@@ -191,7 +199,7 @@ async fn reconcile_service(ls: &LucidService, ctx: &Context) -> Result<Reconcile
         _ if outcome.again.is_some() => Action::requeue(outcome.again.unwrap_or_default()),
         // Re-check now and then in case something was changed behind our back.
         Health::Ready { .. } => super::resync(Duration::from_secs(600)),
-        Health::Waiting { reason, .. } if reason == unobserved::REASON => {
+        Health::Waiting { reason, .. } if *reason == Reason::NotYetObserved => {
             Action::requeue(unobserved::RECHECK)
         }
         // Watches on every child, services, phases, ConfigMaps and Secrets wake the rest.
@@ -214,7 +222,7 @@ async fn decide(
     let problems = validate::problems(ls);
     if !problems.is_empty() {
         return Ok(Outcome::degraded(
-            "InvalidSpec",
+            Reason::InvalidSpec,
             problems.join("; "),
             existing,
         ));
@@ -236,23 +244,30 @@ async fn decide(
             return Ok(Outcome::not_yet_observed(seen, existing));
         }
     }
-    if let Some((reason, message)) = snapshot.problem(ls) {
-        return Ok(Outcome::degraded(reason, message, existing));
-    }
+    // The graph is assessed once: a broken one is reported here; otherwise whether it is
+    // this service's turn is kept for the steps that need it (backup, apply).
+    let gate = match snapshot.gate(ls) {
+        Ok(gate) => gate,
+        Err(Broken { reason, message }) => {
+            return Ok(Outcome::degraded(reason, message, existing));
+        }
+    };
 
-    let config_hash =
-        match dereference(&ctx.client, &ctx.contents, &ctx.watched(), namespace, ls).await? {
-            Ok(hash) => hash,
-            Err(missing) => {
-                let reason = missing[0].reason;
-                let message = missing
-                    .iter()
-                    .map(|m| m.message.as_str())
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                return Ok(Outcome::degraded(reason, message, existing));
-            }
-        };
+    let config_hash = match dereference(&ctx.client, &ctx.contents, &ctx.watched(), namespace, ls)
+        .await
+        .at(Step::ReadConfig)?
+    {
+        Ok(hash) => hash,
+        Err(missing) => {
+            let reason = missing[0].reason;
+            let message = missing
+                .iter()
+                .map(|m| m.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Ok(Outcome::degraded(reason, message, existing));
+        }
+    };
 
     let desired = render(
         ls,
@@ -298,10 +313,11 @@ async fn decide(
                     &name,
                     back.to_revision,
                 )
-                .await?
+                .await
+                .at(Step::Revisions)?
                 else {
                     let mut outcome = Outcome::degraded(
-                        "RevisionNotFound",
+                        Reason::RevisionNotFound,
                         format!(
                             "revision {} to roll back to is no longer kept (ControllerRevision {} is gone); fix the spec",
                             back.to_revision,
@@ -335,13 +351,14 @@ async fn decide(
             && protect::protects(ls, Some(copier))
         {
             let protection = match &rollback {
-                None => {
-                    back_up_first(
-                        ls, ctx, namespace, snapshot, &old, live, &attempt, revision, copier,
-                    )
-                    .await?
-                }
-                Some(back) => restore_first(ls, ctx, namespace, &old, live, back, copier).await?,
+                None => back_up_first(
+                    ls, ctx, namespace, &gate, &old, live, &attempt, revision, copier,
+                )
+                .await
+                .at(Step::DataProtection)?,
+                Some(back) => restore_first(ls, ctx, namespace, &old, live, back, copier)
+                    .await
+                    .at(Step::DataProtection)?,
             };
             match protection {
                 Protection::Proceed => {}
@@ -352,7 +369,7 @@ async fn decide(
                         failed_hash: desired_hash.clone(),
                         retry: attempt.retry.map(str::to_string),
                         to_revision: old.revision.unwrap_or_default(),
-                        reason: "BackupFailed".into(),
+                        reason: Reason::BackupFailed.into(),
                         message,
                         restored_from: None,
                         cause: None,
@@ -366,7 +383,7 @@ async fn decide(
         }
         let gated = rollback.is_none();
         let (deployment, mut health) =
-            match converge(ls, ctx, namespace, snapshot, &children, existing, gated).await? {
+            match converge(ls, ctx, namespace, &gate, &children, existing, gated).await? {
                 Converged::Stopped(mut outcome) => {
                     outcome.revisions = Some(Revisions {
                         history,
@@ -425,7 +442,8 @@ async fn decide(
                         revision,
                         &config_hash,
                     )
-                    .await?;
+                    .await
+                    .at(Step::Revisions)?;
                     if recorded == Recorded::Done {
                         let good = GoodRevision {
                             revision,
@@ -445,7 +463,8 @@ async fn decide(
                                 &name,
                                 &pruned,
                             )
-                            .await?;
+                            .await
+                            .at(Step::Revisions)?;
                         }
                     }
                 }
@@ -453,12 +472,12 @@ async fn decide(
             Some(back) => {
                 health = match health {
                     Health::Ready { .. } => Health::Degraded {
-                        reason: ROLLED_BACK.into(),
+                        reason: Reason::RolledBack.into(),
                         message: rolled_back_message(back, &name),
                     },
                     Health::Progressing { message, .. } | Health::Waiting { message, .. } => {
                         Health::Progressing {
-                            reason: ROLLING_BACK.into(),
+                            reason: Reason::RollingBack.into(),
                             message: format!(
                                 "rolling back to revision {}: {message}",
                                 back.to_revision
@@ -555,7 +574,7 @@ async fn back_up_first(
     ls: &LucidService,
     ctx: &Context,
     namespace: &str,
-    snapshot: &Snapshot<'_>,
+    gate: &Gate,
     old: &LucidServiceStatus,
     live: &Deployment,
     attempt: &Attempt<'_>,
@@ -579,15 +598,15 @@ async fn back_up_first(
     if done || live_hash == Some(desired_hash) || !(from_good || started) {
         return Ok(Protection::Proceed);
     }
-    if !matches!(snapshot.gate(ls), Gate::Open) {
+    if !matches!(gate, Gate::Open) {
         return Ok(Protection::Proceed);
     }
     let step = protect::back_up(ctx, ls, namespace, live, revision, copier).await?;
     let report = |health, revisions| step_report(live, health, revisions);
     Ok(match step {
-        Step::Waiting(message) => report(
+        CopyProgress::Waiting(message) => report(
             Health::Progressing {
-                reason: "BackingUp".into(),
+                reason: Reason::BackingUp.into(),
                 message,
             },
             Revisions {
@@ -599,7 +618,7 @@ async fn back_up_first(
                 ..Revisions::of(old)
             },
         ),
-        Step::Done(mut record) => {
+        CopyProgress::Done(mut record) => {
             record.for_hash = key.clone();
             let keep = usize::try_from(ls.spec.backup.keep.max(1)).unwrap_or(1);
             let mut backups = vec![record.clone()];
@@ -629,7 +648,7 @@ async fn back_up_first(
             // again over data the new revision may have changed.
             report(
                 Health::Progressing {
-                    reason: "BackingUp".into(),
+                    reason: Reason::BackingUp.into(),
                     message: format!(
                         "data copied to claim {}; starting revision {revision}",
                         record.claim
@@ -642,7 +661,7 @@ async fn back_up_first(
                 },
             )
         }
-        Step::Failed(message) => Protection::BackupFailed(message),
+        CopyProgress::Failed(message) => Protection::BackupFailed(message),
     })
 }
 
@@ -678,14 +697,14 @@ async fn restore_first(
     });
     let report = |health, revisions| step_report(live, health, revisions);
     Ok(match step {
-        Step::Waiting(message) => report(
+        CopyProgress::Waiting(message) => report(
             Health::Progressing {
-                reason: ROLLING_BACK.into(),
+                reason: Reason::RollingBack.into(),
                 message,
             },
             revisions(restoring, Some(back.clone())),
         ),
-        Step::Done(()) => {
+        CopyProgress::Done(()) => {
             publish(
                 ctx,
                 ls,
@@ -705,7 +724,7 @@ async fn restore_first(
             // again over data the old revision has since written.
             report(
                 Health::Progressing {
-                    reason: ROLLING_BACK.into(),
+                    reason: Reason::RollingBack.into(),
                     message: format!(
                         "data restored from claim {}; starting revision {}",
                         backup.claim, back.to_revision
@@ -714,9 +733,9 @@ async fn restore_first(
                 revisions(None, Some(restored)),
             )
         }
-        Step::Failed(message) => report(
+        CopyProgress::Failed(message) => report(
             Health::Degraded {
-                reason: "RestoreFailed".into(),
+                reason: Reason::RestoreFailed.into(),
                 message,
             },
             revisions(restoring, Some(back.clone())),
@@ -758,7 +777,7 @@ async fn choose_rollback(
         failed_hash: attempt.hash.to_string(),
         retry: attempt.retry.map(str::to_string),
         to_revision: to,
-        reason: PHASE_ROLLED_BACK.into(),
+        reason: Reason::PhaseRolledBack.into(),
         message: format!(
             "{} failed; phase {} rolls back every member changed since it was last Ready",
             mate.name_any(),
@@ -809,7 +828,7 @@ async fn converge(
     ls: &LucidService,
     ctx: &Context,
     namespace: &str,
-    snapshot: &Snapshot<'_>,
+    gate: &Gate,
     children: &crate::render::Children,
     existing: Option<Deployment>,
     gated: bool,
@@ -819,7 +838,7 @@ async fn converge(
     // someone deleted or edited does not wait.
     let changed = planned.changed();
     if changed && gated {
-        match snapshot.gate(ls) {
+        match gate {
             Gate::Open => {}
             Gate::Wait {
                 reason,
@@ -828,25 +847,22 @@ async fn converge(
             } => {
                 let missing = planned.missing_only();
                 if existing.is_some() && !missing.is_empty() {
-                    restore_while_waiting(ls, ctx, namespace, &missing).await?;
+                    restore_while_waiting(ls, ctx, namespace, &missing)
+                        .await
+                        .at(Step::Apply)?;
                 }
                 let health = Health::Waiting {
-                    reason: reason.into(),
-                    message,
+                    reason: (*reason).into(),
+                    message: message.clone(),
                 };
                 return Ok(Converged::Stopped(Outcome {
                     health,
                     deployment: existing,
-                    waiting_on: Some(waiting_on),
+                    waiting_on: Some(waiting_on.clone()),
                     retry: false,
                     revisions: None,
                     again: None,
                 }));
-            }
-            Gate::Broken { reason, message } => {
-                return Ok(Converged::Stopped(Outcome::degraded(
-                    reason, message, existing,
-                )));
             }
         }
     }
@@ -877,16 +893,18 @@ async fn converge(
                 return Ok(Converged::Stopped(if refused {
                     // The objects themselves were refused (say, a claim asked to shrink):
                     // the user must act; retrying the same objects would not help.
-                    Outcome::degraded("ApplyRejected", failed.to_string(), existing)
+                    Outcome::degraded(Reason::ApplyRejected, failed.to_string(), existing)
                 } else {
-                    Outcome::failed("ApplyFailed", format!("applying {failed}"), existing)
+                    Outcome::failed(Step::Apply.reason(), format!("applying {failed}"), existing)
                 }));
             }
         };
         // Children the spec no longer asks for go right after a change's apply, so the
         // event can name them; `remove_orphans` below catches any left by an earlier failure.
         let deleted = if changed && existed {
-            remove_orphans(ls, ctx, namespace, children).await?
+            remove_orphans(ls, ctx, namespace, children)
+                .await
+                .at(Step::DeleteOrphans)?
         } else {
             Vec::new()
         };
@@ -911,7 +929,9 @@ async fn converge(
     // Read from the caches, so free when there is nothing to remove: an orphan left by a
     // failed delete, a lost lease or a restart right after an apply goes at the next look.
     if planned.is_empty() && existed {
-        let late = remove_orphans(ls, ctx, namespace, children).await?;
+        let late = remove_orphans(ls, ctx, namespace, children)
+            .await
+            .at(Step::DeleteOrphans)?;
         if !late.is_empty() {
             tracing::info!(service = %ls.name_any(), namespace, removed = ?late, "removed children the spec no longer asks for");
         }
@@ -921,7 +941,7 @@ async fn converge(
         // returns one; this is the cache not having caught up). Its watch event wakes us.
         return Ok(Converged::Stopped(Outcome {
             health: Health::Progressing {
-                reason: "RollingOut".into(),
+                reason: Reason::RollingOut.into(),
                 message: "waiting for the Deployment to be created".into(),
             },
             deployment: None,
@@ -1022,7 +1042,7 @@ fn observe(ctx: &Context, ls: &LucidService, namespace: &str, deployment: &Deplo
     }
     match rollout {
         Rollout::Complete { ready, replicas } => Health::Ready {
-            reason: "RolloutComplete".into(),
+            reason: Reason::RolloutComplete.into(),
             message: format!("{ready}/{replicas} pods ready"),
         },
         // Pods that cannot start need the user now, not after the progress deadline.
@@ -1032,12 +1052,12 @@ fn observe(ctx: &Context, ls: &LucidService, namespace: &str, deployment: &Deplo
                 message: problem.message,
             },
             None => Health::Progressing {
-                reason: "RollingOut".into(),
+                reason: Reason::RollingOut.into(),
                 message,
             },
         },
         Rollout::Stuck { message, .. } => Health::Degraded {
-            reason: "RolloutStuck".into(),
+            reason: Reason::RolloutStuck.into(),
             message,
         },
     }
@@ -1171,7 +1191,7 @@ async fn write_status(
         &mut status.conditions,
         ConditionType::Available,
         available,
-        reason,
+        reason.as_str(),
         &message,
         generation,
         &now,
@@ -1181,7 +1201,7 @@ async fn write_status(
         &mut status.conditions,
         ConditionType::DependenciesReady,
         deps_ready,
-        reason,
+        reason.as_str(),
         &message,
         generation,
         &now,
@@ -1200,9 +1220,9 @@ async fn write_status(
 }
 
 /// The `Available` condition: pods are serving, whichever revision they run.
-fn availability(deployment: Option<&Deployment>) -> (bool, &'static str, String) {
+fn availability(deployment: Option<&Deployment>) -> (bool, Reason, String) {
     let Some(deployment) = deployment else {
-        return (false, "NoDeployment", "no Deployment yet".into());
+        return (false, Reason::NoDeployment, "no Deployment yet".into());
     };
     let wanted = deployment
         .spec
@@ -1215,17 +1235,17 @@ fn availability(deployment: Option<&Deployment>) -> (bool, &'static str, String)
         .and_then(|s| s.available_replicas)
         .unwrap_or(0);
     if wanted == 0 {
-        (true, "ScaledToZero", "no pods asked for".into())
+        (true, Reason::ScaledToZero, "no pods asked for".into())
     } else if available > 0 {
         (
             true,
-            "PodsAvailable",
+            Reason::PodsAvailable,
             format!("{available} of {wanted} pods available"),
         )
     } else {
         (
             false,
-            "NoPodsAvailable",
+            Reason::NoPodsAvailable,
             format!("0 of {wanted} pods available"),
         )
     }
@@ -1233,11 +1253,11 @@ fn availability(deployment: Option<&Deployment>) -> (bool, &'static str, String)
 
 /// The `DependenciesReady` condition: which dependencies are not Ready now, and since when
 /// each has not been (its own Ready condition's transition time).
-fn dependencies(snapshot: &Snapshot<'_>, not_ready: &[String]) -> (bool, &'static str, String) {
+fn dependencies(snapshot: &Snapshot<'_>, not_ready: &[String]) -> (bool, Reason, String) {
     if not_ready.is_empty() {
         return (
             true,
-            "AllReady",
+            Reason::AllReady,
             "every service in dependsOn is Ready".into(),
         );
     }
@@ -1247,7 +1267,11 @@ fn dependencies(snapshot: &Snapshot<'_>, not_ready: &[String]) -> (bool, &'stati
             let since = snapshot
                 .service(name)
                 .and_then(|s| s.status.as_ref())
-                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                .and_then(|s| {
+                    s.conditions
+                        .iter()
+                        .find(|c| c.type_ == ConditionType::Ready.as_str())
+                })
                 .filter(|c| c.status == "False")
                 .map(|c| format!(" since {}", c.last_transition_time.0));
             format!("{name}{}", since.unwrap_or_default())
@@ -1255,7 +1279,7 @@ fn dependencies(snapshot: &Snapshot<'_>, not_ready: &[String]) -> (bool, &'stati
         .collect();
     (
         false,
-        "DependencyNotReady",
+        Reason::DependencyNotReady,
         format!("not Ready: {}", described.join(", ")),
     )
 }
@@ -1269,7 +1293,10 @@ async fn announce_transition(
     old: &LucidServiceStatus,
     health: &Health,
 ) {
-    let old_ready = old.conditions.iter().find(|c| c.type_ == "Ready");
+    let old_ready = old
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ConditionType::Ready.as_str());
     let was_ready = old_ready.is_some_and(|c| c.status == "True");
     let type_ = match health {
         Health::Ready { .. } if !was_ready => EventType::Normal,
@@ -1314,7 +1341,7 @@ async fn report_invalid(invalid: &InvalidObject, ctx: &Context) -> Result<Reconc
     let now = Time(jiff::Timestamp::now());
     let mut conditions = Vec::new();
     Health::Degraded {
-        reason: "InvalidObject".into(),
+        reason: Reason::InvalidObject.into(),
         message: format!("the operator cannot read this object: {}", invalid.error),
     }
     .write(&mut conditions, invalid.metadata.generation, &now);

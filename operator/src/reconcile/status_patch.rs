@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use super::apply::apply_params;
 use super::context::Context;
-use crate::error::Error;
+use crate::error::{Error, Step};
 
 /// Writes `status` to `name`'s status; returns the object the API server stored, or None
 /// when it was deleted while the reconcile ran (nothing left to describe). The body names
@@ -41,7 +41,10 @@ where
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
         Err(error) => {
             ctx.metrics.api_error("patch", &error);
-            Err(error.into())
+            Err(Error::Api {
+                step: Step::WriteStatus,
+                source: error,
+            })
         }
     }
 }

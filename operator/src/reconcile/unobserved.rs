@@ -20,9 +20,7 @@ use serde::de::DeserializeOwned;
 
 use super::context::Context;
 use crate::graph::NamedObject;
-
-/// The reason a service waiting for its watch shows.
-pub const REASON: &str = "NotYetObserved";
+use crate::status::{ConditionType, Reason};
 
 /// How soon a service or phase waiting for a watch event looks again, in case the event
 /// never comes (a watch down and not yet re-listed).
@@ -92,12 +90,12 @@ pub fn already_reported(
     conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
     observed_generation: Option<i64>,
     generation: Option<i64>,
-    reason: &str,
+    reason: Reason,
 ) -> bool {
     observed_generation == generation
-        && conditions
-            .iter()
-            .any(|c| c.type_ == "Degraded" && c.status == "True" && c.reason == reason)
+        && conditions.iter().any(|c| {
+            c.type_ == ConditionType::Degraded.as_str() && c.status == "True" && c.reason == reason
+        })
 }
 
 #[cfg(test)]
@@ -105,6 +103,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
     use super::already_reported;
+    use crate::status::Reason;
 
     fn degraded(reason: &str) -> Condition {
         Condition {
@@ -120,14 +119,24 @@ mod tests {
     #[test]
     fn a_missing_reference_is_looked_up_until_the_status_says_so_for_this_generation() {
         let said = [degraded("PhaseNotFound")];
-        assert!(already_reported(&said, Some(2), Some(2), "PhaseNotFound"));
+        assert!(already_reported(
+            &said,
+            Some(2),
+            Some(2),
+            Reason::PhaseNotFound
+        ));
         // Said of an older spec, or another problem: asked again.
-        assert!(!already_reported(&said, Some(1), Some(2), "PhaseNotFound"));
+        assert!(!already_reported(
+            &said,
+            Some(1),
+            Some(2),
+            Reason::PhaseNotFound
+        ));
         assert!(!already_reported(
             &said,
             Some(2),
             Some(2),
-            "DependencyNotFound"
+            Reason::DependencyNotFound
         ));
         let mut cleared = degraded("PhaseNotFound");
         cleared.status = "False".into();
@@ -135,8 +144,8 @@ mod tests {
             &[cleared],
             Some(2),
             Some(2),
-            "PhaseNotFound"
+            Reason::PhaseNotFound
         ));
-        assert!(!already_reported(&[], None, Some(1), "PhaseNotFound"));
+        assert!(!already_reported(&[], None, Some(1), Reason::PhaseNotFound));
     }
 }

@@ -171,8 +171,10 @@ pub(super) fn dependents_to_wake(
     let (ready_flipped, rollback_flipped) = {
         let mut last = last_readiness.lock().unwrap_or_else(|e| e.into_inner());
         if deleted {
-            last.remove(&key);
-            (true, false)
+            // A deleted member that had rolled itself back no longer holds its phase-mates
+            // back (`choose_rollback` finds no failed cause): they go forward again.
+            let before = last.remove(&key);
+            (true, before.is_some_and(|b| b.1))
         } else {
             let before = last.insert(key, (now_ready, now_rolled_back));
             (
@@ -369,5 +371,65 @@ mod tests {
             ("redis", Some("lucid"))
         );
         assert!(owning_service(&ObjectMeta::default()).is_none());
+    }
+
+    /// Deleting the member whose own failure rolled its phase back (`RollbackPhase`) ends
+    /// the rollback of its phase-mates (`choose_rollback` no longer finds the cause failed):
+    /// they are woken to go forward again, not left rolled back until a resync.
+    #[test]
+    fn deleting_the_member_that_rolled_its_phase_back_wakes_its_phase_mates() {
+        use crate::api::{LucidService, LucidServiceSpec, LucidServiceStatus, RollbackStatus};
+        use kube::core::error_boundary::DeserializeGuard;
+        use kube::runtime::reflector::store;
+
+        let service = |name: &str| {
+            let spec: LucidServiceSpec = serde_json::from_value(serde_json::json!({
+                "image": {"repository": "r"}, "phase": "core",
+            }))
+            .expect("spec");
+            let mut ls = LucidService::new(name, spec);
+            ls.metadata.namespace = Some("lucid".into());
+            ls.metadata.generation = Some(2);
+            DeserializeGuard(Ok(ls))
+        };
+        let mut failed = service("failed");
+        if let Ok(ls) = &mut failed.0 {
+            ls.status = Some(LucidServiceStatus {
+                rollback: Some(RollbackStatus {
+                    failed_generation: 2,
+                    failed_hash: "h".into(),
+                    retry: None,
+                    to_revision: 1,
+                    reason: "CrashLoopBackOff".into(),
+                    message: "m".into(),
+                    restored_from: None,
+                    cause: None,
+                    at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                        jiff::Timestamp::UNIX_EPOCH,
+                    ),
+                }),
+                ..Default::default()
+            });
+        }
+        let (services, mut writer) = store();
+        writer.apply_watcher_event(&Event::Apply(failed.clone()));
+        writer.apply_watcher_event(&Event::Apply(service("mate")));
+        let (phases, mut phases_writer) = store();
+        phases_writer.apply_watcher_event(&Event::Apply(guarded_phase("core", "uid-core", &[])));
+        let last_seen = super::LastSeen::default();
+        // Its rollback seen first: the mate is woken to roll back with it.
+        let woken = super::dependents_to_wake(&services, &phases, &last_seen, &failed);
+        assert_eq!(
+            woken.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["mate"]
+        );
+        // Then it is deleted (the cache first, as `fan_out` orders it).
+        writer.apply_watcher_event(&Event::Delete(failed.clone()));
+        let woken = super::dependents_to_wake(&services, &phases, &last_seen, &failed);
+        assert_eq!(
+            woken.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["mate"],
+            "the mate goes forward again"
+        );
     }
 }

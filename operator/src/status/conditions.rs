@@ -2,6 +2,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use super::Reason;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConditionType {
     Ready,
@@ -112,11 +114,11 @@ impl Health {
             Health::Progressing { .. } | Health::Waiting { .. } => (false, true, false),
             Health::Degraded { .. } => (false, false, true),
         };
-        let quiet = |on: bool, off_reason: &'static str| -> String {
+        let quiet = |on: bool, off_reason: Reason| -> String {
             if on {
                 reason.to_string()
             } else {
-                off_reason.to_string()
+                off_reason.into()
             }
         };
         set_condition(
@@ -133,7 +135,7 @@ impl Health {
             ConditionType::Progressing,
             progressing,
             &if ready {
-                "RolloutComplete".to_string()
+                Reason::RolloutComplete.into()
             } else {
                 reason.to_string()
             },
@@ -149,7 +151,7 @@ impl Health {
             conditions,
             ConditionType::Degraded,
             degraded,
-            &quiet(degraded, "AsExpected"),
+            &quiet(degraded, Reason::AsExpected),
             if degraded {
                 message
             } else {

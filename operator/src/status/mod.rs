@@ -5,6 +5,7 @@
 mod conditions;
 mod placement;
 mod pods;
+mod reasons;
 mod rollout;
 
 pub use conditions::{ConditionType, Health, State, set_condition};
@@ -12,4 +13,5 @@ pub use placement::{
     LostNode, NodeLoss, SELECTED_NODE_ANNOTATION, lost_nodes, node_loss, ready_nodes,
 };
 pub use pods::{PodProblem, current_template_hash, pod_problem};
+pub use reasons::Reason;
 pub use rollout::{Rollout, rollout};

@@ -7,10 +7,12 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
+use super::Reason;
+
 /// A reason for the `Degraded` condition and its message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PodProblem {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
@@ -111,7 +113,7 @@ fn problem_of(pod: &Pod) -> Option<PodProblem> {
             && c.reason.as_deref() == Some("Unschedulable")
     })?;
     Some(PodProblem {
-        reason: "Unschedulable",
+        reason: Reason::Unschedulable,
         message: format!(
             "pod {} cannot be scheduled: {}",
             pod.metadata.name.as_deref().unwrap_or_default(),
@@ -142,13 +144,13 @@ fn container_problem(pod: &Pod, container: &ContainerStatus) -> Option<PodProble
         .unwrap_or_else(|| container.image.clone());
     if IMAGE_REASONS.contains(&reason) {
         return Some(PodProblem {
-            reason: "ImagePullFailed",
+            reason: Reason::ImagePullFailed,
             message: format!("image {image} cannot be pulled ({reason}): {detail}"),
         });
     }
     if CONFIG_REASONS.contains(&reason) {
         return Some(PodProblem {
-            reason: "ContainerConfigError",
+            reason: Reason::ContainerConfigError,
             message: format!(
                 "container {} of image {image} cannot be created ({reason}): {detail}",
                 container.name
@@ -172,7 +174,7 @@ fn container_problem(pod: &Pod, container: &ContainerStatus) -> Option<PodProble
             })
             .unwrap_or_default();
         return Some(PodProblem {
-            reason: "CrashLoopBackOff",
+            reason: Reason::CrashLoopBackOff,
             message: format!(
                 "container {} of image {image} keeps exiting: restarted {} times{last}",
                 container.name, container.restart_count
@@ -215,7 +217,7 @@ mod tests {
             ),
         );
         let problem = pod_problem([&p], None).unwrap();
-        assert_eq!(problem.reason, "ImagePullFailed");
+        assert_eq!(problem.reason, Reason::ImagePullFailed);
         assert!(
             problem.message.starts_with(
                 "image docker.io/lucid/lucid-api-gateway:nope cannot be pulled (ErrImageNeverPull)"
@@ -249,7 +251,7 @@ mod tests {
                 "message": "0/1 nodes are available: 1 node(s) didn't match node selector."}]}),
         );
         let problem = pod_problem([&p], None).unwrap();
-        assert_eq!(problem.reason, "Unschedulable");
+        assert_eq!(problem.reason, Reason::Unschedulable);
         assert!(problem.message.contains("didn't match node selector"));
     }
 
@@ -281,7 +283,7 @@ mod tests {
         at(&mut new, "new", "2026-01-01T00:01:00Z");
         assert_eq!(
             pod_problem([&old, &new], None).unwrap().reason,
-            "CrashLoopBackOff"
+            Reason::CrashLoopBackOff
         );
 
         let mut b = pod("b", waiting("ImagePullBackOff", "from b"));
@@ -337,11 +339,11 @@ mod tests {
         assert_eq!(current_template_hash(&created), hash);
         assert_eq!(
             pod_problem([&old, &new], hash.as_deref()).unwrap().reason,
-            "CrashLoopBackOff"
+            Reason::CrashLoopBackOff
         );
         assert_eq!(
             pod_problem([&old, &new], None).unwrap().reason,
-            "ImagePullFailed"
+            Reason::ImagePullFailed
         );
     }
 }

@@ -366,8 +366,65 @@ end
 return state
 "#;
 
+/// A session's state, as its Redis hash keeps it (`state`) and the scripts above write it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SessionState {
+    /// Taking uploads.
+    Open,
+    /// Its chunk list frozen; the manifest being written (or a finalize that failed).
+    Finalizing,
+    /// Its manifest stored.
+    Finalized,
+}
+
+impl SessionState {
+    const ALL: [SessionState; 3] = [
+        SessionState::Open,
+        SessionState::Finalizing,
+        SessionState::Finalized,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Open => "open",
+            SessionState::Finalizing => "finalizing",
+            SessionState::Finalized => "finalized",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, ServiceError> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| ServiceError::Internal(format!("unknown session state {text:?}")))
+    }
+}
+
+/// What a script answers: `ok` (done), `missing` (no session of this owner), or the state it
+/// found instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ScriptAnswer {
+    Ok,
+    Missing,
+    Found(SessionState),
+}
+
+impl ScriptAnswer {
+    fn parse(text: &str) -> Result<Self, ServiceError> {
+        match text {
+            "ok" => Ok(ScriptAnswer::Ok),
+            "missing" => Ok(ScriptAnswer::Missing),
+            state => SessionState::parse(state).map(ScriptAnswer::Found),
+        }
+    }
+}
+
 /// The session's state if `owner` owns it.
-async fn session_state(s: &RecorderState, id: &str, owner: &str) -> Result<String, ServiceError> {
+async fn session_state(
+    s: &RecorderState,
+    id: &str,
+    owner: &str,
+) -> Result<SessionState, ServiceError> {
     let (state, found_owner): (Option<String>, Option<String>) = s
         .redis
         .query(
@@ -379,7 +436,7 @@ async fn session_state(s: &RecorderState, id: &str, owner: &str) -> Result<Strin
         .await
         .map_err(redis_error)?;
     match (state, found_owner) {
-        (Some(state), Some(o)) if o == owner => Ok(state),
+        (Some(state), Some(o)) if o == owner => SessionState::parse(&state),
         _ => Err(ServiceError::NotFound(format!("no session {id}"))),
     }
 }
@@ -429,9 +486,9 @@ pub(crate) async fn upload(
     let owner = owner(claims.as_deref())?;
     let limit = s.settings.max_upload_bytes;
     crate::announced_length(&headers, limit)?;
-    match session_state(&s, &id, &owner).await?.as_str() {
-        "open" => {}
-        _ => {
+    match session_state(&s, &id, &owner).await? {
+        SessionState::Open => {}
+        SessionState::Finalizing | SessionState::Finalized => {
             return Err(ServiceError::Conflict(format!(
                 "session {id} is finalized; open a new one"
             )));
@@ -496,10 +553,12 @@ pub(crate) async fn upload(
             )
             .await
             .map_err(redis_error)?;
-        match answer.as_str() {
-            "ok" => {}
-            "missing" => return Err(ServiceError::NotFound(format!("no session {id}"))),
-            _ => {
+        match ScriptAnswer::parse(&answer)? {
+            ScriptAnswer::Ok => {}
+            ScriptAnswer::Missing => {
+                return Err(ServiceError::NotFound(format!("no session {id}")));
+            }
+            ScriptAnswer::Found(_) => {
                 return Err(ServiceError::Conflict(format!(
                     "session {id} was finalized during the upload; nothing was recorded"
                 )));
@@ -582,7 +641,7 @@ pub(crate) async fn finalize(
 ) -> Result<Response, ServiceError> {
     address::require_session_id(&id)?;
     let owner = owner(claims.as_deref())?;
-    let state: String = s
+    let answer: String = s
         .redis
         .query(
             redis::cmd("EVAL")
@@ -595,14 +654,22 @@ pub(crate) async fn finalize(
         )
         .await
         .map_err(redis_error)?;
-    if state == "missing" {
-        // Redis may have expired the session after it was finalized: the manifest stays.
-        return match stored_manifest(&s, &id, &owner).await? {
-            Some(m) => Ok(axum::Json(m).into_response()),
-            None => Err(ServiceError::NotFound(format!("no session {id}"))),
-        };
-    }
-    if state == "finalized"
+    let state = match ScriptAnswer::parse(&answer)? {
+        ScriptAnswer::Found(state) => state,
+        ScriptAnswer::Missing => {
+            // Redis may have expired the session after it was finalized: the manifest stays.
+            return match stored_manifest(&s, &id, &owner).await? {
+                Some(m) => Ok(axum::Json(m).into_response()),
+                None => Err(ServiceError::NotFound(format!("no session {id}"))),
+            };
+        }
+        ScriptAnswer::Ok => {
+            return Err(ServiceError::Internal(format!(
+                "finalizing session {id} answered ok, not its state"
+            )));
+        }
+    };
+    if state == SessionState::Finalized
         && let Some(m) = stored_manifest(&s, &id, &owner).await?
     {
         return Ok(axum::Json(m).into_response());
@@ -647,7 +714,7 @@ pub(crate) async fn finalize(
             redis::cmd("HSET")
                 .arg(session_key(&id))
                 .arg("state")
-                .arg("finalized"),
+                .arg(SessionState::Finalized.as_str()),
         )
         .await
         .map_err(redis_error)?;
@@ -756,5 +823,30 @@ mod tests {
         .validate()
         .unwrap_err();
         assert!(err.contains("MAX_CHUNK_BYTES"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod session_state_tests {
+    use super::*;
+
+    #[test]
+    fn every_state_reads_back_and_the_scripts_write_the_same_words() {
+        for state in SessionState::ALL {
+            assert_eq!(SessionState::parse(state.as_str()).ok(), Some(state));
+        }
+        assert!(SessionState::parse("closed").is_err());
+        assert!(OPEN_IF_UNDER_CAP.contains(&format!("'{}'", SessionState::Open.as_str())));
+        assert!(APPEND_IF_OPEN.contains(&format!("'{}'", SessionState::Open.as_str())));
+        assert!(BEGIN_FINALIZE.contains(&format!("'{}'", SessionState::Finalizing.as_str())));
+        assert_eq!(ScriptAnswer::parse("ok").ok(), Some(ScriptAnswer::Ok));
+        assert_eq!(
+            ScriptAnswer::parse("missing").ok(),
+            Some(ScriptAnswer::Missing)
+        );
+        assert_eq!(
+            ScriptAnswer::parse("finalizing").ok(),
+            Some(ScriptAnswer::Found(SessionState::Finalizing))
+        );
     }
 }
