@@ -1030,12 +1030,12 @@ fn observe(ctx: &Context, ls: &LucidService, namespace: &str, deployment: &Deplo
         // a stuck rollout; and a service moving off a lost node says where it was.
         return if loss.bound {
             Health::Degraded {
-                reason: "NodeLost".into(),
+                reason: Reason::NodeLost.into(),
                 message: loss.message,
             }
         } else {
             Health::Progressing {
-                reason: "NodeLost".into(),
+                reason: Reason::NodeLost.into(),
                 message: loss.message,
             }
         };

@@ -44,6 +44,9 @@ pub enum Reason {
     RestoreFailed,
     // Degraded: a phase's member is.
     ServiceDegraded,
+    // Progressing while its pods move off a node that stopped answering; Degraded when a
+    // claim of it lives on that node.
+    NodeLost,
     // Degraded while retried: a call to the API server failed in one step.
     ApiCallFailed,
     ReadConfigFailed,
@@ -66,7 +69,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 46] = [
+    pub const ALL: [Reason; 47] = [
         Reason::RolloutComplete,
         Reason::AllServicesReady,
         Reason::RollingOut,
@@ -99,6 +102,7 @@ impl Reason {
         Reason::BackupFailed,
         Reason::RestoreFailed,
         Reason::ServiceDegraded,
+        Reason::NodeLost,
         Reason::ApiCallFailed,
         Reason::ReadConfigFailed,
         Reason::RevisionFailed,
@@ -149,6 +153,7 @@ impl Reason {
             Reason::BackupFailed => "BackupFailed",
             Reason::RestoreFailed => "RestoreFailed",
             Reason::ServiceDegraded => "ServiceDegraded",
+            Reason::NodeLost => "NodeLost",
             Reason::ApiCallFailed => "ApiCallFailed",
             Reason::ReadConfigFailed => "ReadConfigFailed",
             Reason::RevisionFailed => "RevisionFailed",
