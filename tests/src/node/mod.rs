@@ -328,7 +328,7 @@ fn start(count: usize) -> (RealCluster, Vec<Child>) {
     options.admission = Some("NodeRestriction");
     options.controllers = "deployment,replicaset,garbagecollector,namespace,serviceaccount,\
         serviceaccount-token,endpoint,endpointslice,persistentvolume-binder,pvc-protection,\
-        pv-protection,job,nodelifecycle";
+        pv-protection,job,nodelifecycle,disruption";
     options.users = nodes
         .iter()
         .map(|n| {
