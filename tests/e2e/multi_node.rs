@@ -486,6 +486,8 @@ async fn a_drain_waits_on_the_budget_and_the_gateway_keeps_answering() {
     let gateway = gateway_ip(&client).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let requests = health_client(gateway, stop.clone());
+    // Schedulable again when the test ends, passed or not: the tests share the cluster.
+    let _uncordon = Uncordon(target.clone());
     let drain = tokio::task::spawn_blocking({
         let target = target.clone();
         move || {
@@ -532,14 +534,19 @@ async fn a_drain_waits_on_the_budget_and_the_gateway_keeps_answering() {
         "drain of {target}: gateway on {:?} after; {ok} requests answered, {failed} failed {errors:?}",
         ls.status.map(|s| s.nodes).unwrap_or_default()
     );
-    run({
-        let mut c = cluster.kubectl();
-        c.args(["uncordon", &target]);
-        c
-    });
     assert!(ok > 0, "the client sent nothing");
     assert_eq!(failed, 0, "requests failed during the drain: {errors:?}");
+    drop(_uncordon);
     all_ready_again(&client).await;
+}
+
+/// `kubectl uncordon` of a node when dropped.
+struct Uncordon(String);
+
+impl Drop for Uncordon {
+    fn drop(&mut self) {
+        let _ = cluster().kubectl().args(["uncordon", &self.0]).output();
+    }
 }
 
 /// A stateful service whose volume lives on `node` (a Redis with its data on a
@@ -660,6 +667,8 @@ async fn a_lost_node_moves_what_can_move_names_what_cannot_and_recovers() {
     })
     .await
     .expect("stop the node");
+    // Booted again when the test ends early: the tests share the cluster.
+    let mut down = NodeDown(Some(target.clone()));
 
     // The stateful service cannot move and says where and why.
     let cache = wait_for_within(
@@ -712,12 +721,12 @@ async fn a_lost_node_moves_what_can_move_names_what_cannot_and_recovers() {
     assert!(moved < Duration::from_secs(240), "moved after {moved:?}");
 
     // The board comes back: everything Ready again by itself, the data kept.
-    tokio::task::spawn_blocking({
-        let target = target.clone();
-        move || {
-            real_cluster_of(NODES).start_node(&target);
-            real_cluster_of(NODES).wait_nodes_ready(Duration::from_secs(180));
+    let booting = down.0.take();
+    tokio::task::spawn_blocking(move || {
+        if let Some(node) = booting {
+            real_cluster_of(NODES).start_node(&node);
         }
+        real_cluster_of(NODES).wait_nodes_ready(Duration::from_secs(180));
     })
     .await
     .expect("start the node");
@@ -740,4 +749,15 @@ async fn a_lost_node_moves_what_can_move_names_what_cannot_and_recovers() {
         .delete("lucid-cache", &kube::api::DeleteParams::default())
         .await
         .expect("delete the cache");
+}
+
+/// A node stopped by a test, booted again if the test ends before it does.
+struct NodeDown(Option<String>);
+
+impl Drop for NodeDown {
+    fn drop(&mut self) {
+        if let Some(node) = self.0.take() {
+            real_cluster_of(NODES).start_node(&node);
+        }
+    }
 }
