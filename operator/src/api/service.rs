@@ -162,8 +162,9 @@ pub struct LucidServiceSpec {
     /// board lost power, its SD card died) before it is moved to another node: the pod's
     /// `not-ready` and `unreachable` tolerations. Kubernetes' default, 300, leaves a small
     /// cluster without the service for five minutes; a Pi cluster moves sooner. Add the
-    /// node controller's grace (k3s: 40 s) for the time from the loss to the move. A
-    /// service whose data lives on the lost node cannot move whatever this says.
+    /// node controller's grace (40 s by default; `k3s/config/server.yaml` sets 20 s) for
+    /// the time from the loss to the move. A service whose data lives on the lost node
+    /// cannot move whatever this says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 3600))]
     pub node_loss_toleration_seconds: Option<i64>,

@@ -39,6 +39,8 @@ pub struct Context {
     pub copier: Option<crate::render::backup::CopyJobSettings>,
     /// Whether pods in back-off are restarted once their dependencies are Ready.
     pub restart_backed_off: bool,
+    /// Per service, the dependencies' Ready time its last restart round was for.
+    restart_rounds: Mutex<HashMap<String, jiff::Timestamp>>,
     /// The version PodDisruptionBudgets are served in (see `discovery`).
     pub policy: crate::render::disruption_budget::PolicyVersion,
     failures: Mutex<HashMap<String, u32>>,
@@ -97,6 +99,7 @@ impl Context {
             revisions: Default::default(),
             copier: copier_from_env(),
             restart_backed_off: restart_backed_off_from_env(),
+            restart_rounds: Mutex::new(HashMap::new()),
             policy: crate::render::disruption_budget::PolicyVersion::V1,
             failures: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
@@ -140,6 +143,24 @@ impl Context {
             self.pods_of(namespace, service).iter().map(|p| p.as_ref()),
             current.as_deref(),
         )
+    }
+
+    /// Whether `key`'s pods were already restarted for dependencies Ready at `ready`.
+    pub fn restart_round_done(&self, key: &str, ready: jiff::Timestamp) -> bool {
+        let rounds = self
+            .restart_rounds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        rounds.get(key) == Some(&ready)
+    }
+
+    /// Records a restart round of `key`'s pods for dependencies Ready at `ready`.
+    pub fn restart_round(&self, key: &str, ready: jiff::Timestamp) {
+        let mut rounds = self
+            .restart_rounds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        rounds.insert(key.to_string(), ready);
     }
 
     /// The nodes the service's claims live on, for claims whose volume was made on one

@@ -953,38 +953,47 @@ async fn converge(
     };
     let health = observe(ctx, ls, namespace, &deployment);
     if !matches!(health, Health::Ready { .. }) {
-        restart_backed_off(ctx, ls, namespace).await?;
+        restart_backed_off(ctx, ls, namespace).await;
     }
     Ok(Converged::Live { deployment, health })
 }
 
 /// Pods waiting out a crash-loop back-off from a crash that came before their dependencies
 /// were Ready are deleted, so they start now (see `recovery`). Each deletion names the pod's
-/// UID: a replacement of the same name is never deleted. A pod already gone is fine.
-async fn restart_backed_off(
-    ctx: &Context,
-    ls: &LucidService,
-    namespace: &str,
-) -> Result<(), Error> {
+/// UID: a replacement of the same name is never deleted. One round per service and per
+/// moment its dependencies became Ready: a crash time read off a board whose clock lags (a
+/// Pi without a battery clock, before NTP) could otherwise pass for "before" again and
+/// again. Best effort: a failed delete is logged and counted, and the reconcile goes on.
+async fn restart_backed_off(ctx: &Context, ls: &LucidService, namespace: &str) {
     if !ctx.restart_backed_off || ls.spec.depends_on.is_empty() {
-        return Ok(());
+        return;
     }
     let mut dependencies_ready = None;
     for dependency in &ls.spec.depends_on {
         let pods = ctx.pods_of(namespace, dependency);
         let Some(since) = crate::recovery::ready_since(pods.iter().map(|p| p.as_ref())) else {
-            return Ok(());
+            return;
         };
         dependencies_ready = dependencies_ready.max(Some(since));
     }
     let Some(dependencies_ready) = dependencies_ready else {
-        return Ok(());
+        return;
     };
+    let key = format!("{namespace}/{}", ls.name_any());
+    if ctx.restart_round_done(&key, dependencies_ready) {
+        return;
+    }
     let pods = ctx.pods_of(namespace, &ls.name_any());
     let restarts = crate::recovery::backed_off(pods.iter().map(|p| p.as_ref()), dependencies_ready);
+    if restarts.is_empty() {
+        return;
+    }
+    ctx.restart_round(&key, dependencies_ready);
     let api: kube::Api<Pod> = kube::Api::namespaced(ctx.client.clone(), namespace);
     for restart in restarts {
-        ctx.leadership.ensure()?;
+        if ctx.leadership.ensure().is_err() {
+            return;
+        }
         let params = kube::api::DeleteParams {
             preconditions: Some(kube::api::Preconditions {
                 uid: Some(restart.uid.clone()),
@@ -998,7 +1007,8 @@ async fn restart_backed_off(
             Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => continue,
             Err(error) => {
                 ctx.metrics.api_error("delete", &error);
-                return Err(error.into());
+                tracing::warn!(service = %ls.name_any(), namespace, pod = %restart.pod, %error, "could not restart a pod in back-off; it waits out its back-off");
+                continue;
             }
         }
         ctx.metrics.backed_off_restarts.inc();
@@ -1015,48 +1025,50 @@ async fn restart_backed_off(
         )
         .await;
     }
-    Ok(())
 }
 
-/// The health of a live Deployment and its pods.
+/// The health of a live Deployment and its pods. A lost node comes in at two places: a
+/// claim pinned to it explains everything else (the replacement pod cannot be scheduled,
+/// and that is no mistake of the user's to roll back from); otherwise what the current pods
+/// say comes first (a crash loop or an image that cannot be pulled is news even while a node
+/// is gone), then the lost node, then a stuck rollout (a lost node is the likelier cause of
+/// a rollout not progressing, and a stuck rollout counts as a failed update).
 fn observe(ctx: &Context, ls: &LucidService, namespace: &str, deployment: &Deployment) -> Health {
     let name = &ls.name_any();
-    let rollout = rollout(deployment);
-    if !matches!(rollout, Rollout::Complete { .. })
-        && let Some(loss) = ctx.node_loss(ls, namespace)
-    {
-        // Before the pods' own word: a pod evicted from a lost node whose replacement cannot
-        // be scheduled (its volume is there) is not a user's mistake to roll back from, nor
-        // a stuck rollout; and a service moving off a lost node says where it was.
-        return if loss.bound {
-            Health::Degraded {
-                reason: Reason::NodeLost.into(),
-                message: loss.message,
-            }
-        } else {
-            Health::Progressing {
-                reason: Reason::NodeLost.into(),
-                message: loss.message,
-            }
+    let (message, stuck) = match rollout(deployment) {
+        Rollout::Complete { ready, replicas } => {
+            return Health::Ready {
+                reason: Reason::RolloutComplete.into(),
+                message: format!("{ready}/{replicas} pods ready"),
+            };
+        }
+        Rollout::InProgress { message, .. } => (message, false),
+        Rollout::Stuck { message, .. } => (message, true),
+    };
+    let loss = ctx.node_loss(ls, namespace);
+    if let Some(loss) = loss.as_ref().filter(|l| l.bound) {
+        return Health::Degraded {
+            reason: Reason::NodeLost.into(),
+            message: loss.message.clone(),
         };
     }
-    match rollout {
-        Rollout::Complete { ready, replicas } => Health::Ready {
-            reason: Reason::RolloutComplete.into(),
-            message: format!("{ready}/{replicas} pods ready"),
+    // Pods that cannot start need the user now, not after the progress deadline.
+    if !stuck && let Some(problem) = ctx.pod_problem(namespace, name, deployment) {
+        return Health::Degraded {
+            reason: problem.reason.into(),
+            message: problem.message,
+        };
+    }
+    match (loss, stuck) {
+        (Some(loss), _) => Health::Progressing {
+            reason: Reason::NodeLost.into(),
+            message: loss.message,
         },
-        // Pods that cannot start need the user now, not after the progress deadline.
-        Rollout::InProgress { message, .. } => match ctx.pod_problem(namespace, name, deployment) {
-            Some(problem) => Health::Degraded {
-                reason: problem.reason.into(),
-                message: problem.message,
-            },
-            None => Health::Progressing {
-                reason: Reason::RollingOut.into(),
-                message,
-            },
+        (None, false) => Health::Progressing {
+            reason: Reason::RollingOut.into(),
+            message,
         },
-        Rollout::Stuck { message, .. } => Health::Degraded {
+        (None, true) => Health::Degraded {
             reason: Reason::RolloutStuck.into(),
             message,
         },

@@ -139,7 +139,7 @@ fn children_hash(children: &Children) -> String {
     write(serde_json::to_vec(&children.service));
     write(serde_json::to_vec(&children.claims));
     write(serde_json::to_vec(&children.network_policy));
-    // Only when there is one: a service with one replica hashes as it did before budgets.
+    // Only when there is one (no `null` in every other service's hash).
     match &children.disruption_budget {
         Some(disruption_budget::DisruptionBudget::V1(budget)) => write(serde_json::to_vec(budget)),
         Some(disruption_budget::DisruptionBudget::V1beta1(budget)) => {
