@@ -475,6 +475,30 @@ async fn a_drain_waits_on_the_budget_and_the_gateway_keeps_answering() {
         .output()
         .expect("kubectl");
     assert_eq!(String::from_utf8_lossy(&budget.stdout), "1", "{budget:?}");
+    // In force: the disruption controller allows exactly one eviction of the two pods.
+    eventually_within(
+        Duration::from_secs(60),
+        "the budget allows one disruption",
+        || async {
+            let out = cluster
+                .kubectl()
+                .args([
+                    "-n",
+                    NAMESPACE,
+                    "get",
+                    "poddisruptionbudgets.v1beta1.policy",
+                    "api-gateway",
+                ])
+                .args([
+                    "-o",
+                    "jsonpath={.status.disruptionsAllowed}/{.status.expectedPods}",
+                ])
+                .output()
+                .ok()?;
+            (String::from_utf8_lossy(&out.stdout) == "1/2").then_some(())
+        },
+    )
+    .await;
     // An agent with one of the replicas: the server also holds the databases' volumes.
     let server = server_name();
     let target = nodes
