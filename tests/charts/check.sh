@@ -26,7 +26,11 @@ render() { # name chart namespace [helm args...]
 step "helm template, default and override values"
 render operator-default lucid-operator lucid-system
 render operator-namespaced lucid-operator lucid-system \
-  --set 'watchNamespaces={lucid,lab}' --set crds.enabled=false --set serviceAccount.name=lucid-sa
+  --set 'watchNamespaces={lucid,lab}' --set crds.enabled=false --set serviceAccount.name=lucid-sa \
+  --set nodeAccess=false
+# With nodeAccess (the default) the one cluster-scoped grant is reading nodes.
+render operator-namespaced-nodes lucid-operator lucid-system \
+  --set 'watchNamespaces={lucid,lab}' --set crds.enabled=false
 render operator-everything lucid-operator lucid-system \
   --set networkPolicy.enabled=true --set 'networkPolicy.apiServer.cidrs={192.168.1.10/32}' \
   --set metrics.serviceMonitor.enabled=true --set fullnameOverride=operator --set dashboard.enabled=true \
@@ -35,7 +39,15 @@ render operator-everything lucid-operator lucid-system \
 fail() { echo "[charts] $*" >&2; exit 1; }
 grep -q 'kind: Role$' "$out/operator-namespaced.yaml" || fail "namespaced mode: no Role"
 if grep -qE 'kind: (ClusterRole|CustomResourceDefinition)' "$out/operator-namespaced.yaml"; then
-  fail "namespaced mode with crds.enabled=false renders cluster-scoped objects"
+  fail "namespaced mode with crds.enabled=false and nodeAccess=false renders cluster-scoped objects"
+fi
+[[ "$(grep -cE '^kind: ClusterRole(Binding)?$' "$out/operator-namespaced-nodes.yaml")" == 2 ]] ||
+  fail "namespaced mode with nodeAccess: not exactly one ClusterRole and its binding"
+cluster_role="$(awk '/^kind: ClusterRole$/ {on = 1} on && /^---/ {exit} on' "$out/operator-namespaced-nodes.yaml")"
+if ! grep -q 'resources: \[nodes\]' <<<"$cluster_role" ||
+  [[ "$(grep -c 'resources:' <<<"$cluster_role")" != 1 ]] ||
+  grep -qE 'verbs: .*(create|patch|update|delete)' <<<"$cluster_role"; then
+  fail "namespaced mode with nodeAccess: the ClusterRole grants more than reading nodes"
 fi
 grep -q 'lucid/lucid-operator@sha256:' "$out/operator-everything.yaml" || fail "image.digest ignored"
 render stack-default lucid-stack lucid
