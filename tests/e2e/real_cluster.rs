@@ -144,7 +144,6 @@ async fn helm_installs_the_operator_which_runs_from_its_image_under_the_charts_r
         ("get", "lucidservices.lucid.io", "", "yes"),
         ("patch", "lucidservices.lucid.io", "status", "yes"),
         ("watch", "pods", "", "yes"),
-        ("delete", "pods", "", "no"),
         (
             "create",
             "clusterrolebindings.rbac.authorization.k8s.io",
