@@ -29,8 +29,8 @@ bash tests/charts/check.sh
 cargo build --manifest-path services/Cargo.toml --locked --quiet -p lucid-services --example record_session
 # The real-cluster test binaries (real_cluster and upgrades on one node, multi_node on three)
 # run with the rest and take turns through the lock in /run/lucid-cluster; multi_node costs
-# about 2 minutes here on top (2 min 8 s warm: its own three-node cluster Ready in ~28 s, the
-# pipeline, a session, a power cut and the boot after it).
+# about 5.6 minutes here on top (333 s in CI, session 8: its own three-node cluster Ready in
+# ~28 s, the pipeline, a drain, a node lost for about a minute and booted, a power cut).
 # --no-fail-fast: one failing test binary does not hide how the others fare; both
 # workspaces run, and the script fails if either did.
 status=0
