@@ -61,27 +61,46 @@ async fn main() -> Result<(), Error> {
         .ok_or("the login answered no access_token")?
         .to_string();
     let bytes = data((mib << 20) + 12345);
-    if let Some(id) = read_only {
-        let manifest = expect(
-            http.get(format!("{gateway}/api/sessions/{id}/manifest"))
-                .bearer_auth(&token)
-                .send()
-                .await?,
-            200,
-            "read the manifest",
-        )
-        .await?;
-        let root = read_back(&http, &gateway, &token, &manifest, &bytes).await?;
-        println!(
-            "{}",
-            json!({"session_id": id, "bytes": bytes.len(), "chunks": manifest["chunks"].as_array().map_or(0, Vec::len), "merkle_root": root})
-        );
-        return Ok(());
+    // Recorded now (with the root finalize answered), or earlier (`--read`).
+    let (id, finalized_root) = match read_only {
+        Some(id) => (id, None),
+        None => {
+            let (id, root) = record(&http, &gateway, &token, &bytes).await?;
+            (id, Some(root))
+        }
+    };
+    let manifest = expect(
+        http.get(format!("{gateway}/api/sessions/{id}/manifest"))
+            .bearer_auth(&token)
+            .send()
+            .await?,
+        200,
+        "read the manifest",
+    )
+    .await?;
+    if finalized_root.is_some_and(|root| manifest["merkle_root"] != root) {
+        return Err("the manifest's Merkle root differs from the one finalize returned".into());
     }
+    let root = read_back(&http, &gateway, &token, &manifest, &bytes).await?;
+    let chunks = manifest["chunks"].as_array().map_or(0, Vec::len);
+    println!(
+        "{}",
+        json!({"session_id": id, "bytes": bytes.len(), "chunks": chunks, "merkle_root": root})
+    );
+    Ok(())
+}
 
+/// Opens a session, uploads `bytes` and finalizes it: its id and the Merkle root finalize
+/// answered.
+async fn record(
+    http: &reqwest::Client,
+    gateway: &str,
+    token: &str,
+    bytes: &[u8],
+) -> Result<(String, Value), Error> {
     let opened = expect(
         http.post(format!("{gateway}/api/sessions"))
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .body(r#"{"owner":"record-session"}"#)
             .send()
             .await?,
@@ -97,7 +116,7 @@ async fn main() -> Result<(), Error> {
         bytes.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
     expect(
         http.put(format!("{gateway}/api/sessions/{id}/data"))
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
             .send()
             .await?,
@@ -107,32 +126,14 @@ async fn main() -> Result<(), Error> {
     .await?;
     let finalized = expect(
         http.post(format!("{gateway}/api/sessions/{id}/finalize"))
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .send()
             .await?,
         200,
         "finalize",
     )
     .await?;
-    let manifest = expect(
-        http.get(format!("{gateway}/api/sessions/{id}/manifest"))
-            .bearer_auth(&token)
-            .send()
-            .await?,
-        200,
-        "read the manifest",
-    )
-    .await?;
-    if manifest["merkle_root"] != finalized["merkle_root"] {
-        return Err("the manifest's Merkle root differs from the one finalize returned".into());
-    }
-    let root = read_back(&http, &gateway, &token, &manifest, &bytes).await?;
-    let chunks = manifest["chunks"].as_array().map_or(0, Vec::len);
-    println!(
-        "{}",
-        json!({"session_id": id, "bytes": bytes.len(), "chunks": chunks, "merkle_root": root})
-    );
-    Ok(())
+    Ok((id, finalized["merkle_root"].clone()))
 }
 
 /// Every chunk of `manifest` read through the gateway, checked against its address and
@@ -151,7 +152,7 @@ async fn read_back(
         let address = chunk["address"].as_str().ok_or("chunk without address")?;
         let response = http
             .get(format!("{gateway}/api/chunks/{address}"))
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .send()
             .await?;
         if !response.status().is_success() {
