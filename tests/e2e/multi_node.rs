@@ -120,18 +120,25 @@ async fn gateway_ip(client: &Client) -> std::net::Ipv4Addr {
         .and_then(|s| s.cluster_ip)
         .expect("the api-gateway's ClusterIP");
     let gateway: std::net::Ipv4Addr = ip.parse().expect("an IPv4 ClusterIP");
-    eventually_within(
+    answers(
+        (gateway, 8080),
         POD_WAIT,
         "the api-gateway's ClusterIP answers (kube-proxy's rules in place)",
-        || async move {
-            tokio::net::TcpStream::connect((gateway, 8080))
-                .await
-                .ok()
-                .map(|_| ())
-        },
     )
     .await;
     gateway
+}
+
+/// Waits until `address` accepts a TCP connection.
+async fn answers(address: impl Into<std::net::SocketAddr>, within: Duration, what: &str) {
+    let address = address.into();
+    eventually_within(within, what, || async move {
+        tokio::net::TcpStream::connect(address)
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
 }
 
 fn run(mut cmd: Command) -> Output {
@@ -257,15 +264,10 @@ async fn the_session_pipeline_runs_across_three_nodes_and_records_a_session() {
         .expect("a node port");
     for node in &cluster.nodes {
         let address = (node.ip, node_port as u16);
-        eventually_within(
+        answers(
+            address,
             Duration::from_secs(60),
             &format!("the NodePort on {} ({}:{node_port})", node.name, node.ip),
-            || async move {
-                tokio::net::TcpStream::connect(address)
-                    .await
-                    .ok()
-                    .map(|_| ())
-            },
         )
         .await;
     }
@@ -687,15 +689,10 @@ async fn a_lost_node_moves_what_can_move_names_what_cannot_and_recovers() {
     );
     // Its pod directly: the key is what is checked here, not the Service's routing.
     let cache_ip = pod_ip(&client, "lucid-cache").await;
-    eventually_within(
+    answers(
+        (cache_ip, 6379),
         Duration::from_secs(60),
         "the cache answers",
-        || async move {
-            tokio::net::TcpStream::connect((cache_ip, 6379))
-                .await
-                .ok()
-                .map(|_| ())
-        },
     )
     .await;
     assert_eq!(
@@ -778,15 +775,10 @@ async fn a_lost_node_moves_what_can_move_names_what_cannot_and_recovers() {
     wait_for_within(&services, "lucid-cache", "Ready again", POD_WAIT, is_ready).await;
     all_ready_again(&client).await;
     let cache_ip = pod_ip(&client, "lucid-cache").await;
-    eventually_within(
+    answers(
+        (cache_ip, 6379),
         Duration::from_secs(60),
         "the cache answers again",
-        || async move {
-            tokio::net::TcpStream::connect((cache_ip, 6379))
-                .await
-                .ok()
-                .map(|_| ())
-        },
     )
     .await;
     assert_eq!(redis_cli(cache_ip, &["GET", "kept"]), "across-the-loss");
